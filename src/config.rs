@@ -1,0 +1,648 @@
+//! One typed configuration: a YAML file, then `LOCKOUT__SECTION__KEY` environment overrides,
+//! validated before anything starts. Secrets are `SecretString` and print as `[REDACTED]`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use crate::users_api::{ApiVersion, ClientAuth, ClientConfig, RetryPolicy};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {message}")]
+    File { path: String, message: String },
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    #[serde(default)]
+    pub server: ServerSettings,
+    #[serde(default)]
+    pub store: StoreSettings,
+    /// The 1Password Users API. Absent: the in-process sandbox fake is used.
+    #[serde(default)]
+    pub users_api: Option<UsersApiSettings>,
+    #[serde(default)]
+    pub sandbox: SandboxSettings,
+    #[serde(default)]
+    pub playbooks: PlaybookSettings,
+    /// Named alert sources: `POST /v1/alerts/{name}`.
+    #[serde(default)]
+    pub sources: BTreeMap<String, SourceSettings>,
+    #[serde(default)]
+    pub worker: WorkerSettings,
+    #[serde(default)]
+    pub directory: DirectorySettings,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSettings {
+    /// Address the HTTP API listens on.
+    #[serde(default = "default_listen")]
+    pub listen: String,
+    /// Largest accepted request body, in bytes.
+    #[serde(default = "default_body_limit")]
+    pub body_limit_bytes: usize,
+    /// Worker threads of the HTTP server (0: one per core).
+    #[serde(default)]
+    pub http_workers: usize,
+    /// Bearer token for admin routes (audit, reload); `admin_tokens` holds more for rotation.
+    #[serde(default)]
+    pub admin_token: Option<SecretString>,
+    #[serde(default)]
+    pub admin_tokens: Vec<SecretString>,
+    /// Identifies this replica in claims and logs (default: hostname-pid).
+    #[serde(default)]
+    pub instance_name: Option<String>,
+}
+
+impl ServerSettings {
+    pub fn admin_tokens(&self) -> Vec<SecretString> {
+        let mut all = self.admin_tokens.clone();
+        all.extend(self.admin_token.clone());
+        all.retain(|t| !t.expose_secret().is_empty());
+        all
+    }
+}
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: default_listen(),
+            body_limit_bytes: default_body_limit(),
+            http_workers: 0,
+            admin_token: None,
+            admin_tokens: vec![],
+            instance_name: None,
+        }
+    }
+}
+fn default_listen() -> String {
+    "127.0.0.1:8080".into()
+}
+fn default_body_limit() -> usize {
+    1024 * 1024
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSettings {
+    /// `sqlite://PATH` (embedded default).
+    #[serde(default = "default_store_url")]
+    pub url: String,
+}
+impl Default for StoreSettings {
+    fn default() -> Self {
+        Self {
+            url: default_store_url(),
+        }
+    }
+}
+fn default_store_url() -> String {
+    "sqlite://lockout.db".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UsersApiSettings {
+    /// Region base URL, e.g. `https://api.1password.com`.
+    pub base_url: String,
+    #[serde(default)]
+    pub api_version: ApiVersion,
+    pub token_url: Option<String>,
+    pub revoke_url: Option<String>,
+    pub account_id: String,
+    pub client_id: String,
+    pub client_secret: Option<SecretString>,
+    pub client_secret_file: Option<PathBuf>,
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    #[serde(default)]
+    pub retry: RetrySettings,
+    #[serde(default = "default_refresh_margin")]
+    pub token_refresh_margin_secs: u64,
+}
+fn default_timeout_ms() -> u64 {
+    10_000
+}
+fn default_refresh_margin() -> u64 {
+    60
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetrySettings {
+    #[serde(default = "default_attempts")]
+    pub max_attempts: u32,
+    #[serde(default = "default_base_delay")]
+    pub base_delay_ms: u64,
+    #[serde(default = "default_max_delay")]
+    pub max_delay_ms: u64,
+    #[serde(default = "default_deadline")]
+    pub deadline_ms: u64,
+    #[serde(default = "default_max_retry_after")]
+    pub max_retry_after_secs: u64,
+}
+impl Default for RetrySettings {
+    fn default() -> Self {
+        Self {
+            max_attempts: default_attempts(),
+            base_delay_ms: default_base_delay(),
+            max_delay_ms: default_max_delay(),
+            deadline_ms: default_deadline(),
+            max_retry_after_secs: default_max_retry_after(),
+        }
+    }
+}
+fn default_attempts() -> u32 {
+    5
+}
+fn default_base_delay() -> u64 {
+    200
+}
+fn default_max_delay() -> u64 {
+    10_000
+}
+fn default_deadline() -> u64 {
+    60_000
+}
+fn default_max_retry_after() -> u64 {
+    60
+}
+
+impl RetrySettings {
+    pub fn policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts: self.max_attempts.max(1),
+            base_delay: Duration::from_millis(self.base_delay_ms),
+            max_delay: Duration::from_millis(self.max_delay_ms),
+            deadline: Duration::from_millis(self.deadline_ms),
+            max_retry_after: Duration::from_secs(self.max_retry_after_secs),
+        }
+    }
+}
+
+impl UsersApiSettings {
+    /// The client's configuration, with the secret read from `client_secret_file` if given.
+    pub fn client_config(&self) -> Result<ClientConfig, ConfigError> {
+        let base_url = self.base_url.trim_end_matches('/').to_owned();
+        let client_secret = match (&self.client_secret, &self.client_secret_file) {
+            (Some(s), None) => s.clone(),
+            (None, Some(path)) => SecretString::from(read_secret_file(path)?),
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "users_api: give client_secret or client_secret_file, not both".into(),
+                ));
+            }
+            (None, None) => {
+                return Err(ConfigError::Invalid(
+                    "users_api: client_secret or client_secret_file is required".into(),
+                ));
+            }
+        };
+        Ok(ClientConfig {
+            token_url: self
+                .token_url
+                .clone()
+                .unwrap_or_else(|| self.api_version.default_token_url(&base_url)),
+            revoke_url: self
+                .revoke_url
+                .clone()
+                .unwrap_or_else(|| self.api_version.default_revoke_url(&base_url)),
+            base_url,
+            api_version: self.api_version,
+            account_id: self.account_id.clone(),
+            client_id: self.client_id.clone(),
+            client_secret,
+            client_auth: self.client_auth,
+            timeout: Duration::from_millis(self.timeout_ms),
+            retry: self.retry.policy(),
+            token_refresh_margin: Duration::from_secs(self.token_refresh_margin_secs),
+        })
+    }
+}
+
+pub fn read_secret_file(path: &Path) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
+        .map_err(|e| {
+            ConfigError::Invalid(format!("cannot read secret file {}: {e}", path.display()))
+        })
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SandboxSettings {
+    /// JSON or YAML list of users for the in-process fake (default: built-in sample users).
+    pub users_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PlaybookSettings {
+    #[serde(default = "default_playbook_dir")]
+    pub dir: PathBuf,
+}
+impl Default for PlaybookSettings {
+    fn default() -> Self {
+        Self {
+            dir: default_playbook_dir(),
+        }
+    }
+}
+fn default_playbook_dir() -> PathBuf {
+    "playbooks".into()
+}
+
+/// How a source's payloads are read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SourceFormat {
+    #[default]
+    Generic,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceSettings {
+    #[serde(default)]
+    pub format: SourceFormat,
+    pub auth: SourceAuth,
+    /// JSON pointers that say where the fields of the canonical alert sit.
+    #[serde(default)]
+    pub mappings: FieldMappings,
+    /// Re-deliveries within this window are duplicates.
+    #[serde(default = "default_dedup_window")]
+    pub dedup_window_secs: u64,
+}
+fn default_dedup_window() -> u64 {
+    24 * 3600
+}
+
+/// How a source authenticates its requests. `none` must be written out explicitly.
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum SourceAuth {
+    /// `Authorization: Bearer <token>`; several tokens allow rotation.
+    Bearer {
+        #[serde(default)]
+        token: Option<SecretString>,
+        #[serde(default)]
+        tokens: Vec<SecretString>,
+        #[serde(default)]
+        token_file: Option<PathBuf>,
+    },
+    None,
+}
+
+impl SourceAuth {
+    pub fn bearer_tokens(&self) -> Result<Vec<SecretString>, ConfigError> {
+        match self {
+            Self::Bearer {
+                token,
+                tokens,
+                token_file,
+            } => {
+                let mut all: Vec<SecretString> = tokens.clone();
+                all.extend(token.clone());
+                if let Some(p) = token_file {
+                    all.push(SecretString::from(read_secret_file(p)?));
+                }
+                all.retain(|t| !t.expose_secret().is_empty());
+                Ok(all)
+            }
+            Self::None => Ok(vec![]),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldMappings {
+    #[serde(default = "m_id")]
+    pub id: String,
+    #[serde(default = "m_title")]
+    pub title: String,
+    #[serde(default = "m_severity")]
+    pub severity: String,
+    #[serde(default = "m_status")]
+    pub status: String,
+    #[serde(default = "m_email")]
+    pub subject_email: String,
+    #[serde(default = "m_user_id")]
+    pub subject_user_id: String,
+    #[serde(default = "m_source_ip")]
+    pub source_ip: String,
+    #[serde(default = "m_time")]
+    pub occurred_at: String,
+}
+impl Default for FieldMappings {
+    fn default() -> Self {
+        Self {
+            id: m_id(),
+            title: m_title(),
+            severity: m_severity(),
+            status: m_status(),
+            subject_email: m_email(),
+            subject_user_id: m_user_id(),
+            source_ip: m_source_ip(),
+            occurred_at: m_time(),
+        }
+    }
+}
+fn m_id() -> String {
+    "/id".into()
+}
+fn m_title() -> String {
+    "/title".into()
+}
+fn m_severity() -> String {
+    "/severity".into()
+}
+fn m_status() -> String {
+    "/status".into()
+}
+fn m_email() -> String {
+    "/user/email".into()
+}
+fn m_user_id() -> String {
+    "/user/id".into()
+}
+fn m_source_ip() -> String {
+    "/source_ip".into()
+}
+fn m_time() -> String {
+    "/timestamp".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// Concurrent action workers in this process.
+    #[serde(default = "default_workers")]
+    pub concurrency: usize,
+    /// How often an idle worker looks for ready actions.
+    #[serde(default = "default_poll")]
+    pub poll_interval_ms: u64,
+    /// A claimed action whose worker went silent this long is claimed again.
+    #[serde(default = "default_claim_ttl")]
+    pub claim_ttl_secs: u64,
+    /// Transient failures are retried until the action is this old, then it fails.
+    #[serde(default = "default_action_deadline")]
+    pub action_deadline_secs: u64,
+    /// Delay before an action that failed transiently is tried again.
+    #[serde(default = "default_requeue")]
+    pub requeue_delay_ms: u64,
+}
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            concurrency: default_workers(),
+            poll_interval_ms: default_poll(),
+            claim_ttl_secs: default_claim_ttl(),
+            action_deadline_secs: default_action_deadline(),
+            requeue_delay_ms: default_requeue(),
+        }
+    }
+}
+fn default_workers() -> usize {
+    2
+}
+fn default_poll() -> u64 {
+    250
+}
+fn default_claim_ttl() -> u64 {
+    120
+}
+fn default_action_deadline() -> u64 {
+    3600
+}
+fn default_requeue() -> u64 {
+    2000
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DirectorySettings {
+    /// The e-mail directory is re-paged when older than this.
+    #[serde(default = "default_dir_ttl")]
+    pub ttl_secs: u64,
+    /// On a miss, re-page at most this often.
+    #[serde(default = "default_miss_refresh")]
+    pub miss_refresh_secs: u64,
+}
+impl Default for DirectorySettings {
+    fn default() -> Self {
+        Self {
+            ttl_secs: default_dir_ttl(),
+            miss_refresh_secs: default_miss_refresh(),
+        }
+    }
+}
+fn default_dir_ttl() -> u64 {
+    300
+}
+fn default_miss_refresh() -> u64 {
+    30
+}
+
+/// Where the settings came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ConfigOrigin {
+    File(PathBuf),
+    /// No file: the embedded sandbox defaults.
+    Defaults,
+}
+
+pub const SANDBOX_SOURCE_TOKEN: &str = "sandbox-token";
+
+impl Settings {
+    /// Load from `path` (or `./lockout.yaml` when present, else the sandbox defaults), then apply
+    /// `LOCKOUT__…` environment overrides, then validate.
+    pub fn load(path: Option<&Path>) -> Result<(Self, ConfigOrigin), ConfigError> {
+        let chosen = match path {
+            Some(p) => {
+                if !p.exists() {
+                    return Err(ConfigError::File {
+                        path: p.display().to_string(),
+                        message: "no such file".into(),
+                    });
+                }
+                Some(p.to_owned())
+            }
+            None => Some(PathBuf::from("lockout.yaml")).filter(|p| p.exists()),
+        };
+        let mut builder = config::Config::builder();
+        let origin = match &chosen {
+            Some(p) => {
+                builder = builder
+                    .add_source(config::File::from(p.as_path()).format(config::FileFormat::Yaml));
+                ConfigOrigin::File(p.clone())
+            }
+            None => {
+                builder = builder.add_source(config::File::from_str(
+                    SANDBOX_DEFAULTS,
+                    config::FileFormat::Yaml,
+                ));
+                ConfigOrigin::Defaults
+            }
+        };
+        builder = builder.add_source(
+            config::Environment::with_prefix("LOCKOUT")
+                .prefix_separator("__")
+                .separator("__"),
+        );
+        let file_name = chosen
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .unwrap_or_else(|| "(embedded defaults)".into());
+        let settings: Settings =
+            builder
+                .build()
+                .and_then(|c| c.try_deserialize())
+                .map_err(|e| ConfigError::File {
+                    path: file_name,
+                    message: e.to_string(),
+                })?;
+        settings.validate()?;
+        Ok((settings, origin))
+    }
+
+    /// Checks across fields, after deserialising.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !(self.store.url.starts_with("sqlite:")) {
+            return Err(ConfigError::Invalid(format!(
+                "store.url must start with sqlite:// (got {:?})",
+                self.store.url.split('@').next_back().unwrap_or_default()
+            )));
+        }
+        if let Some(api) = &self.users_api {
+            api.client_config()?;
+            if !(api.base_url.starts_with("https://") || api.base_url.starts_with("http://")) {
+                return Err(ConfigError::Invalid(format!(
+                    "users_api.base_url must be an http(s) URL, got {:?}",
+                    api.base_url
+                )));
+            }
+            if api.account_id.trim().is_empty() || api.client_id.trim().is_empty() {
+                return Err(ConfigError::Invalid(
+                    "users_api.account_id and users_api.client_id are required".into(),
+                ));
+            }
+        }
+        for (name, source) in &self.sources {
+            if name.is_empty()
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "source name {name:?} may only use letters, digits, '-' and '_'"
+                )));
+            }
+            if let SourceAuth::Bearer { .. } = source.auth
+                && source.auth.bearer_tokens()?.is_empty()
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "sources.{name}.auth: bearer needs at least one token"
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    pub fn is_sandbox(&self) -> bool {
+        self.users_api.is_none()
+    }
+
+    pub fn sqlite_path(&self) -> &str {
+        self.store
+            .url
+            .trim_start_matches("sqlite://")
+            .trim_start_matches("sqlite:")
+    }
+}
+
+/// What `lockout serve` runs on with no config file: SQLite in `./lockout.db`, `./playbooks`,
+/// the in-process fake Users API, one `generic` source with a well-known sandbox token, and a
+/// well-known admin token. Loudly labelled as a sandbox; never for a real account.
+pub const SANDBOX_DEFAULTS: &str = r#"
+server:
+  admin_token: "sandbox-admin"
+store:
+  url: "sqlite://lockout.db"
+playbooks:
+  dir: playbooks
+sources:
+  generic:
+    format: generic
+    auth:
+      type: bearer
+      token: "sandbox-token"
+"#;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_prints_secrets() {
+        let settings: Settings = config::Config::builder()
+            .add_source(config::File::from_str(
+                r#"
+users_api:
+  base_url: https://api.1password.com
+  account_id: ACC
+  client_id: cid
+  client_secret: "s3cr3t-value"
+sources:
+  s:
+    auth: { type: bearer, token: "tok-value" }
+"#,
+                config::FileFormat::Yaml,
+            ))
+            .build()
+            .unwrap()
+            .try_deserialize()
+            .unwrap();
+        let printed = format!("{settings:?}");
+        assert!(!printed.contains("s3cr3t-value"), "{printed}");
+        assert!(!printed.contains("tok-value"), "{printed}");
+        settings.validate().unwrap();
+    }
+
+    #[test]
+    fn v1beta1_defaults_its_token_paths() {
+        let s = UsersApiSettings {
+            base_url: "https://api.1password.eu/".into(),
+            api_version: ApiVersion::V1beta1,
+            token_url: None,
+            revoke_url: None,
+            account_id: "A".into(),
+            client_id: "c".into(),
+            client_secret: Some(SecretString::from("x")),
+            client_secret_file: None,
+            client_auth: ClientAuth::Basic,
+            timeout_ms: 1,
+            retry: RetrySettings::default(),
+            token_refresh_margin_secs: 60,
+        };
+        let c = s.client_config().unwrap();
+        assert_eq!(
+            c.token_url,
+            "https://api.1password.eu/v1beta1/users/oauth2/token"
+        );
+        assert_eq!(
+            c.revoke_url,
+            "https://api.1password.eu/v1beta1/users/oauth2/revoke"
+        );
+    }
+}

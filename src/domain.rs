@@ -1,0 +1,231 @@
+//! Domain newtypes, parsed once at the edge and trusted everywhere else.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A 1Password user id: 26 upper-case base-32 characters (not an RFC 4122 UUID).
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct UserId(String);
+
+impl UserId {
+    pub fn parse(s: &str) -> Result<Self, DomainError> {
+        let ok = s.len() == 26
+            && s.bytes()
+                .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+        if ok {
+            Ok(Self(s.to_owned()))
+        } else {
+            Err(DomainError::InvalidUserId(truncate(s)))
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for UserId {
+    type Error = DomainError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s)
+    }
+}
+impl From<UserId> for String {
+    fn from(u: UserId) -> String {
+        u.0
+    }
+}
+impl fmt::Display for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl fmt::Debug for UserId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "UserId({})", self.0)
+    }
+}
+
+/// An e-mail address, lower-cased so that look-ups and protected lists compare equal.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Email(String);
+
+impl Email {
+    pub fn parse(s: &str) -> Result<Self, DomainError> {
+        let s = s.trim();
+        let valid = match s.split_once('@') {
+            Some((local, domain)) => {
+                !local.is_empty()
+                    && domain.contains('.')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.')
+                    && !domain.contains('@')
+                    && s.len() <= 320
+                    && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+            }
+            None => false,
+        };
+        if valid {
+            Ok(Self(s.to_lowercase()))
+        } else {
+            Err(DomainError::InvalidEmail(truncate(s)))
+        }
+    }
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+    pub fn domain(&self) -> &str {
+        self.0.split_once('@').map(|(_, d)| d).unwrap_or_default()
+    }
+}
+impl TryFrom<String> for Email {
+    type Error = DomainError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s)
+    }
+}
+impl From<Email> for String {
+    fn from(e: Email) -> String {
+        e.0
+    }
+}
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl fmt::Debug for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Email({})", self.0)
+    }
+}
+
+/// How an alert, a playbook or an operator names a user: by 1Password id or by e-mail.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum UserRef {
+    Id(UserId),
+    Email(Email),
+}
+
+impl UserRef {
+    pub fn parse(s: &str) -> Result<Self, DomainError> {
+        let s = s.trim();
+        if let Ok(id) = UserId::parse(s) {
+            return Ok(Self::Id(id));
+        }
+        Email::parse(s)
+            .map(Self::Email)
+            .map_err(|_| DomainError::InvalidUserRef(truncate(s)))
+    }
+}
+impl TryFrom<String> for UserRef {
+    type Error = DomainError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        Self::parse(&s)
+    }
+}
+impl From<UserRef> for String {
+    fn from(u: UserRef) -> String {
+        u.to_string()
+    }
+}
+impl fmt::Display for UserRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Id(id) => id.fmt(f),
+            Self::Email(e) => e.fmt(f),
+        }
+    }
+}
+impl fmt::Debug for UserRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "UserRef({self})")
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum DomainError {
+    #[error("not a 1Password user id (26 upper-case base-32 characters): {0:?}")]
+    InvalidUserId(String),
+    #[error("not an e-mail address: {0:?}")]
+    InvalidEmail(String),
+    #[error("neither a 1Password user id nor an e-mail address: {0:?}")]
+    InvalidUserRef(String),
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(80).collect()
+}
+
+/// A time-sortable id with a type prefix (`alr_`, `act_`, `aud_`, `apr_`), uuid v7 inside.
+pub fn new_id(prefix: &str) -> String {
+    format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
+}
+
+/// Current time as RFC 3339 with fixed sub-second precision, so text comparison orders times.
+pub fn now_rfc3339() -> String {
+    format_time(time::OffsetDateTime::now_utc())
+}
+
+pub fn format_time(t: time::OffsetDateTime) -> String {
+    let t = t.to_offset(time::UtcOffset::UTC);
+    t.format(&time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+    ))
+    .expect("formatting a UTC time cannot fail")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_ids_are_26_upper_case_characters() {
+        assert!(UserId::parse("IR7VJHJ36JHINBFAD7V2T5MP3E").is_ok());
+        assert!(UserId::parse("ir7vjhj36jhinbfad7v2t5mp3e").is_err());
+        assert!(UserId::parse("IR7VJHJ36JHINBFAD7V2T5MP3").is_err());
+        assert!(UserId::parse("3f2504e0-4f89-11d3-9a0c-0305e82c3301").is_err());
+    }
+
+    #[test]
+    fn emails_are_lower_cased_and_checked() {
+        assert_eq!(
+            Email::parse(" Alice@Example.COM ").unwrap().as_str(),
+            "alice@example.com"
+        );
+        for bad in [
+            "",
+            "alice",
+            "@example.com",
+            "alice@",
+            "alice@localhost",
+            "a b@example.com",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn user_ref_prefers_ids() {
+        assert!(matches!(
+            UserRef::parse("IR7VJHJ36JHINBFAD7V2T5MP3E"),
+            Ok(UserRef::Id(_))
+        ));
+        assert!(matches!(
+            UserRef::parse("bob@example.com"),
+            Ok(UserRef::Email(_))
+        ));
+        assert!(UserRef::parse("bob").is_err());
+    }
+
+    #[test]
+    fn times_sort_as_text() {
+        let a = format_time(time::macros::datetime!(2026-01-01 09:00:00 UTC));
+        let b = format_time(time::macros::datetime!(2026-01-01 10:00:00.5 UTC));
+        assert!(a < b);
+        assert_eq!(a, "2026-01-01T09:00:00.000000Z");
+    }
+}

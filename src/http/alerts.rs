@@ -1,0 +1,114 @@
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use futures::StreamExt;
+use serde_json::json;
+
+use super::ApiError;
+use crate::alerts::{self, ParseError};
+use crate::audit::AuditEvent;
+use crate::context::AppContext;
+use crate::domain::{format_time, new_id, now_rfc3339};
+use crate::store::{InsertOutcome, NewAlert};
+
+pub struct BodyLimit(pub usize);
+
+/// `POST /v1/alerts/{source}`: authenticate, parse, store durably, answer 202.
+pub async fn receive(
+    ctx: web::Data<AppContext>,
+    limit: web::Data<BodyLimit>,
+    source: web::Path<String>,
+    req: HttpRequest,
+    mut payload: web::Payload,
+) -> Result<HttpResponse, ApiError> {
+    let Some(source) = ctx.sources.get(source.as_str()) else {
+        return Err(ApiError::not_found(format!(
+            "no alert source named {:?}",
+            source.as_str()
+        )));
+    };
+    let mut body = web::BytesMut::new();
+    while let Some(chunk) = payload.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request("bad_body", e.to_string()))?;
+        if body.len() + chunk.len() > limit.0 {
+            reject(&ctx, &source.name, "too_large", "").await;
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("the body is larger than {} bytes", limit.0),
+            ));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let authorization = req
+        .headers()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok());
+    if let Err(alerts::AuthError::Failed { reason }) = source.auth.verify(authorization, &body) {
+        tracing::warn!(source = %source.name, reason, "alert refused: authentication failed");
+        reject(&ctx, &source.name, "unauthenticated", reason).await;
+        return Err(ApiError::unauthorized());
+    }
+    let parsed = alerts::parse(source.format, &source.mappings, &body).map_err(|e| {
+        let (status, code) = match &e {
+            ParseError::NotJson { .. } => (StatusCode::BAD_REQUEST, "invalid_json"),
+            ParseError::Shape { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_alert"),
+        };
+        (ApiError::new(status, code, e.to_string()), code)
+    });
+    let parsed = match parsed {
+        Ok(p) => p,
+        Err((err, code)) => {
+            reject(&ctx, &source.name, code, &err.message).await;
+            return Err(err);
+        }
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let received_at = format_time(now);
+    let mut alert_ids = vec![];
+    let mut duplicates = vec![];
+    for p in parsed {
+        let alert = p.into_alert(
+            new_id("alr"),
+            &source.name,
+            source.format,
+            received_at.clone(),
+        );
+        let dedup_since = format_time(now - source.dedup_window);
+        let audit = AuditEvent::new("alert.received", format!("source:{}", source.name))
+            .alert(&alert.id)
+            .data(json!({
+                "fingerprint": alert.fingerprint,
+                "title": alert.title,
+                "status": alert.status,
+                "severity": alert.severity,
+                "subjects": alert.subjects,
+            }));
+        let stored = NewAlert {
+            id: alert.id.clone(),
+            source: source.name.clone(),
+            fingerprint: alert.fingerprint.clone(),
+            received_at: received_at.clone(),
+            status: alert.status.as_str().into(),
+            alert: serde_json::to_value(&alert).map_err(ApiError::internal)?,
+        };
+        match ctx.store.insert_alert(&stored, &dedup_since, audit).await? {
+            InsertOutcome::Inserted => alert_ids.push(alert.id),
+            InsertOutcome::Duplicate { original } => {
+                duplicates.push(json!({"alert_id": alert.id, "duplicate_of": original}))
+            }
+        }
+    }
+    if !alert_ids.is_empty() {
+        ctx.alerts_waiting.notify_one();
+    }
+    Ok(HttpResponse::Accepted().json(json!({ "alert_ids": alert_ids, "duplicates": duplicates })))
+}
+
+/// Refused requests leave an audit record (never the body or credentials).
+async fn reject(ctx: &AppContext, source: &str, reason: &str, detail: &str) {
+    let e = AuditEvent::new("alert.rejected", format!("source:{source}"))
+        .data(json!({"reason": reason, "detail": detail.chars().take(300).collect::<String>(), "at": now_rfc3339()}));
+    if let Err(err) = ctx.store.append_audit(vec![e]).await {
+        tracing::error!(error = %err, "could not audit a rejected alert");
+    }
+}

@@ -1,0 +1,16 @@
+//! lockout: SIEM alerts in, safe and audited 1Password account remediation out.
+//! See ARCHITECTURE.md for the map.
+
+pub mod actions;
+pub mod alerts;
+pub mod audit;
+pub mod config;
+pub mod context;
+pub mod domain;
+pub mod http;
+pub mod playbooks;
+pub mod sandbox;
+pub mod startup;
+pub mod store;
+pub mod telemetry;
+pub mod users_api;

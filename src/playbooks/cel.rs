@@ -1,0 +1,198 @@
+//! CEL expressions in playbooks: compiled once at load, checked against the alert's fields so
+//! that a typo (`alert.subjetcs`) is a load error rather than a condition that is silently false.
+
+use cel::common::ast::{EntryExpr, Expr};
+use cel::{Context, IdedExpr, Program, Value};
+
+/// The fields of `alert` that expressions may read.
+pub const ALERT_FIELDS: &[&str] = &[
+    "id",
+    "source",
+    "format",
+    "received_at",
+    "fingerprint",
+    "status",
+    "title",
+    "severity",
+    "occurred_at",
+    "subjects",
+    "source_ip",
+    "labels",
+    "raw",
+];
+const SUBJECT_FIELDS: &[&str] = &["email", "user_id", "name"];
+
+pub struct CelExpr {
+    pub source: String,
+    program: Program,
+}
+
+impl std::fmt::Debug for CelExpr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "CelExpr({:?})", self.source)
+    }
+}
+
+impl CelExpr {
+    pub fn compile(source: &str) -> Result<Self, String> {
+        let program = Program::compile(source).map_err(|e| {
+            format!(
+                "CEL does not compile: {}",
+                e.to_string().lines().next().unwrap_or_default()
+            )
+        })?;
+        let mut problems = vec![];
+        check(program.expression(), &mut vec![], &mut problems);
+        let refs = program.references();
+        for v in refs.variables() {
+            if v != "alert" && !is_bound_somewhere(program.expression(), v) {
+                problems.push(format!("unknown variable {v:?} (expressions see `alert`)"));
+            }
+        }
+        if let Some(p) = problems.into_iter().next() {
+            return Err(p);
+        }
+        Ok(Self {
+            source: source.into(),
+            program,
+        })
+    }
+
+    pub fn eval(&self, alert: &Value) -> Result<Value, String> {
+        let mut ctx = Context::default();
+        ctx.add_variable_from_value("alert", alert.clone());
+        self.program.execute(&ctx).map_err(|e| e.to_string())
+    }
+}
+
+fn is_bound_somewhere(e: &IdedExpr, name: &str) -> bool {
+    match &e.expr {
+        Expr::Comprehension(c) => {
+            c.iter_var == name
+                || c.iter_var2.as_deref() == Some(name)
+                || c.accu_var == name
+                || [
+                    &c.iter_range,
+                    &c.accu_init,
+                    &c.loop_cond,
+                    &c.loop_step,
+                    &c.result,
+                ]
+                .iter()
+                .any(|x| is_bound_somewhere(x, name))
+        }
+        Expr::Call(c) => {
+            c.target
+                .as_deref()
+                .is_some_and(|t| is_bound_somewhere(t, name))
+                || c.args.iter().any(|a| is_bound_somewhere(a, name))
+        }
+        Expr::Select(s) => is_bound_somewhere(&s.operand, name),
+        Expr::List(l) => l.elements.iter().any(|x| is_bound_somewhere(x, name)),
+        Expr::Map(m) => m.entries.iter().any(|en| match &en.expr {
+            EntryExpr::MapEntry(me) => {
+                is_bound_somewhere(&me.key, name) || is_bound_somewhere(&me.value, name)
+            }
+            EntryExpr::StructField(sf) => is_bound_somewhere(&sf.value, name),
+        }),
+        _ => false,
+    }
+}
+
+/// Walks the expression; `subject_vars` are comprehension variables known to range over
+/// `alert.subjects`.
+fn check(e: &IdedExpr, subject_vars: &mut Vec<String>, problems: &mut Vec<String>) {
+    match &e.expr {
+        Expr::Select(s) => {
+            match &s.operand.expr {
+                Expr::Ident(id) if id == "alert" && !ALERT_FIELDS.contains(&s.field.as_str()) => {
+                    problems.push(format!(
+                        "alert has no field {:?} (fields: {})",
+                        s.field,
+                        ALERT_FIELDS.join(", ")
+                    ));
+                }
+                Expr::Ident(id)
+                    if subject_vars.contains(id) && !SUBJECT_FIELDS.contains(&s.field.as_str()) =>
+                {
+                    problems.push(format!(
+                        "a subject has no field {:?} (fields: {})",
+                        s.field,
+                        SUBJECT_FIELDS.join(", ")
+                    ));
+                }
+                Expr::Call(c)
+                    if c.func_name == "_[_]"
+                        && is_alert_subjects(c.args.first())
+                        && !SUBJECT_FIELDS.contains(&s.field.as_str()) =>
+                {
+                    problems.push(format!(
+                        "a subject has no field {:?} (fields: {})",
+                        s.field,
+                        SUBJECT_FIELDS.join(", ")
+                    ));
+                }
+                _ => {}
+            }
+            check(&s.operand, subject_vars, problems);
+        }
+        Expr::Call(c) => {
+            if let Some(t) = &c.target {
+                check(t, subject_vars, problems);
+            }
+            for a in &c.args {
+                check(a, subject_vars, problems);
+            }
+        }
+        Expr::Comprehension(c) => {
+            check(&c.iter_range, subject_vars, problems);
+            let over_subjects = is_alert_subjects(Some(&c.iter_range));
+            if over_subjects {
+                subject_vars.push(c.iter_var.clone());
+            }
+            for x in [&c.accu_init, &c.loop_cond, &c.loop_step, &c.result] {
+                check(x, subject_vars, problems);
+            }
+            if over_subjects {
+                subject_vars.pop();
+            }
+        }
+        Expr::List(l) => l
+            .elements
+            .iter()
+            .for_each(|x| check(x, subject_vars, problems)),
+        Expr::Map(m) => m.entries.iter().for_each(|en| match &en.expr {
+            EntryExpr::MapEntry(me) => {
+                check(&me.key, subject_vars, problems);
+                check(&me.value, subject_vars, problems);
+            }
+            EntryExpr::StructField(sf) => check(&sf.value, subject_vars, problems),
+        }),
+        _ => {}
+    }
+}
+
+fn is_alert_subjects(e: Option<&IdedExpr>) -> bool {
+    matches!(e.map(|e| &e.expr), Some(Expr::Select(s))
+        if s.field == "subjects" && matches!(&s.operand.expr, Expr::Ident(id) if id == "alert"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn typos_in_field_names_are_load_errors() {
+        assert!(CelExpr::compile("alert.severity == 'high'").is_ok());
+        let e = CelExpr::compile("size(alert.subjetcs) > 0").unwrap_err();
+        assert!(e.contains("subjetcs"), "{e}");
+        let e = CelExpr::compile("alert.subjects.exists(s, s.emial == 'x')").unwrap_err();
+        assert!(e.contains("emial"), "{e}");
+        let e = CelExpr::compile("alert.subjects[0].mail").unwrap_err();
+        assert!(e.contains("mail"), "{e}");
+        assert!(CelExpr::compile("alert.subjects.map(s, s.email)").is_ok());
+        let e = CelExpr::compile("alrt.title == 'x'").unwrap_err();
+        assert!(e.contains("alrt"), "{e}");
+        assert!(CelExpr::compile("alert.title ==").is_err());
+    }
+}

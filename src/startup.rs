@@ -1,0 +1,272 @@
+//! Assembly: `Application::build` wires the store, the Users API client (or the sandbox
+//! fake), playbooks, sources, the planner, the workers and the HTTP server. `main` and the
+//! tests both go through it.
+
+use std::collections::HashMap;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::{App, HttpServer, web};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::actions::{run_planner, run_workers};
+use crate::alerts::SourceAuthenticator;
+use crate::audit::AuditEvent;
+use crate::config::{ConfigError, Settings};
+use crate::context::{AppContext, Source, WorkerTuning};
+use crate::http::{AdminTokens, error};
+use crate::playbooks::{LoadError, load_dir};
+use crate::sandbox::{FakeConfig, RunningFake, SeedUser, sample_users};
+use crate::store::{SqliteStore, Store, StoreError};
+use crate::users_api::{
+    ApiVersion, CallLog, ClientAuth, ClientConfig, Directory, RetryPolicy, UsersApiClient,
+    UsersApiError,
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+    #[error("playbooks do not load:\n{}", .0.iter().map(|e| format!("  {e}")).collect::<Vec<_>>().join("\n"))]
+    Playbooks(Vec<LoadError>),
+    #[error("1Password Users API: {0}. Check users_api.client_id, client_secret and client_auth")]
+    Credentials(UsersApiError),
+    #[error("1Password Users API client: {0}")]
+    Client(UsersApiError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("sandbox: {0}")]
+    Sandbox(String),
+}
+
+/// The Users API client the settings call for, and the in-process fake when in sandbox mode.
+pub async fn users_api_client(
+    settings: &Settings,
+) -> Result<(UsersApiClient, Option<RunningFake>), StartupError> {
+    if let Some(api) = &settings.users_api {
+        let client = UsersApiClient::new(api.client_config()?).map_err(StartupError::Client)?;
+        return Ok((client, None));
+    }
+    let users = match &settings.sandbox.users_file {
+        Some(path) => SeedUser::load_file(path).map_err(StartupError::Sandbox)?,
+        None => sample_users(),
+    };
+    let listener =
+        TcpListener::bind("127.0.0.1:0").map_err(|e| StartupError::Sandbox(e.to_string()))?;
+    let fake = crate::sandbox::start(FakeConfig::sandbox(users), listener)
+        .map_err(|e| StartupError::Sandbox(e.to_string()))?;
+    let cfg = ClientConfig {
+        base_url: fake.base_url.clone(),
+        api_version: ApiVersion::V1,
+        token_url: ApiVersion::V1.default_token_url(&fake.base_url),
+        revoke_url: ApiVersion::V1.default_revoke_url(&fake.base_url),
+        account_id: FakeConfig::SANDBOX_ACCOUNT.into(),
+        client_id: FakeConfig::SANDBOX_CLIENT_ID.into(),
+        client_secret: SecretString::from(FakeConfig::SANDBOX_CLIENT_SECRET),
+        client_auth: ClientAuth::Basic,
+        timeout: Duration::from_secs(10),
+        retry: RetryPolicy::default(),
+        token_refresh_margin: Duration::from_secs(60),
+    };
+    let client = UsersApiClient::new(cfg).map_err(StartupError::Client)?;
+    Ok((client, Some(fake)))
+}
+
+pub struct Application {
+    port: u16,
+    server: actix_web::dev::Server,
+    ctx: Arc<AppContext>,
+    shutdown: CancellationToken,
+    background: Vec<JoinHandle<()>>,
+    fake: Option<RunningFake>,
+}
+
+impl Application {
+    pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(settings.sqlite_path()).await?);
+        let (users, fake) = users_api_client(&settings).await?;
+        if fake.is_some() {
+            tracing::warn!(
+                "SANDBOX MODE: lockout talks to an in-process FAKE 1Password Users API with sample users; no real account is touched. Configure users_api to go live."
+            );
+        }
+        // A wrong secret is a misconfiguration: say so now, not at the first incident.
+        let log = CallLog::default();
+        match users.check_credentials(&log).await {
+            Ok(()) => {}
+            Err(e @ UsersApiError::InvalidClient { .. }) => {
+                store
+                    .append_audit(vec![
+                        AuditEvent::new("service.credentials_refused", "system")
+                            .data(json!({"error": e.to_string()})),
+                    ])
+                    .await?;
+                return Err(StartupError::Credentials(e));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not obtain a Users API token at start; /readyz will say so until it can")
+            }
+        }
+        let playbooks = load_dir(&settings.playbooks.dir).map_err(StartupError::Playbooks)?;
+        let mut sources = HashMap::new();
+        for (name, s) in &settings.sources {
+            sources.insert(
+                name.clone(),
+                Source {
+                    name: name.clone(),
+                    format: s.format,
+                    auth: SourceAuthenticator::from_config(&s.auth)?,
+                    mappings: s.mappings.clone(),
+                    dedup_window: Duration::from_secs(s.dedup_window_secs),
+                },
+            );
+        }
+        let directory = Directory::new(
+            users.clone(),
+            Duration::from_secs(settings.directory.ttl_secs),
+            Duration::from_secs(settings.directory.miss_refresh_secs),
+        );
+        let w = &settings.worker;
+        let ctx = Arc::new(AppContext::new(
+            store.clone(),
+            users,
+            directory,
+            playbooks,
+            sources,
+            WorkerTuning {
+                poll_interval: Duration::from_millis(w.poll_interval_ms),
+                claim_ttl: Duration::from_secs(w.claim_ttl_secs),
+                action_deadline: Duration::from_secs(w.action_deadline_secs),
+                requeue_delay: Duration::from_millis(w.requeue_delay_ms),
+            },
+            fake.is_some(),
+        ));
+        store
+            .append_audit(vec![AuditEvent::new("service.started", "system").data(json!({
+                "version": env!("CARGO_PKG_VERSION"),
+                "sandbox": fake.is_some(),
+                "playbooks": ctx.playbooks().playbooks.iter().map(|p| json!({"name": p.name, "hash": p.hash})).collect::<Vec<_>>(),
+                "users_api_calls": log.take(),
+            }))])
+            .await?;
+
+        let listener =
+            TcpListener::bind(&settings.server.listen).map_err(|source| StartupError::Listen {
+                addr: settings.server.listen.clone(),
+                source,
+            })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| StartupError::Listen {
+                addr: settings.server.listen.clone(),
+                source,
+            })?
+            .port();
+        let admin = web::Data::new(AdminTokens::new(
+            settings
+                .server
+                .admin_tokens()
+                .iter()
+                .map(|t| t.expose_secret()),
+        ));
+        let limit = web::Data::new(crate::http::BodyLimit(settings.server.body_limit_bytes));
+        let data = web::Data::from(ctx.clone());
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .wrap(tracing_actix_web::TracingLogger::default())
+                .app_data(data.clone())
+                .app_data(admin.clone())
+                .app_data(limit.clone())
+                .app_data(error::json_config())
+                .app_data(error::query_config())
+                .configure(crate::http::routes)
+        })
+        .shutdown_timeout(30);
+        if settings.server.http_workers > 0 {
+            server = server.workers(settings.server.http_workers);
+        }
+        let server = server
+            .listen(listener)
+            .map_err(|source| StartupError::Listen {
+                addr: settings.server.listen.clone(),
+                source,
+            })?
+            .run();
+
+        let shutdown = CancellationToken::new();
+        let instance = settings
+            .server
+            .instance_name
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
+        let background = vec![
+            tokio::spawn(run_planner(ctx.clone(), shutdown.clone())),
+            tokio::spawn(run_workers(
+                ctx.clone(),
+                settings.worker.concurrency,
+                instance,
+                shutdown.clone(),
+            )),
+        ];
+        tracing::info!(port, sandbox = fake.is_some(), "lockout is listening");
+        Ok(Self {
+            port,
+            server,
+            ctx,
+            shutdown,
+            background,
+            fake,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn context(&self) -> Arc<AppContext> {
+        self.ctx.clone()
+    }
+
+    /// Serves until SIGTERM/SIGINT (or the server handle stops it), then lets workers finish
+    /// the action they hold, revokes the access token and stops the sandbox.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let result = self.server.await;
+        self.shutdown.cancel();
+        for task in self.background {
+            let _ = task.await;
+        }
+        let log = CallLog::default();
+        if let Err(e) = self.ctx.users.revoke_token(&log).await {
+            tracing::warn!(error = %e, "could not revoke the access token");
+        }
+        let _ = self
+            .ctx
+            .store
+            .append_audit(vec![
+                AuditEvent::new("service.stopped", "system")
+                    .data(json!({"users_api_calls": log.take()})),
+            ])
+            .await;
+        if let Some(fake) = self.fake {
+            fake.stop().await;
+        }
+        result
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "lockout".into())
+}
