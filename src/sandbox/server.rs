@@ -1,3 +1,6 @@
+// Handlers return a ready HttpResponse as their error value.
+#![allow(clippy::result_large_err)]
+
 use std::collections::HashMap;
 use std::net::TcpListener;
 use std::time::Instant;

@@ -48,11 +48,10 @@ impl Directory {
         // The lock is held across a refresh: concurrent look-ups wait for the one refresh.
         let mut state = self.state.lock().await;
         let age = state.fetched_at.map(|t| t.elapsed());
-        if age.is_none_or(|a| a >= self.ttl) {
-            self.refresh(&mut state, log).await?;
-        } else if !state.by_email.contains_key(email.as_str())
-            && age.is_some_and(|a| a >= self.miss_refresh_interval)
-        {
+        let stale = age.is_none_or(|a| a >= self.ttl);
+        let miss_worth_refreshing = !state.by_email.contains_key(email.as_str())
+            && age.is_some_and(|a| a >= self.miss_refresh_interval);
+        if stale || miss_worth_refreshing {
             self.refresh(&mut state, log).await?;
         }
         Ok(state.by_email.get(email.as_str()).cloned())

@@ -1,0 +1,256 @@
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lockout::audit::AuditRecord;
+use lockout::config::Settings;
+use lockout::context::AppContext;
+use lockout::sandbox::{FakeClient, FakeConfig, FakeHandle, RunningFake, SeedUser, sample_users};
+use lockout::startup::{Application, StartupError};
+use lockout::users_api::{ApiVersion, ClientAuth, ClientConfig, RetryPolicy, UsersApiClient};
+use secrecy::SecretString;
+use serde_json::Value;
+
+pub const CLIENT_ID: &str = "test-client";
+pub const CLIENT_SECRET: &str = "test-secret";
+pub const SOURCE_TOKEN: &str = "test-source-token";
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+pub const ALICE: &str = "A3K7MZQ2XJRVHBKWH7WLSPU4TE";
+pub const WENDY_OWNER: &str = "IR7VJHJ36JHINBFAD7V2T5MP3E";
+pub const ERIN_EAM: &str = "E7O5RTU6BNVZMFOAM5APWTY2XI";
+
+pub fn fake_config(users: Vec<SeedUser>) -> FakeConfig {
+    FakeConfig {
+        clients: vec![FakeClient::new(CLIENT_ID, CLIENT_SECRET)],
+        ..FakeConfig::sandbox(users)
+    }
+}
+
+pub fn start_fake(cfg: FakeConfig) -> RunningFake {
+    lockout::sandbox::start(cfg, TcpListener::bind("127.0.0.1:0").unwrap()).unwrap()
+}
+
+/// Fast retry schedule so tests spend milliseconds, not seconds, backing off.
+pub fn fast_retry() -> RetryPolicy {
+    RetryPolicy {
+        max_attempts: 4,
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(50),
+        deadline: Duration::from_secs(10),
+        max_retry_after: Duration::from_secs(5),
+    }
+}
+
+pub fn client_for(fake: &RunningFake, secret: &str, auth: ClientAuth) -> UsersApiClient {
+    UsersApiClient::new(ClientConfig {
+        base_url: fake.base_url.clone(),
+        api_version: ApiVersion::V1,
+        token_url: ApiVersion::V1.default_token_url(&fake.base_url),
+        revoke_url: ApiVersion::V1.default_revoke_url(&fake.base_url),
+        account_id: fake.handle.account_id(),
+        client_id: CLIENT_ID.into(),
+        client_secret: SecretString::from(secret),
+        client_auth: auth,
+        timeout: Duration::from_secs(5),
+        retry: fast_retry(),
+        token_refresh_margin: Duration::from_secs(0),
+    })
+    .unwrap()
+}
+
+pub const BRUTE_FORCE_PLAYBOOK: &str = r#"
+name: suspend-on-brute-force
+on:
+  status: firing
+  when: "alert.severity in ['high', 'critical'] && alert.title.contains('brute')"
+guards:
+  protected: [breakglass@example.com]
+steps:
+  - suspend: {}
+"#;
+
+pub struct TestApp {
+    pub address: String,
+    pub fake: RunningFake,
+    pub ctx: Arc<AppContext>,
+    pub dir: tempfile::TempDir,
+    pub http: reqwest::Client,
+}
+
+pub struct AppOptions {
+    pub playbooks: Vec<(&'static str, String)>,
+    pub client_secret: String,
+    pub extra_yaml: String,
+    pub users: Vec<SeedUser>,
+}
+
+impl Default for AppOptions {
+    fn default() -> Self {
+        Self {
+            playbooks: vec![("brute-force.yaml", BRUTE_FORCE_PLAYBOOK.into())],
+            client_secret: CLIENT_SECRET.into(),
+            extra_yaml: String::new(),
+            users: sample_users(),
+        }
+    }
+}
+
+/// Writes a config file and loads it with the real loader, as `lockout serve` would.
+pub fn write_settings(dir: &std::path::Path, fake: &RunningFake, opts: &AppOptions) -> Settings {
+    let playbook_dir = dir.join("playbooks");
+    std::fs::create_dir_all(&playbook_dir).unwrap();
+    for (name, text) in &opts.playbooks {
+        std::fs::write(playbook_dir.join(name), text).unwrap();
+    }
+    let yaml = format!(
+        r#"
+server:
+  listen: "127.0.0.1:0"
+  admin_token: "{ADMIN_TOKEN}"
+  http_workers: 2
+store:
+  url: "sqlite://{db}"
+playbooks:
+  dir: "{playbooks}"
+users_api:
+  base_url: "{base}"
+  account_id: "{account}"
+  client_id: "{CLIENT_ID}"
+  client_secret: "{secret}"
+  token_refresh_margin_secs: 0
+  retry: {{ max_attempts: 4, base_delay_ms: 10, max_delay_ms: 50, deadline_ms: 10000, max_retry_after_secs: 5 }}
+sources:
+  generic:
+    format: generic
+    auth: {{ type: bearer, token: "{SOURCE_TOKEN}" }}
+worker:
+  concurrency: 2
+  poll_interval_ms: 50
+  requeue_delay_ms: 50
+  action_deadline_secs: 30
+{extra}
+"#,
+        db = dir.join("lockout.db").display(),
+        playbooks = playbook_dir.display(),
+        base = fake.base_url,
+        account = fake.handle.account_id(),
+        secret = opts.client_secret,
+        extra = opts.extra_yaml,
+    );
+    let path = dir.join("lockout.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    Settings::load(Some(&path)).unwrap().0
+}
+
+pub async fn try_spawn_app(
+    opts: AppOptions,
+) -> Result<TestApp, (StartupError, RunningFake, tempfile::TempDir)> {
+    let dir = tempfile::tempdir().unwrap();
+    let fake = start_fake(fake_config(opts.users.clone()));
+    let settings = write_settings(dir.path(), &fake, &opts);
+    match Application::build(settings).await {
+        Ok(app) => {
+            let address = format!("http://127.0.0.1:{}", app.port());
+            let ctx = app.context();
+            tokio::spawn(app.run_until_stopped());
+            Ok(TestApp {
+                address,
+                fake,
+                ctx,
+                dir,
+                http: reqwest::Client::new(),
+            })
+        }
+        Err(e) => Err((e, fake, dir)),
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(AppOptions::default()).await
+}
+
+pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
+    match try_spawn_app(opts).await {
+        Ok(app) => app,
+        Err((e, _, _)) => panic!("app did not start: {e}"),
+    }
+}
+
+impl TestApp {
+    pub fn fake(&self) -> &FakeHandle {
+        &self.fake.handle
+    }
+
+    #[allow(dead_code)]
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("lockout.db")
+    }
+
+    pub async fn post_alert(&self, source: &str, body: &Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}/v1/alerts/{source}", self.address))
+            .bearer_auth(SOURCE_TOKEN)
+            .json(body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn audit(&self, query: &str) -> Vec<AuditRecord> {
+        let mut all = vec![];
+        let mut after = 0;
+        loop {
+            let resp: Value = self
+                .http
+                .get(format!(
+                    "{}/v1/audit?after_seq={after}&limit=1000&{query}",
+                    self.address
+                ))
+                .bearer_auth(ADMIN_TOKEN)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            let records: Vec<AuditRecord> =
+                serde_json::from_value(resp["records"].clone()).unwrap();
+            let done = records.len() < 1000;
+            after = records.last().map(|r| r.seq).unwrap_or(after);
+            all.extend(records);
+            if done {
+                return all;
+            }
+        }
+    }
+
+    /// Polls (bounded) until the audit trail holds a record of `kind`, and returns them all.
+    pub async fn wait_for_audit(&self, kind: &str, alert_id: &str) -> Vec<AuditRecord> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let records = self.audit(&format!("alert_id={alert_id}")).await;
+            if records.iter().any(|r| r.event.kind == kind) {
+                return records;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no {kind} record for {alert_id} within 20 s: {records:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+pub fn brute_force_alert(email: &str) -> Value {
+    serde_json::json!({
+        "title": "brute force against 1Password sign-in",
+        "severity": "high",
+        "user": {"email": email},
+        "labels": {"rule": "1password-failed-signins"},
+    })
+}
+
+pub fn kinds(records: &[AuditRecord]) -> Vec<&str> {
+    records.iter().map(|r| r.event.kind.as_str()).collect()
+}
