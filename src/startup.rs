@@ -236,6 +236,11 @@ impl Application {
         self.ctx.clone()
     }
 
+    /// Stops the server as SIGTERM would (graceful), for tests and embedding.
+    pub fn stop_handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
     /// Serves until SIGTERM/SIGINT (or the server handle stops it), then lets workers finish
     /// the action they hold, revokes the access token and stops the sandbox.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {

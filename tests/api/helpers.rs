@@ -72,6 +72,8 @@ steps:
 
 pub struct TestApp {
     pub address: String,
+    pub stop: actix_web::dev::ServerHandle,
+    pub running: tokio::task::JoinHandle<std::io::Result<()>>,
     pub fake: RunningFake,
     pub ctx: Arc<AppContext>,
     pub dir: tempfile::TempDir,
@@ -153,9 +155,12 @@ pub async fn try_spawn_app(
         Ok(app) => {
             let address = format!("http://127.0.0.1:{}", app.port());
             let ctx = app.context();
-            tokio::spawn(app.run_until_stopped());
+            let stop = app.stop_handle();
+            let running = tokio::spawn(app.run_until_stopped());
             Ok(TestApp {
                 address,
+                stop,
+                running,
                 fake,
                 ctx,
                 dir,
@@ -178,6 +183,13 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
 }
 
 impl TestApp {
+    /// Graceful stop, as on SIGTERM; waits until the app has finished shutting down.
+    pub async fn shutdown(self) -> (RunningFake, tempfile::TempDir) {
+        self.stop.stop(true).await;
+        self.running.await.unwrap().unwrap();
+        (self.fake, self.dir)
+    }
+
     pub fn fake(&self) -> &FakeHandle {
         &self.fake.handle
     }

@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one module per feature. Each test starts the real app on a
 //! random port against the fake Users API (also on a random port), with its own SQLite file.
 
+mod cli;
 mod fake_contract;
 mod helpers;
 mod oidc;

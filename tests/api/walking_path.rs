@@ -332,3 +332,12 @@ async fn health_and_readiness() {
         .unwrap();
     assert_eq!(unauth.status(), 401);
 }
+
+#[tokio::test]
+async fn shutdown_revokes_the_access_token() {
+    let app = spawn_app().await;
+    let (fake, _dir) = app.shutdown().await;
+    assert_eq!(fake.handle.requests_to("/v1/oauth/revoke").len(), 1);
+    let token_body = &fake.handle.requests_to("/v1/oauth/token")[0];
+    assert!(token_body.authorization.is_some());
+}
