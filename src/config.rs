@@ -268,6 +268,51 @@ fn default_playbook_dir() -> PathBuf {
 pub enum SourceFormat {
     #[default]
     Generic,
+    Splunk,
+    Datadog,
+    Elastic,
+    Sentinel,
+    Alertmanager,
+    Grafana,
+    Panther,
+    Sumologic,
+}
+
+impl SourceFormat {
+    pub const ALL: [SourceFormat; 9] = [
+        Self::Generic,
+        Self::Splunk,
+        Self::Datadog,
+        Self::Elastic,
+        Self::Sentinel,
+        Self::Alertmanager,
+        Self::Grafana,
+        Self::Panther,
+        Self::Sumologic,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Generic => "generic",
+            Self::Splunk => "splunk",
+            Self::Datadog => "datadog",
+            Self::Elastic => "elastic",
+            Self::Sentinel => "sentinel",
+            Self::Alertmanager => "alertmanager",
+            Self::Grafana => "grafana",
+            Self::Panther => "panther",
+            Self::Sumologic => "sumologic",
+        }
+    }
+}
+
+impl std::str::FromStr for SourceFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|f| f.as_str() == s)
+            .ok_or_else(|| format!("unknown format {s:?} (one of: generic, splunk, datadog, elastic, sentinel, alertmanager, grafana, panther, sumologic)"))
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -282,6 +327,9 @@ pub struct SourceSettings {
     /// Re-deliveries within this window are duplicates.
     #[serde(default = "default_dedup_window")]
     pub dedup_window_secs: u64,
+    /// Severity for alerts whose payload carries none (e.g. Splunk's webhook).
+    #[serde(default)]
+    pub default_severity: Option<crate::alerts::Severity>,
 }
 fn default_dedup_window() -> u64 {
     24 * 3600
@@ -300,7 +348,60 @@ pub enum SourceAuth {
         #[serde(default)]
         token_file: Option<PathBuf>,
     },
+    /// HTTP Basic; several passwords allow rotation.
+    Basic {
+        username: String,
+        #[serde(default)]
+        password: Option<SecretString>,
+        #[serde(default)]
+        passwords: Vec<SecretString>,
+    },
+    /// An HMAC of the body (and optionally a timestamp) in a header.
+    Hmac {
+        /// Header carrying the signature, e.g. `X-Grafana-Alerting-Signature`.
+        header: String,
+        #[serde(default)]
+        secret: Option<SecretString>,
+        #[serde(default)]
+        secrets: Vec<SecretString>,
+        #[serde(default)]
+        secret_file: Option<PathBuf>,
+        #[serde(default)]
+        algorithm: HmacAlgorithm,
+        #[serde(default)]
+        encoding: HmacEncoding,
+        /// Text before the signature, e.g. `sha256=` or `v1=`.
+        #[serde(default)]
+        prefix: String,
+        /// Header with the Unix time the sender signed at; signed as `<ts>:<body>`.
+        #[serde(default)]
+        timestamp_header: Option<String>,
+        /// How far the timestamp may be from now (replay window).
+        #[serde(default = "default_tolerance")]
+        tolerance_secs: u64,
+    },
+    /// No authentication. Must be written out; logged as a warning at start.
     None,
+}
+
+fn default_tolerance() -> u64 {
+    300
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HmacAlgorithm {
+    #[default]
+    Sha256,
+    Sha1,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HmacEncoding {
+    #[default]
+    Hex,
+    Base64,
 }
 
 impl SourceAuth {
@@ -319,68 +420,57 @@ impl SourceAuth {
                 all.retain(|t| !t.expose_secret().is_empty());
                 Ok(all)
             }
-            Self::None => Ok(vec![]),
+            _ => Ok(vec![]),
         }
+    }
+
+    /// The secrets of a `basic` or `hmac` source, empty ones dropped.
+    pub fn secrets(&self) -> Result<Vec<SecretString>, ConfigError> {
+        let mut all = match self {
+            Self::Bearer { .. } => return self.bearer_tokens(),
+            Self::Basic {
+                password,
+                passwords,
+                ..
+            } => {
+                let mut all = passwords.clone();
+                all.extend(password.clone());
+                all
+            }
+            Self::Hmac {
+                secret,
+                secrets,
+                secret_file,
+                ..
+            } => {
+                let mut all = secrets.clone();
+                all.extend(secret.clone());
+                if let Some(p) = secret_file {
+                    all.push(SecretString::from(read_secret_file(p)?));
+                }
+                all
+            }
+            Self::None => vec![],
+        };
+        all.retain(|t| !t.expose_secret().is_empty());
+        Ok(all)
     }
 }
 
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// JSON pointers (relative to each alert in the payload) that override where a format finds a
+/// field. For `generic` they are the whole mapping, with the defaults shown in README.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct FieldMappings {
-    #[serde(default = "m_id")]
-    pub id: String,
-    #[serde(default = "m_title")]
-    pub title: String,
-    #[serde(default = "m_severity")]
-    pub severity: String,
-    #[serde(default = "m_status")]
-    pub status: String,
-    #[serde(default = "m_email")]
-    pub subject_email: String,
-    #[serde(default = "m_user_id")]
-    pub subject_user_id: String,
-    #[serde(default = "m_source_ip")]
-    pub source_ip: String,
-    #[serde(default = "m_time")]
-    pub occurred_at: String,
-}
-impl Default for FieldMappings {
-    fn default() -> Self {
-        Self {
-            id: m_id(),
-            title: m_title(),
-            severity: m_severity(),
-            status: m_status(),
-            subject_email: m_email(),
-            subject_user_id: m_user_id(),
-            source_ip: m_source_ip(),
-            occurred_at: m_time(),
-        }
-    }
-}
-fn m_id() -> String {
-    "/id".into()
-}
-fn m_title() -> String {
-    "/title".into()
-}
-fn m_severity() -> String {
-    "/severity".into()
-}
-fn m_status() -> String {
-    "/status".into()
-}
-fn m_email() -> String {
-    "/user/email".into()
-}
-fn m_user_id() -> String {
-    "/user/id".into()
-}
-fn m_source_ip() -> String {
-    "/source_ip".into()
-}
-fn m_time() -> String {
-    "/timestamp".into()
+    pub id: Option<String>,
+    pub title: Option<String>,
+    pub severity: Option<String>,
+    pub status: Option<String>,
+    pub subject_email: Option<String>,
+    pub subject_user_id: Option<String>,
+    pub subject_name: Option<String>,
+    pub source_ip: Option<String>,
+    pub occurred_at: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -548,11 +638,9 @@ impl Settings {
                     "source name {name:?} may only use letters, digits, '-' and '_'"
                 )));
             }
-            if let SourceAuth::Bearer { .. } = source.auth
-                && source.auth.bearer_tokens()?.is_empty()
-            {
+            if !matches!(source.auth, SourceAuth::None) && source.auth.secrets()?.is_empty() {
                 return Err(ConfigError::Invalid(format!(
-                    "sources.{name}.auth: bearer needs at least one token"
+                    "sources.{name}.auth: at least one token, password or secret is required"
                 )));
             }
         }

@@ -19,6 +19,7 @@ pub struct Source {
     pub format: SourceFormat,
     pub auth: SourceAuthenticator,
     pub mappings: FieldMappings,
+    pub default_severity: Option<crate::alerts::Severity>,
     pub dedup_window: Duration,
 }
 

@@ -119,6 +119,9 @@ impl Application {
         let playbooks = load_dir(&settings.playbooks.dir).map_err(StartupError::Playbooks)?;
         let mut sources = HashMap::new();
         for (name, s) in &settings.sources {
+            if matches!(s.auth, crate::config::SourceAuth::None) {
+                tracing::warn!(source = %name, "alert source accepts UNAUTHENTICATED requests (auth: none)");
+            }
             sources.insert(
                 name.clone(),
                 Source {
@@ -126,6 +129,7 @@ impl Application {
                     format: s.format,
                     auth: SourceAuthenticator::from_config(&s.auth)?,
                     mappings: s.mappings.clone(),
+                    default_severity: s.default_severity,
                     dedup_window: Duration::from_secs(s.dedup_window_secs),
                 },
             );

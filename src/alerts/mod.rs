@@ -1,14 +1,15 @@
 //! Alert intake: source formats, authentication, normalisation into one [`Alert`], fingerprints.
 
 mod auth;
-mod generic;
+pub(crate) mod extract;
+mod formats;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::config::SourceFormat;
+use crate::config::{FieldMappings, SourceFormat};
 use crate::domain::{Email, UserId, UserRef};
 
 pub use auth::{AuthError, SourceAuthenticator};
@@ -111,10 +112,13 @@ pub struct ParsedAlert {
 }
 
 impl ParsedAlert {
-    /// The sender's id when there is one, else a hash of the normalised content.
+    /// The sender's id when there is one, else a hash of the normalised content. The status is
+    /// part of it: a `resolved` notification is news, not a re-delivery of the `firing` one.
     pub fn fingerprint(&self, source: &str) -> String {
         let mut h = Sha256::new();
         h.update(source.as_bytes());
+        h.update(b"\0");
+        h.update(self.status.as_str().as_bytes());
         h.update(b"\0");
         match &self.native_id {
             Some(id) => {
@@ -179,10 +183,12 @@ pub enum ParseError {
     },
 }
 
-/// Parses a request body of `format` into one or more alerts.
+/// Parses a request body of `format` into one or more alerts, then applies the source's
+/// overrides (JSON pointers relative to each alert's raw object) and default severity.
 pub fn parse(
     format: SourceFormat,
-    mappings: &crate::config::FieldMappings,
+    mappings: &FieldMappings,
+    default_severity: Option<Severity>,
     body: &[u8],
 ) -> Result<Vec<ParsedAlert>, ParseError> {
     let value: serde_json::Value =
@@ -196,19 +202,124 @@ pub fn parse(
             line: e.line(),
             column: e.column(),
         })?;
-    match format {
-        SourceFormat::Generic => generic::parse(mappings, value),
+    let mut alerts = match format {
+        SourceFormat::Generic => return formats::generic::parse(mappings, value),
+        SourceFormat::Alertmanager => formats::alertmanager::parse(value, "alertmanager")?,
+        SourceFormat::Grafana => formats::alertmanager::parse(value, "grafana")?,
+        SourceFormat::Splunk => formats::splunk::parse(value)?,
+        SourceFormat::Datadog => formats::datadog::parse(value)?,
+        SourceFormat::Elastic => formats::elastic::parse(value)?,
+        SourceFormat::Sentinel => formats::sentinel::parse(value)?,
+        SourceFormat::Panther => formats::panther::parse(value)?,
+        SourceFormat::Sumologic => formats::sumologic::parse(value)?,
+    };
+    for a in &mut alerts {
+        apply_overrides(a, mappings, default_severity);
+    }
+    Ok(alerts)
+}
+
+fn apply_overrides(a: &mut ParsedAlert, m: &FieldMappings, default_severity: Option<Severity>) {
+    use extract::str_at;
+    let at = |p: &Option<String>| p.as_deref().and_then(|p| str_at(&a.raw, p));
+    if let Some(v) = at(&m.id) {
+        a.native_id = Some(v);
+    }
+    if let Some(v) = at(&m.title) {
+        a.title = v;
+    }
+    match at(&m.severity) {
+        Some(v) => a.severity = Severity::parse(&v),
+        None => {
+            if let (Some(d), Severity::Info) = (default_severity, a.severity) {
+                a.severity = d;
+            }
+        }
+    }
+    if let Some(v) = at(&m.status) {
+        a.status = AlertStatus::parse(&v);
+    }
+    if let Some(v) = at(&m.occurred_at) {
+        a.occurred_at = Some(v);
+    }
+    if let Some(v) = at(&m.source_ip) {
+        a.source_ip = Some(v);
+    }
+    let email = at(&m.subject_email).and_then(|e| Email::parse(&e).ok());
+    let user_id = at(&m.subject_user_id).and_then(|e| UserId::parse(&e).ok());
+    if email.is_some() || user_id.is_some() {
+        a.subjects = vec![Subject {
+            email,
+            user_id,
+            name: at(&m.subject_name),
+        }];
     }
 }
 
-/// Reads a string (or a number, as text) at a JSON pointer.
-pub(crate) fn string_at(v: &serde_json::Value, pointer: &str) -> Option<String> {
-    if pointer.is_empty() {
-        return None;
+/// A short stable hash, for building ids out of content.
+pub(crate) fn short_hash(s: &str) -> String {
+    hex::encode(&Sha256::digest(s.as_bytes())[..8])
+}
+
+#[cfg(test)]
+mod fuzz {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn json_value() -> impl Strategy<Value = serde_json::Value> {
+        let leaf = prop_oneof![
+            Just(serde_json::Value::Null),
+            any::<bool>().prop_map(serde_json::Value::from),
+            any::<i64>().prop_map(serde_json::Value::from),
+            ".{0,12}".prop_map(serde_json::Value::from),
+            prop_oneof![
+                Just("alice@example.com"),
+                Just("A3K7MZQ2XJRVHBKWH7WLSPU4TE"),
+                Just("firing"),
+                Just("resolved")
+            ]
+            .prop_map(serde_json::Value::from),
+        ];
+        let keys = prop_oneof![
+            Just("alerts".to_string()),
+            Just("labels".to_string()),
+            Just("result".to_string()),
+            Just("title".to_string()),
+            Just("object".to_string()),
+            Just("properties".to_string()),
+            Just("relatedEntities".to_string()),
+            Just("alertContext".to_string()),
+            Just("user".to_string()),
+            Just("email".to_string()),
+            Just("results".to_string()),
+            "[a-z_]{1,8}",
+        ];
+        leaf.prop_recursive(5, 64, 6, move |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..5).prop_map(serde_json::Value::from),
+                prop::collection::btree_map(keys.clone(), inner, 0..6)
+                    .prop_map(|m| serde_json::Value::Object(m.into_iter().collect())),
+            ]
+        })
     }
-    match v.pointer(pointer)? {
-        serde_json::Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
-        serde_json::Value::Number(n) => Some(n.to_string()),
-        _ => None,
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(300))]
+
+        #[test]
+        fn random_bytes_never_panic(bytes in prop::collection::vec(any::<u8>(), 0..512)) {
+            for f in SourceFormat::ALL {
+                let _ = parse(f, &FieldMappings::default(), None, &bytes);
+            }
+        }
+
+        #[test]
+        fn random_json_never_panics(v in json_value()) {
+            let body = v.to_string();
+            for f in SourceFormat::ALL {
+                let _ = parse(f, &FieldMappings::default(), None, body.as_bytes());
+            }
+        }
     }
 }

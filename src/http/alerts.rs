@@ -39,16 +39,24 @@ pub async fn receive(
         }
         body.extend_from_slice(&chunk);
     }
-    let authorization = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok());
-    if let Err(alerts::AuthError::Failed { reason }) = source.auth.verify(authorization, &body) {
+    let header = |name: &str| {
+        req.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    if let Err(alerts::AuthError::Failed { reason }) = source.auth.verify(&header, &body) {
         tracing::warn!(source = %source.name, reason, "alert refused: authentication failed");
         reject(&ctx, &source.name, "unauthenticated", reason).await;
         return Err(ApiError::unauthorized());
     }
-    let parsed = alerts::parse(source.format, &source.mappings, &body).map_err(|e| {
+    let parsed = alerts::parse(
+        source.format,
+        &source.mappings,
+        source.default_severity,
+        &body,
+    )
+    .map_err(|e| {
         let (status, code) = match &e {
             ParseError::NotJson { .. } => (StatusCode::BAD_REQUEST, "invalid_json"),
             ParseError::Shape { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_alert"),

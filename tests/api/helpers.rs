@@ -84,6 +84,8 @@ pub struct AppOptions {
     pub playbooks: Vec<(&'static str, String)>,
     pub client_secret: String,
     pub extra_yaml: String,
+    /// More entries under `sources:` (indented two spaces).
+    pub extra_sources: String,
     pub users: Vec<SeedUser>,
 }
 
@@ -93,6 +95,7 @@ impl Default for AppOptions {
             playbooks: vec![("brute-force.yaml", BRUTE_FORCE_PLAYBOOK.into())],
             client_secret: CLIENT_SECRET.into(),
             extra_yaml: String::new(),
+            extra_sources: String::new(),
             users: sample_users(),
         }
     }
@@ -126,6 +129,7 @@ sources:
   generic:
     format: generic
     auth: {{ type: bearer, token: "{SOURCE_TOKEN}" }}
+{extra_sources}
 worker:
   concurrency: 2
   poll_interval_ms: 50
@@ -139,6 +143,7 @@ worker:
         account = fake.handle.account_id(),
         secret = opts.client_secret,
         extra = opts.extra_yaml,
+        extra_sources = opts.extra_sources,
     );
     let path = dir.join("lockout.yaml");
     std::fs::write(&path, yaml).unwrap();
@@ -150,7 +155,18 @@ pub async fn try_spawn_app(
 ) -> Result<TestApp, (StartupError, RunningFake, tempfile::TempDir)> {
     let dir = tempfile::tempdir().unwrap();
     let fake = start_fake(fake_config(opts.users.clone()));
-    let settings = write_settings(dir.path(), &fake, &opts);
+    write_settings(dir.path(), &fake, &opts);
+    start_in(dir, fake).await
+}
+
+/// Starts the app on the config already written in `dir` (a restart keeps store and fake).
+pub async fn start_in(
+    dir: tempfile::TempDir,
+    fake: RunningFake,
+) -> Result<TestApp, (StartupError, RunningFake, tempfile::TempDir)> {
+    let settings = Settings::load(Some(&dir.path().join("lockout.yaml")))
+        .unwrap()
+        .0;
     match Application::build(settings).await {
         Ok(app) => {
             let address = format!("http://127.0.0.1:{}", app.port());
@@ -183,6 +199,16 @@ pub async fn spawn_app_with(opts: AppOptions) -> TestApp {
 }
 
 impl TestApp {
+    /// Graceful stop, then a new process-equivalent on the same store, config and fake.
+    #[allow(dead_code)]
+    pub async fn restart(self) -> TestApp {
+        let (fake, dir) = self.shutdown().await;
+        match start_in(dir, fake).await {
+            Ok(app) => app,
+            Err((e, _, _)) => panic!("app did not restart: {e}"),
+        }
+    }
+
     /// Graceful stop, as on SIGTERM; waits until the app has finished shutting down.
     pub async fn shutdown(self) -> (RunningFake, tempfile::TempDir) {
         self.stop.stop(true).await;

@@ -1,9 +1,12 @@
 //! Integration tests: one binary, one module per feature. Each test starts the real app on a
 //! random port against the fake Users API (also on a random port), with its own SQLite file.
 
+mod alertmanager_real;
 mod cli;
 mod fake_contract;
+mod formats;
 mod helpers;
+mod intake;
 mod oidc;
 mod users_api;
 mod walking_path;

@@ -1,0 +1,145 @@
+//! Small readers shared by the formats: values at JSON pointers, subjects, labels.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::{ParseError, Subject};
+use crate::domain::{Email, UserId};
+
+/// A non-empty string (or a number, as text) at a JSON pointer.
+pub fn str_at(v: &Value, pointer: &str) -> Option<String> {
+    match v.pointer(pointer)? {
+        Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The first of several pointers that holds a value.
+pub fn first_str(v: &Value, pointers: &[&str]) -> Option<String> {
+    pointers.iter().find_map(|p| str_at(v, p))
+}
+
+/// One subject from the first e-mail / id / name found, or none. Values that are not a valid
+/// e-mail or 1Password id are ignored rather than guessed at.
+pub fn subject(v: &Value, emails: &[&str], ids: &[&str], names: &[&str]) -> Vec<Subject> {
+    let email = emails
+        .iter()
+        .filter_map(|p| str_at(v, p))
+        .find_map(|s| Email::parse(&s).ok());
+    let user_id = ids
+        .iter()
+        .filter_map(|p| str_at(v, p))
+        .find_map(|s| UserId::parse(&s).ok());
+    let name = first_str(v, names);
+    if email.is_none() && user_id.is_none() {
+        return vec![];
+    }
+    vec![Subject {
+        email,
+        user_id,
+        name,
+    }]
+}
+
+/// Scalar members of an object as string labels.
+pub fn labels(v: Option<&Value>) -> BTreeMap<String, String> {
+    v.and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, val)| match val {
+                    Value::String(s) => Some((k.clone(), s.clone())),
+                    Value::Number(n) => Some((k.clone(), n.to_string())),
+                    Value::Bool(b) => Some((k.clone(), b.to_string())),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+pub fn shape(format: &'static str, message: impl Into<String>) -> ParseError {
+    ParseError::Shape {
+        format,
+        message: message.into(),
+    }
+}
+
+/// The member `field` of `v`, which must be an object.
+pub fn object<'a>(
+    v: &'a Value,
+    field: &str,
+    format: &'static str,
+) -> Result<&'a Value, ParseError> {
+    match v.get(field) {
+        Some(o @ Value::Object(_)) => Ok(o),
+        Some(_) => Err(shape(format, format!("field {field:?} must be an object"))),
+        None => Err(shape(format, format!("missing field {field:?}"))),
+    }
+}
+
+pub fn array<'a>(
+    v: &'a Value,
+    field: &str,
+    format: &'static str,
+) -> Result<&'a Vec<Value>, ParseError> {
+    match v.get(field) {
+        Some(Value::Array(a)) => Ok(a),
+        Some(_) => Err(shape(format, format!("field {field:?} must be an array"))),
+        None => Err(shape(format, format!("missing field {field:?}"))),
+    }
+}
+
+pub fn must_be_object(v: &Value, format: &'static str) -> Result<(), ParseError> {
+    if v.is_object() {
+        Ok(())
+    } else {
+        Err(shape(format, "expected a JSON object"))
+    }
+}
+
+/// Where the affected user sits in 1Password events as SIEMs forward them (Events API field
+/// names, flattened Splunk-style keys, and ECS).
+pub const ONEPASSWORD_EMAILS: &[&str] = &[
+    "/target_user/email",
+    "/target_user.email",
+    "/target_user_email",
+    "/user/email",
+    "/user.email",
+    "/user_email",
+    "/usr/email",
+    "/usr.email",
+    "/email",
+    "/user",
+];
+pub const ONEPASSWORD_IDS: &[&str] = &[
+    "/target_user/uuid",
+    "/target_user.uuid",
+    "/target_user_uuid",
+    "/user/uuid",
+    "/user.uuid",
+    "/user/id",
+    "/user.id",
+    "/user_uuid",
+    "/user_id",
+    "/usr/id",
+    "/usr.id",
+];
+pub const ONEPASSWORD_NAMES: &[&str] = &[
+    "/target_user/name",
+    "/target_user.name",
+    "/user/name",
+    "/user/full_name",
+    "/user_name",
+];
+
+/// Pointers built at run time, as the `&[&str]` the readers take.
+pub fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// `base` prefixed to every pointer in `pointers`.
+pub fn under(base: &str, pointers: &[&str]) -> Vec<String> {
+    pointers.iter().map(|p| format!("{base}{p}")).collect()
+}

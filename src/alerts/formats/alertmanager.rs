@@ -1,0 +1,81 @@
+//! Prometheus Alertmanager webhook v4 and Grafana-managed alerting webhook v1: many alerts per
+//! request, identity in each alert's labels (or annotations).
+
+use serde_json::Value;
+
+use crate::alerts::extract::{array, first_str, labels, must_be_object, object, str_at, subject};
+use crate::alerts::{AlertStatus, ParseError, ParsedAlert, Severity};
+
+const EMAIL_KEYS: &[&str] = &[
+    "/labels/user_email",
+    "/labels/email",
+    "/labels/target_user_email",
+    "/labels/user",
+    "/labels/usr_email",
+    "/annotations/user_email",
+    "/annotations/email",
+    "/annotations/user",
+];
+const ID_KEYS: &[&str] = &[
+    "/labels/user_uuid",
+    "/labels/user_id",
+    "/labels/target_user_uuid",
+    "/annotations/user_uuid",
+];
+
+pub fn parse(value: Value, format: &'static str) -> Result<Vec<ParsedAlert>, ParseError> {
+    must_be_object(&value, format)?;
+    let alerts = array(&value, "alerts", format)?;
+    if alerts.is_empty() {
+        return Err(crate::alerts::extract::shape(
+            format,
+            "field \"alerts\" is empty",
+        ));
+    }
+    let group_status = str_at(&value, "/status");
+    alerts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            object(a, "labels", format).map_err(|e| prefix(e, i))?;
+            let status = str_at(a, "/status")
+                .or(group_status.clone())
+                .map(|s| AlertStatus::parse(&s))
+                .unwrap_or(AlertStatus::Firing);
+            let fingerprint = str_at(a, "/fingerprint");
+            let starts = str_at(a, "/startsAt");
+            Ok(ParsedAlert {
+                // Alertmanager re-sends the same alert in every group notification: the
+                // fingerprint and start time identify it across re-sends.
+                native_id: fingerprint
+                    .map(|f| format!("{f}@{}", starts.clone().unwrap_or_default())),
+                status,
+                title: first_str(a, &["/labels/alertname", "/annotations/summary"])
+                    .unwrap_or_else(|| "(unnamed alert)".into()),
+                severity: str_at(a, "/labels/severity")
+                    .map(|s| Severity::parse(&s))
+                    .unwrap_or(Severity::Info),
+                occurred_at: starts,
+                subjects: subject(
+                    a,
+                    EMAIL_KEYS,
+                    ID_KEYS,
+                    &["/labels/user_name", "/annotations/user_name"],
+                ),
+                source_ip: first_str(a, &["/labels/source_ip", "/labels/ip", "/labels/client_ip"]),
+                labels: labels(a.get("labels")),
+                raw: a.clone(),
+            })
+        })
+        .collect()
+}
+
+fn prefix(e: ParseError, i: usize) -> ParseError {
+    match e {
+        ParseError::Shape { format, message } => ParseError::Shape {
+            format,
+            message: format!("alerts[{i}]: {message}"),
+        },
+        other => other,
+    }
+}

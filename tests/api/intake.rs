@@ -1,0 +1,297 @@
+//! The front door: formats, authentication schemes, multi-alert requests, resolved alerts,
+//! and recovery of alerts stored before a crash.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use hmac::{Hmac, Mac};
+use lockout::audit::AuditEvent;
+use lockout::store::{NewAlert, Store};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+use crate::helpers::*;
+
+const GRAFANA_SECRET: &str = "grafana-hmac-secret";
+
+fn sources() -> String {
+    format!(
+        r#"  grafana:
+    format: grafana
+    auth:
+      type: hmac
+      header: X-Grafana-Alerting-Signature
+      secrets: ["previous-secret", "{GRAFANA_SECRET}"]
+      timestamp_header: X-Grafana-Alerting-Timestamp
+      tolerance_secs: 300
+  alertmanager:
+    format: alertmanager
+    auth: {{ type: bearer, tokens: ["am-token-old", "am-token"] }}
+  splunk:
+    format: splunk
+    default_severity: high
+    auth: {{ type: basic, username: splunk, password: "splunk-pw" }}
+"#
+    )
+}
+
+async fn app() -> TestApp {
+    spawn_app_with(AppOptions {
+        extra_sources: sources(),
+        ..AppOptions::default()
+    })
+    .await
+}
+
+fn fixture(path: &str) -> Vec<u8> {
+    std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/alerts")
+            .join(path),
+    )
+    .unwrap()
+}
+
+fn sign(secret: &str, ts: &str, body: &[u8]) -> String {
+    let mut m = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    m.update(ts.as_bytes());
+    m.update(b":");
+    m.update(body);
+    hex::encode(m.finalize().into_bytes())
+}
+
+async fn post_grafana(app: &TestApp, body: &[u8], ts: &str, sig: &str) -> reqwest::Response {
+    app.http
+        .post(format!("{}/v1/alerts/grafana", app.address))
+        .header("content-type", "application/json")
+        .header("X-Grafana-Alerting-Timestamp", ts)
+        .header("X-Grafana-Alerting-Signature", sig)
+        .body(body.to_vec())
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn grafana_hmac_signatures_are_verified_and_replays_refused() {
+    let app = app().await;
+    let body = fixture("grafana/1password-failed-signins-firing.json");
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    let sig = sign(GRAFANA_SECRET, &now, &body);
+
+    let ok = post_grafana(&app, &body, &now, &sig).await;
+    assert_eq!(ok.status(), 202);
+    let ok: Value = ok.json().await.unwrap();
+    assert_eq!(ok["alert_ids"].as_array().unwrap().len(), 1);
+
+    // The same signed request again is a replay.
+    assert_eq!(post_grafana(&app, &body, &now, &sig).await.status(), 401);
+    // A tampered body, a wrong secret, a stale timestamp.
+    let mut tampered = body.clone();
+    let i = tampered.iter().position(|b| *b == b'a').unwrap();
+    tampered[i] = b'b';
+    assert_eq!(
+        post_grafana(&app, &tampered, &now, &sig).await.status(),
+        401
+    );
+    let wrong = sign("not-the-secret", &now, &body);
+    assert_eq!(post_grafana(&app, &body, &now, &wrong).await.status(), 401);
+    let stale = (SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        - 3600)
+        .to_string();
+    assert_eq!(
+        post_grafana(&app, &body, &stale, &sign(GRAFANA_SECRET, &stale, &body))
+            .await
+            .status(),
+        401
+    );
+    // The previous secret still works during rotation.
+    let later = (SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1)
+    .to_string();
+    assert_eq!(
+        post_grafana(&app, &body, &later, &sign("previous-secret", &later, &body))
+            .await
+            .status(),
+        202
+    );
+
+    let rejected = app.audit("kind=alert.rejected").await;
+    assert_eq!(rejected.len(), 4);
+    assert!(
+        rejected
+            .iter()
+            .all(|r| r.event.data["reason"] == "unauthenticated")
+    );
+}
+
+#[tokio::test]
+async fn alertmanager_requests_carry_several_alerts_and_resolved_ones_trigger_nothing() {
+    let app = app().await;
+    let post = |body: Vec<u8>, token: &'static str| {
+        app.http
+            .post(format!("{}/v1/alerts/alertmanager", app.address))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+    };
+    let resp = post(
+        fixture("alertmanager/04-1password-failed-signins.json"),
+        "am-token",
+    )
+    .await
+    .unwrap();
+    assert_eq!(resp.status(), 202);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["alert_ids"].as_array().unwrap().len(), 2);
+    // Rotation: the old token is still accepted; a wrong one is not.
+    let again = post(
+        fixture("alertmanager/04-1password-failed-signins.json"),
+        "am-token-old",
+    )
+    .await
+    .unwrap();
+    let again: Value = again.json().await.unwrap();
+    assert_eq!(
+        again["duplicates"].as_array().unwrap().len(),
+        2,
+        "Alertmanager re-sends are duplicates"
+    );
+    assert_eq!(
+        post(fixture("alertmanager/01-firing-amtool.json"), "nope")
+            .await
+            .unwrap()
+            .status(),
+        401
+    );
+
+    let firing: Value = post(fixture("alertmanager/01-firing-amtool.json"), "am-token")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let resolved: Value = post(fixture("alertmanager/03-resolved.json"), "am-token")
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        resolved["alert_ids"].as_array().unwrap().len(),
+        1,
+        "resolved is news, not a duplicate of firing"
+    );
+    let resolved_id = resolved["alert_ids"][0].as_str().unwrap();
+    let records = app.wait_for_audit("plan.made", resolved_id).await;
+    let plan = records
+        .iter()
+        .find(|r| r.event.kind == "plan.made")
+        .unwrap();
+    assert_eq!(
+        plan.event.data["actions"],
+        json!([]),
+        "a resolved alert triggers nothing by default"
+    );
+    let stored = app.ctx.store.get_alert(resolved_id).await.unwrap().unwrap();
+    assert_eq!(stored.status, "resolved");
+    assert!(firing["alert_ids"].as_array().unwrap().len() == 1);
+}
+
+#[tokio::test]
+async fn splunk_with_basic_auth_and_a_default_severity_suspends() {
+    let app = app().await;
+    let resp = app
+        .http
+        .post(format!("{}/v1/alerts/splunk", app.address))
+        .basic_auth("splunk", Some("splunk-pw"))
+        .header("content-type", "application/json")
+        .body(
+            serde_json::to_vec(&json!({
+                "sid": "scheduler__admin__search__RMD5_at_1_1",
+                "search_name": "1Password brute force per user",
+                "result": {"target_user.email": "bob@example.com", "count": "22"}
+            }))
+            .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 202);
+    let body: Value = resp.json().await.unwrap();
+    let id = body["alert_ids"][0].as_str().unwrap().to_owned();
+    app.wait_for_audit("action.succeeded", &id).await;
+    let wrong = app
+        .http
+        .post(format!("{}/v1/alerts/splunk", app.address))
+        .basic_auth("splunk", Some("guess"))
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+}
+
+#[tokio::test]
+async fn alerts_stored_before_a_crash_are_evaluated_on_restart() {
+    let app = spawn_app().await;
+    let (fake, dir) = app.shutdown().await;
+    // An alert committed (202 answered) but never evaluated, as a crash would leave it.
+    let store = lockout::store::SqliteStore::open(dir.path().join("lockout.db").to_str().unwrap())
+        .await
+        .unwrap();
+    let parsed = lockout::alerts::parse(
+        lockout::config::SourceFormat::Generic,
+        &Default::default(),
+        None,
+        brute_force_alert("dave@example.com").to_string().as_bytes(),
+    )
+    .unwrap()
+    .remove(0);
+    let alert = parsed.into_alert(
+        "alr_crashed".into(),
+        "generic",
+        lockout::config::SourceFormat::Generic,
+        lockout::domain::now_rfc3339(),
+    );
+    let stored = NewAlert {
+        id: alert.id.clone(),
+        source: "generic".into(),
+        fingerprint: alert.fingerprint.clone(),
+        received_at: alert.received_at.clone(),
+        status: "firing".into(),
+        alert: serde_json::to_value(&alert).unwrap(),
+    };
+    store
+        .insert_alert(
+            &stored,
+            "2000-01-01T00:00:00Z",
+            AuditEvent::new("alert.received", "source:generic")
+                .alert("alr_crashed")
+                .data(json!({})),
+        )
+        .await
+        .unwrap();
+    drop(store);
+    let app = match start_in(dir, fake).await {
+        Ok(a) => a,
+        Err((e, _, _)) => panic!("{e}"),
+    };
+    app.wait_for_audit("action.succeeded", "alr_crashed").await;
+    assert_eq!(
+        app.fake()
+            .requests_to("/users/D6N4QST5AMUYLENZL4ZOVSX7WH:suspend")
+            .len(),
+        1
+    );
+}
