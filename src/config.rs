@@ -39,6 +39,140 @@ pub struct Settings {
     pub worker: WorkerSettings,
     #[serde(default)]
     pub directory: DirectorySettings,
+    /// Named outbound webhooks (playbook `notify` steps and service notifications).
+    #[serde(default)]
+    pub notify: BTreeMap<String, NotifyTarget>,
+    /// Which notify targets hear about what.
+    #[serde(default)]
+    pub notifications: NotificationSettings,
+    /// Approver authentication and defaults.
+    #[serde(default)]
+    pub approvals: ApprovalSettings,
+    /// Guards for every playbook and manual action.
+    #[serde(default)]
+    pub guards: GlobalGuards,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyFormat {
+    /// `{"text": …, "event": …, …}`
+    #[default]
+    Generic,
+    /// Slack incoming webhook: `{"text": …}`.
+    Slack,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyTarget {
+    /// The webhook URL (a secret for Slack: it embeds the token).
+    pub url: Option<SecretString>,
+    pub url_file: Option<PathBuf>,
+    #[serde(default)]
+    pub format: NotifyFormat,
+    /// Extra headers (e.g. an Authorization for your chat-ops relay).
+    #[serde(default)]
+    pub headers: BTreeMap<String, SecretString>,
+}
+
+impl NotifyTarget {
+    pub fn url(&self) -> Result<SecretString, ConfigError> {
+        match (&self.url, &self.url_file) {
+            (Some(u), None) => Ok(u.clone()),
+            (None, Some(p)) => Ok(SecretString::from(read_secret_file(p)?)),
+            _ => Err(ConfigError::Invalid("notify target: give url or url_file".into())),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationSettings {
+    #[serde(default)]
+    pub approval_pending: Vec<String>,
+    #[serde(default)]
+    pub action_failed: Vec<String>,
+    #[serde(default)]
+    pub limit_tripped: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalSettings {
+    /// HS256 secret for approver tokens (simple setups).
+    pub hs256_secret: Option<SecretString>,
+    pub hs256_secret_file: Option<PathBuf>,
+    /// JWKS of an identity provider (RS256/ES256 tokens), cached and refreshed on unknown `kid`.
+    pub jwks_url: Option<String>,
+    pub issuer: Option<String>,
+    pub audience: Option<String>,
+    /// Claim holding the approver's roles (a list or a space-separated string).
+    #[serde(default = "default_roles_claim")]
+    pub roles_claim: String,
+    /// Roles that may request manual suspensions and reactivations.
+    #[serde(default = "default_analysts")]
+    pub analyst_roles: Vec<String>,
+    /// Roles that approve manual actions that ask for approval.
+    #[serde(default = "default_approvers")]
+    pub manual_approvers: Vec<String>,
+    /// Roles that approve actions held back by a blast-radius limit.
+    #[serde(default = "default_approvers")]
+    pub limit_approvers: Vec<String>,
+    /// Expiry of approvals that their playbook does not time.
+    #[serde(default = "default_approval_timeout")]
+    pub default_timeout_secs: u64,
+}
+impl Default for ApprovalSettings {
+    fn default() -> Self {
+        Self {
+            hs256_secret: None,
+            hs256_secret_file: None,
+            jwks_url: None,
+            issuer: None,
+            audience: None,
+            roles_claim: default_roles_claim(),
+            analyst_roles: default_analysts(),
+            manual_approvers: default_approvers(),
+            limit_approvers: default_approvers(),
+            default_timeout_secs: default_approval_timeout(),
+        }
+    }
+}
+fn default_roles_claim() -> String {
+    "roles".into()
+}
+fn default_analysts() -> Vec<String> {
+    vec!["secops".into(), "analyst".into()]
+}
+fn default_approvers() -> Vec<String> {
+    vec!["secops".into()]
+}
+fn default_approval_timeout() -> u64 {
+    3600
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GlobalGuards {
+    /// Never acted on, whatever a playbook or analyst asks: e-mails, ids or `*@domain`.
+    #[serde(default)]
+    pub protected: Vec<String>,
+    /// At most `max` suspensions per `per_secs` across the service; past it, suspensions wait
+    /// for approval until an admin resets the limit or the window passes.
+    #[serde(default)]
+    pub global_limit: Option<GlobalLimit>,
+    /// 1Password identities (uuid, e-mail or name) of lockout's own OAuth application: alerts
+    /// about their actions never trigger a remediation.
+    #[serde(default)]
+    pub self_actors: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GlobalLimit {
+    pub max: u32,
+    pub per_secs: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -491,6 +625,16 @@ pub struct WorkerSettings {
     /// Delay before an action that failed transiently is tried again.
     #[serde(default = "default_requeue")]
     pub requeue_delay_ms: u64,
+    /// How often approvals are expired and escalated.
+    #[serde(default = "default_scheduler_tick")]
+    pub scheduler_interval_ms: u64,
+    /// TEST ONLY: abort the process at `after_claim`, `after_call` or `before_commit`, as a
+    /// crash would. Logged loudly when set.
+    #[serde(default)]
+    pub danger_failpoint: Option<String>,
+}
+fn default_scheduler_tick() -> u64 {
+    1000
 }
 impl Default for WorkerSettings {
     fn default() -> Self {
@@ -500,6 +644,8 @@ impl Default for WorkerSettings {
             claim_ttl_secs: default_claim_ttl(),
             action_deadline_secs: default_action_deadline(),
             requeue_delay_ms: default_requeue(),
+            scheduler_interval_ms: default_scheduler_tick(),
+            danger_failpoint: None,
         }
     }
 }
@@ -628,6 +774,24 @@ impl Settings {
                 ));
             }
         }
+        for (name, target) in &self.notify {
+            let url = target.url()?;
+            if !(url.expose_secret().starts_with("https://") || url.expose_secret().starts_with("http://")) {
+                return Err(ConfigError::Invalid(format!("notify.{name}.url must be an http(s) URL")));
+            }
+        }
+        let n = &self.notifications;
+        for name in n.approval_pending.iter().chain(&n.action_failed).chain(&n.limit_tripped) {
+            if !self.notify.contains_key(name) {
+                return Err(ConfigError::Invalid(format!("notifications: unknown notify target {name:?}")));
+            }
+        }
+        for p in &self.guards.protected {
+            crate::playbooks::ProtectedPattern::parse(p).map_err(|e| ConfigError::Invalid(format!("guards.protected: {e}")))?;
+        }
+        if let (Some(_), Some(_)) = (&self.approvals.hs256_secret, &self.approvals.hs256_secret_file) {
+            return Err(ConfigError::Invalid("approvals: give hs256_secret or hs256_secret_file, not both".into()));
+        }
         for (name, source) in &self.sources {
             if name.is_empty()
                 || !name
@@ -665,6 +829,8 @@ impl Settings {
 pub const SANDBOX_DEFAULTS: &str = r#"
 server:
   admin_token: "sandbox-admin"
+approvals:
+  hs256_secret: "sandbox-approver-signing-secret"
 store:
   url: "sqlite://lockout.db"
 playbooks:

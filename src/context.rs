@@ -1,15 +1,21 @@
 //! The running service's shared state, built once by `startup` and handed to every part.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use serde_json::{Value, json};
 use tokio::sync::Notify;
 
 use crate::alerts::SourceAuthenticator;
-use crate::config::{FieldMappings, SourceFormat};
-use crate::playbooks::PlaybookSet;
-use crate::store::Store;
+use crate::approvals::JwtVerifier;
+use crate::audit::AuditEvent;
+use crate::config::{FieldMappings, NotificationSettings, SourceFormat};
+use crate::domain::{Email, UserRef};
+use crate::notify::Notifier;
+use crate::playbooks::{LoadContext, PlaybookSet, ProtectedPattern};
+use crate::store::{LimitPolicy, Store};
 use crate::users_api::{Directory, UsersApiClient};
 
 /// A configured alert source, ready to authenticate and parse requests.
@@ -28,15 +34,31 @@ pub struct WorkerTuning {
     pub claim_ttl: Duration,
     pub action_deadline: Duration,
     pub requeue_delay: Duration,
+    /// Test-only crash points (`after_claim`, `after_call`, `before_commit`): the process
+    /// aborts there, as a power cut would. Set with `worker.danger_failpoint`.
+    pub failpoint: Option<String>,
 }
 
+/// Everything the service holds while it runs. Built by `startup`.
 pub struct AppContext {
     pub store: Arc<dyn Store>,
     pub users: UsersApiClient,
     pub directory: Directory,
     playbooks: RwLock<Arc<PlaybookSet>>,
+    pub playbook_dir: PathBuf,
+    pub load_context: LoadContext,
     pub sources: HashMap<String, Source>,
     pub worker: WorkerTuning,
+    pub limits: LimitPolicy,
+    pub protected: Vec<ProtectedPattern>,
+    /// 1Password identities of lockout's own OAuth application (loop prevention).
+    pub self_actors: Vec<String>,
+    pub notifier: Notifier,
+    pub notifications: NotificationSettings,
+    pub jwt: JwtVerifier,
+    pub analyst_roles: Vec<String>,
+    pub manual_approvers: Vec<String>,
+    pub approval_timeout: Duration,
     /// Wakes the planner when an alert was stored.
     pub alerts_waiting: Notify,
     /// Wakes the workers when actions were queued.
@@ -44,39 +66,130 @@ pub struct AppContext {
     pub sandbox: bool,
 }
 
+/// The parts of [`AppContext`] that `startup` builds first.
+pub struct AppParts {
+    pub store: Arc<dyn Store>,
+    pub users: UsersApiClient,
+    pub directory: Directory,
+    pub playbooks: PlaybookSet,
+    pub playbook_dir: PathBuf,
+    pub load_context: LoadContext,
+    pub sources: HashMap<String, Source>,
+    pub worker: WorkerTuning,
+    pub limits: LimitPolicy,
+    pub protected: Vec<ProtectedPattern>,
+    pub self_actors: Vec<String>,
+    pub notifier: Notifier,
+    pub notifications: NotificationSettings,
+    pub jwt: JwtVerifier,
+    pub analyst_roles: Vec<String>,
+    pub manual_approvers: Vec<String>,
+    pub approval_timeout: Duration,
+    pub sandbox: bool,
+}
+
 impl AppContext {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        store: Arc<dyn Store>,
-        users: UsersApiClient,
-        directory: Directory,
-        playbooks: PlaybookSet,
-        sources: HashMap<String, Source>,
-        worker: WorkerTuning,
-        sandbox: bool,
-    ) -> Self {
+    pub fn new(p: AppParts) -> Self {
         Self {
-            store,
-            users,
-            directory,
-            playbooks: RwLock::new(Arc::new(playbooks)),
-            sources,
-            worker,
+            store: p.store,
+            users: p.users,
+            directory: p.directory,
+            playbooks: RwLock::new(Arc::new(p.playbooks)),
+            playbook_dir: p.playbook_dir,
+            load_context: p.load_context,
+            sources: p.sources,
+            worker: p.worker,
+            limits: p.limits,
+            protected: p.protected,
+            self_actors: p.self_actors,
+            notifier: p.notifier,
+            notifications: p.notifications,
+            jwt: p.jwt,
+            analyst_roles: p.analyst_roles,
+            manual_approvers: p.manual_approvers,
+            approval_timeout: p.approval_timeout,
             alerts_waiting: Notify::new(),
             actions_waiting: Notify::new(),
-            sandbox,
+            sandbox: p.sandbox,
         }
     }
 
     /// The live playbook set (a cheap snapshot; reloads swap it whole).
     pub fn playbooks(&self) -> Arc<PlaybookSet> {
-        self.playbooks
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.playbooks.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     pub fn replace_playbooks(&self, set: PlaybookSet) {
         *self.playbooks.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
+    }
+
+    /// Reloads the playbook folder. A folder with any error leaves the running set untouched;
+    /// either way the outcome is audited.
+    pub async fn reload_playbooks(&self, actor: &str) -> Result<usize, Vec<crate::playbooks::LoadError>> {
+        let result = crate::playbooks::load_dir(&self.playbook_dir, &self.load_context);
+        let event = match &result {
+            Ok(set) => AuditEvent::new("playbooks.reloaded", actor).data(json!({
+                "playbooks": set.playbooks.iter().map(|p| json!({"name": p.name, "hash": p.hash})).collect::<Vec<_>>()
+            })),
+            Err(errors) => {
+                tracing::error!(errors = ?errors.iter().map(|e| e.to_string()).collect::<Vec<_>>(), "playbook reload refused; the running set stays");
+                AuditEvent::new("playbooks.reload_failed", actor).data(json!({"errors": errors.iter().map(|e| e.to_string()).collect::<Vec<_>>()}))
+            }
+        };
+        if let Err(e) = self.store.append_audit(vec![event]).await {
+            tracing::error!(error = %e, "could not audit a playbook reload");
+        }
+        let set = result?;
+        let n = set.playbooks.len();
+        self.replace_playbooks(set);
+        Ok(n)
+    }
+
+    /// The global guard that covers this user, if any. `target` is an id or an e-mail.
+    pub fn globally_protected(&self, target: &str, email: Option<&Email>) -> Option<String> {
+        let (id, parsed_email) = match UserRef::parse(target) {
+            Ok(UserRef::Id(id)) => (Some(id.to_string()), None),
+            Ok(UserRef::Email(e)) => (None, Some(e)),
+            Err(_) => (None, None),
+        };
+        let email = email.cloned().or(parsed_email);
+        self.protected.iter().find(|p| p.covers(id.as_deref(), email.as_ref())).map(|p| format!("{p:?}"))
+    }
+
+    /// Crashes the process at a named point when configured to (crash-safety tests).
+    pub fn failpoint(&self, name: &str) {
+        if self.worker.failpoint.as_deref() == Some(name) {
+            eprintln!("failpoint {name}: aborting");
+            std::process::abort();
+        }
+    }
+
+    /// Sends to one target and audits the outcome (success or failure).
+    pub async fn send_audited(&self, target: &str, event: &str, text: &str, data: Value) {
+        let result = self.notifier.send(target, event, text, &data).await;
+        let e = match &result {
+            Ok(attempts) => AuditEvent::new("notify.sent", "system").data(json!({"to": target, "event": event, "attempts": attempts, "data": data})),
+            Err(err) => {
+                tracing::warn!(target, event, error = %err, "notification failed");
+                AuditEvent::new("notify.failed", "system").data(json!({"to": target, "event": event, "error": err.to_string(), "data": data}))
+            }
+        };
+        if let Err(err) = self.store.append_audit(vec![e]).await {
+            tracing::error!(error = %err, "could not audit a notification");
+        }
+    }
+
+    /// Notifies every target configured for a service event (`approval_pending`,
+    /// `action_failed`, `limit_tripped`).
+    pub async fn notify_event(&self, event: &str, text: &str, data: Value) {
+        let targets = match event {
+            "approval_pending" => &self.notifications.approval_pending,
+            "action_failed" => &self.notifications.action_failed,
+            "limit_tripped" => &self.notifications.limit_tripped,
+            _ => return,
+        };
+        for t in targets {
+            self.send_audited(t, event, text, data.clone()).await;
+        }
     }
 }

@@ -3,11 +3,13 @@
 
 pub mod actions;
 pub mod alerts;
+pub mod approvals;
 pub mod audit;
 pub mod config;
 pub mod context;
 pub mod domain;
 pub mod http;
+pub mod notify;
 pub mod playbooks;
 pub mod sandbox;
 pub mod startup;

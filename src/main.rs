@@ -14,6 +14,7 @@ use lockout::sandbox::{FakeConfig, SeedUser, sample_users};
 use lockout::startup::{Application, users_api_client};
 use lockout::store::{SqliteStore, Store};
 use lockout::users_api::{CallLog, StateFilter, User, UsersApiClient};
+use secrecy::ExposeSecret;
 use serde_json::json;
 
 #[derive(Parser)]
@@ -57,6 +58,15 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Issue an approver token (HS256, from approvals.hs256_secret), e.g. for the sandbox.
+    Token {
+        #[arg(long)]
+        approver: String,
+        #[arg(long = "role")]
+        roles: Vec<String>,
+        #[arg(long, default_value_t = 3600)]
+        ttl_secs: u64,
+    },
 }
 
 #[derive(Subcommand)]
@@ -93,12 +103,36 @@ enum UsersCommand {
 enum PlaybooksCommand {
     /// Validate every playbook; print `file:line:col: message` for each error.
     Check { dir: Option<PathBuf> },
+    /// Run an alert through intake and the engine offline, or (without --alert) every test
+    /// case in DIR/tests.
+    Test {
+        dir: Option<PathBuf>,
+        /// An alert payload, in any supported format.
+        #[arg(long)]
+        alert: Option<PathBuf>,
+        /// The source it came from (its format comes from the config).
+        #[arg(long, conflicts_with = "format")]
+        source: Option<String>,
+        /// Its format, when not naming a configured source.
+        #[arg(long)]
+        format: Option<String>,
+        /// A JSON list of users standing in for the directory.
+        #[arg(long)]
+        users: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
 enum AuditCommand {
     /// Verify the hash chain; name the first broken record.
     Verify,
+    /// Write every record as CSV or JSON lines to stdout.
+    Export {
+        #[arg(long, default_value = "jsonl")]
+        format: String,
+    },
 }
 
 #[tokio::main]
@@ -135,28 +169,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             fake.stop().await;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Playbooks {
-            command: PlaybooksCommand::Check { dir },
-        } => {
-            let dir = match dir {
-                Some(d) => d,
-                None => Settings::load(cli.config.as_deref())?.0.playbooks.dir,
-            };
-            match lockout::playbooks::load_dir(&dir) {
-                Ok(set) => {
-                    for p in &set.playbooks {
-                        println!("ok  {} ({})", p.name, p.file.display());
-                    }
-                    Ok(ExitCode::SUCCESS)
-                }
-                Err(errors) => {
-                    for e in errors {
-                        println!("{e}");
-                    }
-                    Ok(ExitCode::FAILURE)
-                }
-            }
-        }
+        Command::Playbooks { command } => playbooks(cli.config.as_deref(), command),
         command => {
             let (settings, _) = Settings::load(cli.config.as_deref())?;
             match command {
@@ -166,12 +179,129 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 Command::Users { command } => users(&settings, command).await,
-                Command::Audit {
-                    command: AuditCommand::Verify,
-                } => audit_verify(&settings).await,
+                Command::Audit { command: AuditCommand::Verify } => audit_verify(&settings).await,
+                Command::Audit { command: AuditCommand::Export { format } } => audit_export(&settings, &format).await,
+                Command::Token { approver, roles, ttl_secs } => {
+                    let secret = match (&settings.approvals.hs256_secret, &settings.approvals.hs256_secret_file) {
+                        (Some(s), _) => s.expose_secret().to_owned(),
+                        (None, Some(p)) => lockout::config::read_secret_file(p)?,
+                        _ => bail!("approvals.hs256_secret is not configured (with a JWKS, get tokens from your identity provider)"),
+                    };
+                    let token = lockout::approvals::issue_hs256(
+                        &secret,
+                        &approver,
+                        &roles,
+                        std::time::Duration::from_secs(ttl_secs),
+                        settings.approvals.issuer.as_deref(),
+                        settings.approvals.audience.as_deref(),
+                    );
+                    println!("{token}");
+                    Ok(ExitCode::SUCCESS)
+                }
                 _ => unreachable!("handled above"),
             }
         }
+    }
+}
+
+fn playbooks(config: Option<&std::path::Path>, command: PlaybooksCommand) -> anyhow::Result<ExitCode> {
+    use lockout::playbooks::{LoadContext, load_dir, testing};
+    // Notify targets and sources live in the config; without one, the sandbox defaults.
+    let settings = Settings::load(config).map(|(s, _)| s).ok();
+    let ctx = LoadContext { notify_targets: settings.as_ref().map(|s| s.notify.keys().cloned().collect()).unwrap_or_default() };
+    let default_dir = || settings.as_ref().map(|s| s.playbooks.dir.clone()).unwrap_or_else(|| "playbooks".into());
+    match command {
+        PlaybooksCommand::Check { dir } => match load_dir(&dir.unwrap_or_else(default_dir), &ctx) {
+            Ok(set) => {
+                for p in &set.playbooks {
+                    println!("ok  {} ({})", p.name, p.file.display());
+                }
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(errors) => {
+                for e in errors {
+                    println!("{e}");
+                }
+                Ok(ExitCode::FAILURE)
+            }
+        },
+        PlaybooksCommand::Test { dir, alert, source, format, users, json } => {
+            let dir = dir.unwrap_or_else(default_dir);
+            let set = match load_dir(&dir, &ctx) {
+                Ok(s) => s,
+                Err(errors) => {
+                    for e in errors {
+                        println!("{e}");
+                    }
+                    return Ok(ExitCode::FAILURE);
+                }
+            };
+            let Some(alert) = alert else {
+                let results = testing::run_cases(&set, &dir.join("tests")).map_err(anyhow::Error::msg)?;
+                let failed = results.iter().filter(|r| r.failure.is_some()).count();
+                for r in &results {
+                    match &r.failure {
+                        None => println!("ok    {} ({})", r.name, r.file.display()),
+                        Some(f) => println!("FAIL  {} ({})\n{f}", r.name, r.file.display()),
+                    }
+                }
+                println!("playbook cases: {} passed, {} failed", results.len() - failed, failed);
+                return Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+            };
+            let (format, source_name) = match (&source, &format) {
+                (Some(src), _) => {
+                    let s = settings.as_ref().and_then(|s| s.sources.get(src)).ok_or_else(|| anyhow::anyhow!("no source named {src:?} in the config"))?;
+                    (s.format, src.clone())
+                }
+                (None, Some(f)) => {
+                    let f: lockout::config::SourceFormat = f.parse().map_err(anyhow::Error::msg)?;
+                    (f, f.as_str().to_owned())
+                }
+                (None, None) => (lockout::config::SourceFormat::Generic, "generic".to_owned()),
+            };
+            let alerts = testing::read_alert(&alert, format, &source_name).map_err(anyhow::Error::msg)?;
+            let users = users.map(|u| testing::read_users(&u)).transpose().map_err(anyhow::Error::msg)?;
+            let mut out = vec![];
+            for a in &alerts {
+                let (plan, verdicts) = testing::explain(&set, a, users.as_deref());
+                if json {
+                    out.push(json!({"alert": {"title": a.title, "severity": a.severity, "status": a.status, "subjects": a.subjects}, "plan": plan, "verdicts": verdicts}));
+                } else {
+                    let subjects: Vec<String> = a.subjects.iter().filter_map(|s| s.user_ref()).map(|r| r.to_string()).collect();
+                    println!("alert: {:?} ({:?}, {:?}), subjects: {}", a.title, a.severity, a.status, subjects.join(", "));
+                    print!("{}", testing::table(&verdicts, &plan));
+                }
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn audit_export(settings: &Settings, format: &str) -> anyhow::Result<ExitCode> {
+    if format != "jsonl" && format != "csv" {
+        bail!("--format must be jsonl or csv");
+    }
+    let store = SqliteStore::open(settings.sqlite_path()).await?;
+    let mut after = 0;
+    if format == "csv" {
+        print!("{}", lockout::audit::CSV_HEADER);
+    }
+    loop {
+        let batch = store.audit_chain(after, 1000).await?;
+        if batch.is_empty() {
+            return Ok(ExitCode::SUCCESS);
+        }
+        for r in &batch {
+            if format == "jsonl" {
+                println!("{}", serde_json::to_string(r)?);
+            } else {
+                print!("{}", lockout::audit::csv_row(r));
+            }
+        }
+        after = batch.last().map(|r| r.seq).unwrap_or(after);
     }
 }
 

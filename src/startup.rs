@@ -13,11 +13,16 @@ use serde_json::json;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::actions::{run_planner, run_workers};
+use crate::actions::{run_planner, run_scheduler, run_workers};
+use crate::approvals::JwtVerifier;
+use crate::config::NotificationSettings;
+use crate::notify::Notifier;
+use crate::playbooks::{LoadContext, ProtectedPattern};
+use crate::store::LimitPolicy;
 use crate::alerts::SourceAuthenticator;
 use crate::audit::AuditEvent;
 use crate::config::{ConfigError, Settings};
-use crate::context::{AppContext, Source, WorkerTuning};
+use crate::context::{AppContext, AppParts, Source, WorkerTuning};
 use crate::http::{AdminTokens, error};
 use crate::playbooks::{LoadError, load_dir};
 use crate::sandbox::{FakeConfig, RunningFake, SeedUser, sample_users};
@@ -116,7 +121,8 @@ impl Application {
                 tracing::warn!(error = %e, "could not obtain a Users API token at start; /readyz will say so until it can")
             }
         }
-        let playbooks = load_dir(&settings.playbooks.dir).map_err(StartupError::Playbooks)?;
+        let load_context = LoadContext { notify_targets: settings.notify.keys().cloned().collect() };
+        let playbooks = load_dir(&settings.playbooks.dir, &load_context).map_err(StartupError::Playbooks)?;
         let mut sources = HashMap::new();
         for (name, s) in &settings.sources {
             if matches!(s.auth, crate::config::SourceAuth::None) {
@@ -140,20 +146,49 @@ impl Application {
             Duration::from_secs(settings.directory.miss_refresh_secs),
         );
         let w = &settings.worker;
-        let ctx = Arc::new(AppContext::new(
-            store.clone(),
+        if let Some(f) = &w.danger_failpoint {
+            tracing::error!(failpoint = %f, "worker.danger_failpoint is set: this process WILL ABORT on purpose (tests only)");
+        }
+        let protected = settings
+            .guards
+            .protected
+            .iter()
+            .map(|p| ProtectedPattern::parse(p).map_err(ConfigError::Invalid))
+            .collect::<Result<Vec<_>, _>>()?;
+        let ctx = Arc::new(AppContext::new(AppParts {
+            store: store.clone(),
             users,
             directory,
             playbooks,
+            playbook_dir: settings.playbooks.dir.clone(),
+            load_context,
             sources,
-            WorkerTuning {
+            worker: WorkerTuning {
                 poll_interval: Duration::from_millis(w.poll_interval_ms),
                 claim_ttl: Duration::from_secs(w.claim_ttl_secs),
                 action_deadline: Duration::from_secs(w.action_deadline_secs),
                 requeue_delay: Duration::from_millis(w.requeue_delay_ms),
+                failpoint: w.danger_failpoint.clone(),
             },
-            fake.is_some(),
-        ));
+            limits: LimitPolicy {
+                global: settings.guards.global_limit.map(|g| (g.max as i64, Duration::from_secs(g.per_secs))),
+                approvers: settings.approvals.limit_approvers.clone(),
+                approval_timeout_secs: settings.approvals.default_timeout_secs as i64,
+            },
+            protected,
+            self_actors: settings.guards.self_actors.clone(),
+            notifier: Notifier::new(&settings.notify)?,
+            notifications: NotificationSettings {
+                approval_pending: settings.notifications.approval_pending.clone(),
+                action_failed: settings.notifications.action_failed.clone(),
+                limit_tripped: settings.notifications.limit_tripped.clone(),
+            },
+            jwt: JwtVerifier::new(&settings.approvals)?,
+            analyst_roles: settings.approvals.analyst_roles.clone(),
+            manual_approvers: settings.approvals.manual_approvers.clone(),
+            approval_timeout: Duration::from_secs(settings.approvals.default_timeout_secs),
+            sandbox: fake.is_some(),
+        }));
         store
             .append_audit(vec![AuditEvent::new("service.started", "system").data(json!({
                 "version": env!("CARGO_PKG_VERSION"),
@@ -212,7 +247,7 @@ impl Application {
             .instance_name
             .clone()
             .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
-        let background = vec![
+        let mut background = vec![
             tokio::spawn(run_planner(ctx.clone(), shutdown.clone())),
             tokio::spawn(run_workers(
                 ctx.clone(),
@@ -220,7 +255,29 @@ impl Application {
                 instance,
                 shutdown.clone(),
             )),
+            tokio::spawn(run_scheduler(
+                ctx.clone(),
+                Duration::from_millis(settings.worker.scheduler_interval_ms),
+                shutdown.clone(),
+            )),
         ];
+        // SIGHUP reloads the playbook folder (a broken folder leaves the running set live).
+        #[cfg(unix)]
+        background.push(tokio::spawn({
+            let ctx = ctx.clone();
+            let shutdown = shutdown.clone();
+            async move {
+                let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = hup.recv() => {
+                            let _ = ctx.reload_playbooks("signal:SIGHUP").await;
+                        }
+                    }
+                }
+            }
+        }));
         tracing::info!(port, sandbox = fake.is_some(), "lockout is listening");
         Ok(Self {
             port,

@@ -1,11 +1,16 @@
-//! From stored alerts to executed actions: the planner turns each alert into queued actions,
-//! the workers claim and run them against the Users API.
+//! From stored alerts to executed actions: the planner turns each alert into queued chains of
+//! actions, the workers claim and run them against the Users API, the scheduler expires and
+//! escalates approvals.
 //!
-//! Invariants: no state-changing call for a protected user or in dry-run; every outcome and
-//! every API call is an audit record committed with the action's new state.
+//! Invariants: no state-changing call for a protected user, in dry-run, past a blast-radius
+//! limit or without a required approval; every outcome and every API call is an audit record
+//! committed with the action's new state.
 
+pub mod loops;
 mod planner;
+mod scheduler;
 mod worker;
 
-pub use planner::{plan_alert, plan_pending, run_planner};
+pub use planner::{approval_request, new_chain, plan_alert, plan_pending, run_planner};
+pub use scheduler::{run_scheduler, tick};
 pub use worker::{Outcome, run_workers, try_run_next};

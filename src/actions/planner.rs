@@ -2,12 +2,12 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::alerts::Alert;
+use crate::alerts::{Alert, AlertStatus};
 use crate::audit::AuditEvent;
 use crate::context::AppContext;
-use crate::domain::{format_time, new_id};
-use crate::playbooks::evaluate;
-use crate::store::{NewAction, PlanRecord, StoreError, StoredAlert};
+use crate::domain::new_id;
+use crate::playbooks::{ApprovalSpec, OnTimeout, PlannedChain, evaluate};
+use crate::store::{ApprovalRequest, NewChain, NewStep, PlanRecord, StoreError, StoredAlert};
 
 /// Evaluates every stored alert not yet evaluated (new ones, and any left by a crash).
 pub async fn plan_pending(ctx: &AppContext) -> Result<usize, StoreError> {
@@ -24,44 +24,82 @@ pub async fn plan_pending(ctx: &AppContext) -> Result<usize, StoreError> {
     }
 }
 
+pub fn approval_request(a: &ApprovalSpec, reason: &str) -> ApprovalRequest {
+    ApprovalRequest {
+        approvers: a.approvers.clone(),
+        quorum: a.quorum as i64,
+        timeout_secs: a.timeout.as_secs() as i64,
+        on_timeout: match a.on_timeout {
+            OnTimeout::Deny => "deny".into(),
+            OnTimeout::Approve => "approve".into(),
+        },
+        escalate_after_secs: a.escalate.as_ref().map(|e| e.after.as_secs() as i64),
+        escalate_to: a.escalate.as_ref().map(|e| e.to.clone()),
+        cancel_on_resolve: a.cancel_on_resolve,
+        reason: reason.into(),
+    }
+}
+
+/// The store's form of a planned chain.
+pub fn new_chain(c: &PlannedChain, alert_id: Option<&str>, deadline: Duration) -> NewChain {
+    NewChain {
+        id: new_id("chn"),
+        alert_id: alert_id.map(str::to_owned),
+        playbook: Some(c.playbook.clone()),
+        target: c.target.as_ref().map(|t| t.to_string()).unwrap_or_else(|| "*".into()),
+        mode: c.mode.as_str().into(),
+        reason: c.reason.clone(),
+        origin: "playbook".into(),
+        requested_by: None,
+        deadline_secs: deadline.as_secs() as i64,
+        steps: c
+            .steps
+            .iter()
+            .map(|s| NewStep {
+                id: new_id("act"),
+                kind: s.action.kind().into(),
+                params: json!({"action": s.action, "require_state": c.require_state, "limit": c.limit}),
+                approval: s.approval.as_ref().map(|a| approval_request(a, "playbook")),
+                delay_secs: s.delay.as_secs() as i64,
+            })
+            .collect(),
+    }
+}
+
 pub async fn plan_alert(ctx: &AppContext, stored: &StoredAlert) -> Result<(), StoreError> {
-    let alert: Alert = serde_json::from_value(stored.alert.clone())
-        .map_err(|e| StoreError::Corrupt(format!("alert {}: {e}", stored.id)))?;
+    let alert: Alert = serde_json::from_value(stored.alert.clone()).map_err(|e| StoreError::Corrupt(format!("alert {}: {e}", stored.id)))?;
     let playbooks = ctx.playbooks();
-    let plan = evaluate(&playbooks, &alert);
-    let now = time::OffsetDateTime::now_utc();
     let mut record = PlanRecord::default();
-    record.audit.push(
-        AuditEvent::new("plan.made", "system")
-            .alert(&alert.id)
-            .data(json!({
-                "matched": plan.matched,
-                "actions": plan.actions,
-                "skipped": plan.skipped,
-                "playbooks_loaded": playbooks.playbooks.len(),
-            })),
-    );
+    // Invariant 7: lockout's own actions come back as alerts. Never remediate on them.
+    if let Some(why) = super::loops::self_inflicted(&alert, &ctx.self_actors) {
+        record.audit.push(AuditEvent::new("plan.loop_prevented", "system").alert(&alert.id).data(json!({"reason": why})));
+        ctx.store.record_plan(&alert.id, record).await?;
+        return Ok(());
+    }
+    let plan = evaluate(&playbooks, &alert);
+    record.audit.push(AuditEvent::new("plan.made", "system").alert(&alert.id).data(json!({
+        "matched": plan.matched,
+        "chains": plan.chains,
+        "skipped": plan.skipped,
+        "playbooks_loaded": playbooks.playbooks.len(),
+    })));
     for s in plan.skipped.iter().filter(|s| s.kind == "protected") {
-        let mut e = AuditEvent::new("guard.protected", format!("playbook:{}", s.playbook))
-            .alert(&alert.id)
-            .playbook(&s.playbook)
-            .data(json!({"reason": s.reason}));
+        let mut e = AuditEvent::new("guard.protected", format!("playbook:{}", s.playbook)).alert(&alert.id).playbook(&s.playbook).data(json!({"reason": s.reason}));
         e.subject = s.target.clone();
         record.audit.push(e);
     }
-    for a in &plan.actions {
-        let not_before = now + a.delay;
-        record.actions.push(NewAction {
-            id: new_id("act"),
-            alert_id: Some(alert.id.clone()),
-            playbook: Some(a.playbook.clone()),
-            kind: a.kind.as_str().into(),
-            target: a.target.to_string(),
-            mode: a.mode.as_str().into(),
-            reason: a.reason.clone(),
-            not_before: format_time(not_before),
-            deadline_at: format_time(not_before + ctx.worker.action_deadline),
-        });
+    for c in &plan.chains {
+        let target = c.target.as_ref().map(|t| t.to_string());
+        if let Some(p) = target.as_deref().and_then(|t| ctx.globally_protected(t, None)) {
+            let mut e = AuditEvent::new("guard.protected", format!("playbook:{}", c.playbook)).alert(&alert.id).playbook(&c.playbook).data(json!({"reason": format!("protected by global guard {p}")}));
+            e.subject = target;
+            record.audit.push(e);
+            continue;
+        }
+        record.chains.push(new_chain(c, Some(&alert.id), ctx.worker.action_deadline));
+    }
+    if alert.status == AlertStatus::Resolved {
+        record.cancel_correlation = Some(stored.correlation.clone());
     }
     let created = ctx.store.record_plan(&alert.id, record).await?;
     if !created.is_empty() {
@@ -71,10 +109,7 @@ pub async fn plan_alert(ctx: &AppContext, stored: &StoredAlert) -> Result<(), St
 }
 
 /// The planner task: runs at start (crash recovery) and whenever intake stores an alert.
-pub async fn run_planner(
-    ctx: std::sync::Arc<AppContext>,
-    shutdown: tokio_util::sync::CancellationToken,
-) {
+pub async fn run_planner(ctx: std::sync::Arc<AppContext>, shutdown: tokio_util::sync::CancellationToken) {
     loop {
         if let Err(e) = plan_pending(&ctx).await {
             tracing::error!(error = %e, "planning failed; will retry");

@@ -1,14 +1,15 @@
 use std::sync::Arc;
 
-use serde_json::json;
+use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::audit::AuditEvent;
 use crate::context::AppContext;
 use crate::domain::{Email, UserRef, format_time};
-use crate::store::{Action, ActionOutcome, ActionState, StoreError};
-use crate::users_api::{CallLog, User, UserState, UsersApiError};
-use tracing::Instrument;
+use crate::playbooks::{RequireState, StepAction};
+use crate::store::{Action, ActionOutcome, ActionState, Claim, StoreError};
+use crate::users_api::{CallLog, StateFilter, User, UserState, UsersApiError};
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -21,61 +22,58 @@ pub enum Outcome {
 pub async fn try_run_next(ctx: &AppContext, worker: &str) -> Result<Outcome, StoreError> {
     let now = time::OffsetDateTime::now_utc();
     let claim_until = format_time(now + ctx.worker.claim_ttl);
-    let Some(action) = ctx
-        .store
-        .claim_action(worker, &format_time(now), &claim_until)
-        .await?
-    else {
-        return Ok(Outcome::Empty);
+    let action = match ctx.store.claim_action(worker, &format_time(now), &claim_until, &ctx.limits).await? {
+        Claim::Empty => return Ok(Outcome::Empty),
+        Claim::Limited { action, scope, tripped_now, approval_id } => {
+            if tripped_now {
+                ctx.notify_event("limit_tripped", &format!("lockout: the {scope} blast-radius limit tripped; suspensions now wait for approval ({})", approval_id), json!({"scope": scope, "action_id": action.id, "approval_id": approval_id})).await;
+            }
+            return Ok(Outcome::Ran);
+        }
+        Claim::Claimed(a) => a,
     };
+    ctx.failpoint("after_claim");
     let span = tracing::info_span!("action", action_id = %action.id, kind = %action.kind, target = %action.target);
     let log = CallLog::default();
     let (outcome, mut audit) = execute(ctx, &action, &log).instrument(span).await;
+    ctx.failpoint("before_commit");
     // API calls first, then the outcome: the order they happened in.
     let mut events: Vec<AuditEvent> = log
         .take()
         .into_iter()
-        .map(|call| {
-            event(&action, "api.call").data(serde_json::to_value(call).expect("calls serialise"))
-        })
+        .map(|call| event(&action, "api.call").data(serde_json::to_value(call).expect("calls serialise")))
         .collect();
     events.append(&mut audit);
-    let ours = ctx
-        .store
-        .finish_action(&action.id, worker, outcome, events)
-        .await?;
+    let failed = matches!(outcome, ActionOutcome::Done { state: ActionState::Failed, .. });
+    let ours = ctx.store.finish_action(&action.id, worker, outcome, events).await?;
     if !ours {
         tracing::warn!(action_id = %action.id, "claim was lost before the action finished; another worker owns it now");
+    }
+    if failed {
+        let error = ctx.store.get_action(&action.id).await?.and_then(|a| a.last_error).unwrap_or_default();
+        ctx.notify_event("action_failed", &format!("lockout: {} of {} failed: {error}", action.kind, action.target), json!({"action_id": action.id, "kind": action.kind, "target": action.target, "error": error})).await;
     }
     Ok(Outcome::Ran)
 }
 
 fn event(action: &Action, kind: &str) -> AuditEvent {
-    let actor = action
-        .playbook
-        .as_ref()
-        .map(|p| format!("playbook:{p}"))
-        .unwrap_or_else(|| "system".into());
-    let mut e = AuditEvent::new(kind, actor)
-        .action(&action.id)
-        .subject(&action.target);
+    let actor = match (&action.origin[..], &action.playbook, &action.requested_by) {
+        ("manual", _, Some(by)) => format!("analyst:{by}"),
+        (_, Some(p), _) => format!("playbook:{p}"),
+        _ => "system".into(),
+    };
+    let mut e = AuditEvent::new(kind, actor).action(&action.id).subject(&action.target);
     e.alert_id = action.alert_id.clone();
     e.playbook = action.playbook.clone();
     e
 }
 
-fn done(
-    state: ActionState,
-    user: Option<&User>,
-    result: serde_json::Value,
-    error: Option<String>,
-) -> ActionOutcome {
-    ActionOutcome::Done {
-        state,
-        user_id: user.map(|u| u.id.to_string()),
-        result,
-        error,
-    }
+fn done(state: ActionState, user: Option<&User>, result: Value, error: Option<String>, continue_chain: bool) -> ActionOutcome {
+    ActionOutcome::Done { state, user_id: user.map(|u| u.id.to_string()), result, error, continue_chain }
+}
+
+fn fail(action: &Action, user: Option<&User>, msg: String) -> (ActionOutcome, Vec<AuditEvent>) {
+    (done(ActionState::Failed, user, json!({}), Some(msg.clone()), false), vec![event(action, "action.failed").data(json!({"error": msg, "why": "permanent"}))])
 }
 
 async fn resolve(ctx: &AppContext, target: &UserRef, log: &CallLog) -> Result<User, UsersApiError> {
@@ -84,146 +82,159 @@ async fn resolve(ctx: &AppContext, target: &UserRef, log: &CallLog) -> Result<Us
         UserRef::Email(email) => match ctx.directory.find_by_email(email, log).await? {
             // Read the current state fresh: the directory may be minutes old.
             Some(u) => ctx.users.get_user(&u.id, log).await,
-            None => Err(UsersApiError::NotFound {
-                message: format!("no 1Password user has the e-mail {email}"),
-            }),
+            None => Err(UsersApiError::NotFound { message: format!("no 1Password user has the e-mail {email}") }),
         },
     }
 }
 
-async fn execute(
-    ctx: &AppContext,
-    action: &Action,
-    log: &CallLog,
-) -> (ActionOutcome, Vec<AuditEvent>) {
+async fn execute(ctx: &AppContext, action: &Action, log: &CallLog) -> (ActionOutcome, Vec<AuditEvent>) {
+    let step: StepAction = match serde_json::from_value(action.params.get("action").cloned().unwrap_or(Value::Null)) {
+        Ok(s) => s,
+        Err(e) => return fail(action, None, format!("unreadable step: {e}")),
+    };
+    // Steps about the account, not a user.
+    match &step {
+        StepAction::ListUsers { state } => return list_users(ctx, action, *state, log).await,
+        StepAction::Notify { to, message } if action.target == "*" => return notify(ctx, action, to, message, None).await,
+        _ => {}
+    }
     let target = match UserRef::parse(&action.target) {
         Ok(t) => t,
-        Err(e) => {
-            let msg = e.to_string();
-            return (
-                done(ActionState::Failed, None, json!({}), Some(msg.clone())),
-                vec![event(action, "action.failed").data(json!({"error": msg}))],
-            );
-        }
+        Err(e) => return fail(action, None, e.to_string()),
     };
     let user = match resolve(ctx, &target, log).await {
         Ok(u) => u,
         Err(e) => return failure(ctx, action, None, e),
     };
+    let (wanted, verb) = match &step {
+        StepAction::Suspend => (UserState::Suspended, "suspend"),
+        StepAction::Reactivate => (UserState::Active, "reactivate"),
+        StepAction::GetUser => {
+            return (
+                done(ActionState::Succeeded, Some(&user), json!({"user": user}), None, true),
+                vec![event(action, "action.succeeded").data(json!({"kind": "get_user", "user": user}))],
+            );
+        }
+        StepAction::Notify { to, message } => return notify(ctx, action, to, message, Some(&user)).await,
+        StepAction::ListUsers { .. } => unreachable!("handled above"),
+    };
     let email = Email::parse(&user.email).ok();
     // Guards are checked again here, on the resolved user: an e-mail in an alert may turn
     // out to belong to a protected id.
-    if let Some(pb) = action.playbook.as_ref().and_then(|name| {
-        ctx.playbooks()
-            .playbooks
-            .iter()
-            .find(|p| &p.name == name)
-            .cloned()
-    }) && let Some(p) = pb
-        .protected
-        .iter()
-        .find(|p| p.covers(Some(user.id.as_str()), email.as_ref()))
-    {
-        let reason = format!("protected by guard {p:?}");
+    let playbook_guard = action
+        .playbook
+        .as_ref()
+        .and_then(|name| ctx.playbooks().playbooks.iter().find(|p| &p.name == name).cloned())
+        .and_then(|pb| pb.protected.iter().find(|p| p.covers(Some(user.id.as_str()), email.as_ref())).map(|p| format!("{p:?}")));
+    if let Some(p) = playbook_guard.or_else(|| ctx.globally_protected(user.id.as_str(), email.as_ref())) {
+        let reason = format!("protected by guard {p}");
         return (
-            done(
-                ActionState::Skipped,
-                Some(&user),
-                json!({"skipped": "protected", "reason": reason}),
-                None,
-            ),
-            vec![
-                event(action, "guard.protected")
-                    .data(json!({"user_id": user.id, "reason": reason})),
-            ],
+            done(ActionState::Skipped, Some(&user), json!({"skipped": "protected", "reason": reason}), None, false),
+            vec![event(action, "guard.protected").data(json!({"user_id": user.id, "reason": reason}))],
         );
     }
-    let (wanted, call_name) = match action.kind.as_str() {
-        "suspend" => (UserState::Suspended, "suspend"),
-        "reactivate" => (UserState::Active, "reactivate"),
-        other => {
-            let msg = format!("unknown action kind {other:?}");
-            return (
-                done(
-                    ActionState::Failed,
-                    Some(&user),
-                    json!({}),
-                    Some(msg.clone()),
-                ),
-                vec![event(action, "action.failed").data(json!({"error": msg}))],
-            );
-        }
-    };
     if user.state == wanted {
         let why = format!("already {}", wanted.as_str().to_lowercase());
         return (
-            done(
-                ActionState::Skipped,
-                Some(&user),
-                json!({"skipped": why, "user": user}),
-                None,
-            ),
+            done(ActionState::Skipped, Some(&user), json!({"skipped": why, "user": user}), None, false),
             vec![event(action, "action.skipped").data(json!({"reason": why, "user_id": user.id}))],
         );
     }
+    let required: Option<RequireState> = action.params.get("require_state").and_then(|v| serde_json::from_value(v.clone()).ok());
+    if let Some(r) = required {
+        let ok = matches!((r, user.state), (RequireState::Active, UserState::Active) | (RequireState::Suspended, UserState::Suspended));
+        if !ok {
+            let why = format!("require_state {r:?} but the user is {}", user.state.as_str());
+            return (
+                done(ActionState::Skipped, Some(&user), json!({"skipped": why}), None, false),
+                vec![event(action, "guard.require_state").data(json!({"reason": why, "user_id": user.id}))],
+            );
+        }
+    }
     if action.mode == "dry_run" {
         return (
-            done(
-                ActionState::Skipped,
-                Some(&user),
-                json!({"dry_run": true, "would": call_name, "user": user}),
-                None,
-            ),
-            vec![
-                event(action, "action.dry_run")
-                    .data(json!({"would": call_name, "user_id": user.id, "state": user.state})),
-            ],
+            done(ActionState::Skipped, Some(&user), json!({"dry_run": true, "would": verb, "user": user}), None, true),
+            vec![event(action, "action.dry_run").data(json!({"would": verb, "user_id": user.id, "state": user.state}))],
         );
     }
     let result = match wanted {
         UserState::Suspended => ctx.users.suspend_user(&user.id, log).await,
         _ => ctx.users.reactivate_user(&user.id, log).await,
     };
+    ctx.failpoint("after_call");
     match result {
         Ok(after) => {
             ctx.directory.note(&after).await;
             tracing::info!(user_id = %after.id, state = after.state.as_str(), "action succeeded");
             (
-                done(
-                    ActionState::Succeeded,
-                    Some(&after),
-                    json!({"user": after}),
-                    None,
-                ),
-                vec![
-                    event(action, "action.succeeded").data(
-                        json!({"kind": action.kind, "user_id": after.id, "state": after.state}),
-                    ),
-                ],
+                done(ActionState::Succeeded, Some(&after), json!({"user": after}), None, true),
+                vec![event(action, "action.succeeded").data(json!({"kind": action.kind, "user_id": after.id, "state": after.state}))],
             )
         }
         Err(e) => failure(ctx, action, Some(&user), e),
     }
 }
 
+async fn list_users(ctx: &AppContext, action: &Action, state: Option<StateFilter>, log: &CallLog) -> (ActionOutcome, Vec<AuditEvent>) {
+    match ctx.users.list_all_users(state, log).await {
+        Ok(users) => {
+            let summary = json!({"count": users.len(), "filter": state, "ids": users.iter().map(|u| u.id.to_string()).collect::<Vec<_>>()});
+            (done(ActionState::Succeeded, None, summary.clone(), None, true), vec![event(action, "action.succeeded").data(json!({"kind": "list_users", "result": summary}))])
+        }
+        Err(e) => failure(ctx, action, None, e),
+    }
+}
+
+async fn notify(ctx: &AppContext, action: &Action, to: &str, message: &str, user: Option<&User>) -> (ActionOutcome, Vec<AuditEvent>) {
+    let alert = match &action.alert_id {
+        Some(id) => ctx.store.get_alert(id).await.ok().flatten().map(|a| a.alert).unwrap_or(Value::Null),
+        None => Value::Null,
+    };
+    let context = json!({
+        "alert": alert,
+        "user": user,
+        "playbook": {"name": action.playbook},
+        "action": {"id": action.id, "kind": action.kind, "target": action.target, "mode": action.mode, "reason": action.reason},
+    });
+    let text = match crate::playbooks::template::render(message, &context) {
+        Ok(t) => t,
+        Err(e) => return fail(action, user, format!("notify template: {e}")),
+    };
+    if action.mode == "dry_run" {
+        return (
+            done(ActionState::Skipped, user, json!({"dry_run": true, "would": "notify", "to": to, "text": text}), None, true),
+            vec![event(action, "action.dry_run").data(json!({"would": "notify", "to": to, "text": text}))],
+        );
+    }
+    match ctx.notifier.send(to, "playbook_notify", &text, &json!({"action_id": action.id, "alert_id": action.alert_id})).await {
+        Ok(attempts) => (
+            done(ActionState::Succeeded, user, json!({"to": to, "attempts": attempts}), None, true),
+            vec![event(action, "notify.sent").data(json!({"to": to, "attempts": attempts, "text": text}))],
+        ),
+        Err(e) => {
+            let now = time::OffsetDateTime::now_utc();
+            if format_time(now) >= action.deadline_at {
+                (done(ActionState::Failed, user, json!({}), Some(e.to_string()), false), vec![event(action, "notify.failed").data(json!({"to": to, "error": e.to_string()}))])
+            } else {
+                let not_before = format_time(now + ctx.worker.requeue_delay);
+                (
+                    ActionOutcome::Retry { not_before, user_id: user.map(|u| u.id.to_string()), error: e.to_string() },
+                    vec![event(action, "notify.failed").data(json!({"to": to, "error": e.to_string(), "will_retry": true}))],
+                )
+            }
+        }
+    }
+}
+
 /// Permanent failures end the action; transient ones go back to the queue until the deadline.
-fn failure(
-    ctx: &AppContext,
-    action: &Action,
-    user: Option<&User>,
-    e: UsersApiError,
-) -> (ActionOutcome, Vec<AuditEvent>) {
+fn failure(ctx: &AppContext, action: &Action, user: Option<&User>, e: UsersApiError) -> (ActionOutcome, Vec<AuditEvent>) {
     let now = time::OffsetDateTime::now_utc();
     let past_deadline = format_time(now) >= action.deadline_at;
     if e.is_permanent() || past_deadline {
         tracing::warn!(error = %e, "action failed");
-        let why = if past_deadline && !e.is_permanent() {
-            "deadline passed"
-        } else {
-            "permanent"
-        };
+        let why = if past_deadline && !e.is_permanent() { "deadline passed" } else { "permanent" };
         return (
-            done(ActionState::Failed, user, json!({"error_kind": e.kind()}), Some(e.to_string())),
+            done(ActionState::Failed, user, json!({"error_kind": e.kind()}), Some(e.to_string()), false),
             vec![event(action, "action.failed").data(json!({"error": e.to_string(), "error_kind": e.kind(), "why": why, "attempts": action.attempts}))],
         );
     }
@@ -231,22 +242,13 @@ fn failure(
     let delay = (ctx.worker.requeue_delay * factor).min(std::time::Duration::from_secs(300));
     let not_before = format_time(now + delay);
     (
-        ActionOutcome::Retry {
-            not_before: not_before.clone(),
-            user_id: user.map(|u| u.id.to_string()),
-            error: e.to_string(),
-        },
+        ActionOutcome::Retry { not_before: not_before.clone(), user_id: user.map(|u| u.id.to_string()), error: e.to_string() },
         vec![event(action, "action.retry").data(json!({"error": e.to_string(), "error_kind": e.kind(), "not_before": not_before, "attempts": action.attempts}))],
     )
 }
 
 /// `n` workers that run actions until shutdown. A worker finishes the action it holds.
-pub async fn run_workers(
-    ctx: Arc<AppContext>,
-    n: usize,
-    name: String,
-    shutdown: CancellationToken,
-) {
+pub async fn run_workers(ctx: Arc<AppContext>, n: usize, name: String, shutdown: CancellationToken) {
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..n.max(1) {
         let ctx = ctx.clone();
@@ -260,9 +262,7 @@ pub async fn run_workers(
                 match try_run_next(&ctx, &worker).await {
                     Ok(Outcome::Ran) => continue,
                     Ok(Outcome::Empty) => {}
-                    Err(e) => {
-                        tracing::error!(error = %e, worker, "worker could not reach the store")
-                    }
+                    Err(e) => tracing::error!(error = %e, worker, "worker could not reach the store"),
                 }
                 tokio::select! {
                     _ = shutdown.cancelled() => return,

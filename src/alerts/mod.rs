@@ -141,6 +141,18 @@ impl ParsedAlert {
         hex::encode(&h.finalize()[..16])
     }
 
+    /// The same alert whatever its status: how a `resolved` notification finds its `firing` one.
+    pub fn correlation(&self, source: &str) -> String {
+        let key = match &self.native_id {
+            Some(id) => format!("{source}\0id\0{id}"),
+            None => {
+                let content = serde_json::json!({"title": self.title, "subjects": self.subjects, "labels": self.labels});
+                format!("{source}\0content\0{content}")
+            }
+        };
+        short_hash(&key)
+    }
+
     pub fn into_alert(
         self,
         id: String,

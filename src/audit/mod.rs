@@ -118,6 +118,35 @@ pub fn verify<'a>(
     Ok((count, prev))
 }
 
+/// The columns of a CSV export.
+pub const CSV_HEADER: &str = "seq,id,at,kind,actor,alert_id,action_id,playbook,subject,data,prev_hash,hash\n";
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_owned() }
+}
+
+/// One record as a CSV line (RFC 4180 quoting).
+pub fn csv_row(r: &AuditRecord) -> String {
+    let e = &r.event;
+    let cols = [
+        r.seq.to_string(),
+        r.id.clone(),
+        r.at.clone(),
+        e.kind.clone(),
+        e.actor.clone(),
+        e.alert_id.clone().unwrap_or_default(),
+        e.action_id.clone().unwrap_or_default(),
+        e.playbook.clone().unwrap_or_default(),
+        e.subject.clone().unwrap_or_default(),
+        e.data.to_string(),
+        r.prev_hash.clone(),
+        r.hash.clone(),
+    ];
+    let mut line = cols.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(",");
+    line.push('\n');
+    line
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -75,6 +75,7 @@ pub async fn receive(
     let mut alert_ids = vec![];
     let mut duplicates = vec![];
     for p in parsed {
+        let correlation = p.correlation(&source.name);
         let alert = p.into_alert(
             new_id("alr"),
             &source.name,
@@ -97,6 +98,7 @@ pub async fn receive(
             fingerprint: alert.fingerprint.clone(),
             received_at: received_at.clone(),
             status: alert.status.as_str().into(),
+            correlation,
             alert: serde_json::to_value(&alert).map_err(ApiError::internal)?,
         };
         match ctx.store.insert_alert(&stored, &dedup_since, audit).await? {

@@ -1,13 +1,17 @@
 //! The HTTP API (actix-web): routes, authentication extractors, the error mapping.
 //!
 //! Invariant: handlers parse, call one domain function, and map its result; no business
-//! logic lives here.
+//! logic lives here. Every path is a resource, so an undeclared method answers 405.
 
 mod admin;
 mod alerts;
+mod approvals;
 mod audit;
+mod auth;
 pub mod error;
 mod health;
+mod playbooks;
+mod users;
 
 use actix_web::web;
 
@@ -16,8 +20,20 @@ pub use alerts::BodyLimit;
 pub use error::ApiError;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(health::healthz))
-        .route("/readyz", web::get().to(health::readyz))
-        .route("/v1/alerts/{source}", web::post().to(alerts::receive))
-        .route("/v1/audit", web::get().to(audit::list));
+    cfg.service(web::resource("/healthz").route(web::get().to(health::healthz)))
+        .service(web::resource("/readyz").route(web::get().to(health::readyz)))
+        .service(web::resource("/v1/alerts/{source}").route(web::post().to(alerts::receive)))
+        .service(web::resource("/v1/audit").route(web::get().to(audit::list)))
+        .service(web::resource("/v1/audit/export").route(web::get().to(audit::export)))
+        .service(web::resource("/v1/approvals").route(web::get().to(approvals::list)))
+        .service(web::resource("/v1/approvals/{id}").route(web::get().to(approvals::get)))
+        .service(web::resource("/v1/approvals/{id}/approve").route(web::post().to(approvals::approve)))
+        .service(web::resource("/v1/approvals/{id}/deny").route(web::post().to(approvals::deny)))
+        .service(web::resource("/v1/users").route(web::get().to(users::list)))
+        .service(web::resource("/v1/users/{user}").route(web::get().to(users::get)))
+        .service(web::resource("/v1/users/{user}/suspend").route(web::post().to(users::suspend)))
+        .service(web::resource("/v1/users/{user}/reactivate").route(web::post().to(users::reactivate)))
+        .service(web::resource("/v1/playbooks").route(web::get().to(playbooks::list)))
+        .service(web::resource("/v1/playbooks/reload").route(web::post().to(playbooks::reload)))
+        .service(web::resource("/v1/limits/reset").route(web::post().to(playbooks::reset_limits)));
 }

@@ -2,46 +2,52 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::schema::{ActionKind, Mode, Playbook, PlaybookSet};
+use super::schema::{ApprovalSpec, Limit, Mode, Playbook, PlaybookSet, RequireState, StepAction, secs};
 use crate::alerts::Alert;
 use crate::domain::UserRef;
 
-#[derive(Debug, Clone, Serialize, PartialEq)]
-pub struct PlannedAction {
-    pub playbook: String,
-    pub kind: ActionKind,
-    pub target: UserRef,
-    pub mode: Mode,
+/// One step of a chain, as it will be queued.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PlannedStep {
+    #[serde(flatten)]
+    pub action: StepAction,
     #[serde(with = "secs")]
     pub delay: Duration,
+    pub approval: Option<ApprovalSpec>,
+}
+
+/// The ordered steps one playbook takes for one target user (or for the account).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct PlannedChain {
+    pub playbook: String,
+    pub target: Option<UserRef>,
+    pub mode: Mode,
+    pub steps: Vec<PlannedStep>,
     pub reason: String,
+    pub require_state: Option<RequireState>,
+    pub limit: Option<Limit>,
+    /// Other playbooks whose identical chain was merged into this one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<String>,
 }
 
-mod secs {
-    pub fn serialize<S: serde::Serializer>(
-        d: &std::time::Duration,
-        s: S,
-    ) -> Result<S::Ok, S::Error> {
-        s.serialize_u64(d.as_secs())
-    }
-}
-
-/// Why a playbook (or one of its targets) did not lead to an action.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// Why a playbook (or one of its targets or steps) did not lead to an action.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Skip {
     pub playbook: String,
-    /// `no_match`, `condition_error`, `target_error`, `no_target`, `protected`, `disabled`.
+    /// `no_match`, `condition_error`, `target_error`, `no_target`, `protected`, `disabled`,
+    /// `step_condition`.
     pub kind: String,
     pub target: Option<String>,
     pub reason: String,
 }
 
-#[derive(Debug, Default, Clone, Serialize)]
+#[derive(Debug, Default, Clone, Serialize, Deserialize)]
 pub struct Plan {
     pub matched: Vec<String>,
-    pub actions: Vec<PlannedAction>,
+    pub chains: Vec<PlannedChain>,
     pub skipped: Vec<Skip>,
 }
 
@@ -57,20 +63,20 @@ pub fn evaluate(set: &PlaybookSet, alert: &Alert) -> Plan {
     for pb in &set.playbooks {
         evaluate_one(pb, alert, &value, &mut plan);
     }
-    // Two playbooks that would act on the same user the same way become one action.
-    let mut seen = std::collections::HashSet::new();
-    plan.actions
-        .retain(|a| seen.insert((a.kind, a.target.clone(), a.delay, a.mode)));
+    // Two playbooks that would act on the same user the same way become one chain.
+    let mut merged: Vec<PlannedChain> = Vec::with_capacity(plan.chains.len());
+    for chain in plan.chains.drain(..) {
+        match merged.iter_mut().find(|c| c.target == chain.target && c.steps == chain.steps && c.mode == chain.mode) {
+            Some(existing) => existing.merged_from.push(chain.playbook),
+            None => merged.push(chain),
+        }
+    }
+    plan.chains = merged;
     plan
 }
 
 fn skip(plan: &mut Plan, pb: &Playbook, kind: &str, target: Option<String>, reason: String) {
-    plan.skipped.push(Skip {
-        playbook: pb.name.clone(),
-        kind: kind.into(),
-        target,
-        reason,
-    });
+    plan.skipped.push(Skip { playbook: pb.name.clone(), kind: kind.into(), target, reason });
 }
 
 fn evaluate_one(pb: &Playbook, alert: &Alert, value: &cel::Value, plan: &mut Plan) {
@@ -78,94 +84,74 @@ fn evaluate_one(pb: &Playbook, alert: &Alert, value: &cel::Value, plan: &mut Pla
         return skip(plan, pb, "disabled", None, "playbook is disabled".into());
     }
     if !pb.sources.is_empty() && !pb.sources.iter().any(|s| s == &alert.source) {
-        return skip(
-            plan,
-            pb,
-            "no_match",
-            None,
-            format!("source {} not in on.sources", alert.source),
-        );
+        return skip(plan, pb, "no_match", None, format!("source {} not in on.sources", alert.source));
     }
     if pb.status.is_some_and(|s| s != alert.status) {
-        return skip(
-            plan,
-            pb,
-            "no_match",
-            None,
-            format!("status is {}", alert.status.as_str()),
-        );
+        return skip(plan, pb, "no_match", None, format!("status is {}", alert.status.as_str()));
     }
     if let Some(when) = &pb.when {
         match when.eval(value) {
             Ok(cel::Value::Bool(true)) => {}
-            Ok(cel::Value::Bool(false)) => {
-                return skip(
-                    plan,
-                    pb,
-                    "no_match",
-                    None,
-                    format!("on.when is false: {}", when.source),
-                );
-            }
-            Ok(other) => {
-                return skip(
-                    plan,
-                    pb,
-                    "condition_error",
-                    None,
-                    format!("on.when gave {other:?}, not a bool"),
-                );
-            }
-            Err(e) => {
-                return skip(
-                    plan,
-                    pb,
-                    "condition_error",
-                    None,
-                    format!("on.when failed: {e}"),
-                );
-            }
+            Ok(cel::Value::Bool(false)) => return skip(plan, pb, "no_match", None, format!("on.when is false: {}", when.source.trim())),
+            Ok(other) => return skip(plan, pb, "condition_error", None, format!("on.when gave {other:?}, not a bool")),
+            Err(e) => return skip(plan, pb, "condition_error", None, format!("on.when failed: {e}")),
         }
     }
+    let mut steps = vec![];
+    for step in &pb.steps {
+        if let Some(w) = &step.when {
+            match w.eval(value) {
+                Ok(cel::Value::Bool(true)) => {}
+                Ok(cel::Value::Bool(false)) => {
+                    skip(plan, pb, "step_condition", None, format!("step {} skipped: when is false", step.action.kind()));
+                    continue;
+                }
+                other => {
+                    // A step whose condition cannot be evaluated is not run: fail closed.
+                    skip(plan, pb, "condition_error", None, format!("step {} when failed: {other:?}", step.action.kind()));
+                    continue;
+                }
+            }
+        }
+        steps.push(PlannedStep { action: step.action.clone(), delay: step.after, approval: step.approval.clone() });
+    }
+    if steps.is_empty() {
+        return;
+    }
+    let needs_target = steps.iter().any(|s| s.action.needs_target());
     let targets = match targets(pb, alert, value) {
         Ok(t) => t,
         Err(e) => return skip(plan, pb, "target_error", None, e),
     };
-    if targets.is_empty() {
-        return skip(
-            plan,
-            pb,
-            "no_target",
-            None,
-            "the alert names no user".into(),
-        );
+    if targets.is_empty() && needs_target {
+        return skip(plan, pb, "no_target", None, "the alert names no user".into());
     }
     plan.matched.push(pb.name.clone());
+    let reason = format!("playbook {} matched alert {:?}", pb.name, alert.title);
+    let chain = |target: Option<UserRef>| PlannedChain {
+        playbook: pb.name.clone(),
+        target,
+        mode: pb.mode,
+        steps: steps.clone(),
+        reason: reason.clone(),
+        require_state: pb.require_state,
+        limit: pb.limit,
+        merged_from: vec![],
+    };
+    if targets.is_empty() {
+        plan.chains.push(chain(None));
+        return;
+    }
     for target in targets {
         let (id, email) = match &target {
             UserRef::Id(id) => (Some(id.as_str()), None),
             UserRef::Email(e) => (None, Some(e)),
         };
         if let Some(p) = pb.protected.iter().find(|p| p.covers(id, email)) {
-            skip(
-                plan,
-                pb,
-                "protected",
-                Some(target.to_string()),
-                format!("protected by guard {p:?}"),
-            );
+            skip(plan, pb, "protected", Some(target.to_string()), format!("protected by guard {p:?}"));
             continue;
         }
-        for step in &pb.steps {
-            plan.actions.push(PlannedAction {
-                playbook: pb.name.clone(),
-                kind: step.kind,
-                target: target.clone(),
-                mode: pb.mode,
-                delay: step.after.unwrap_or_default(),
-                reason: format!("playbook {} matched alert {:?}", pb.name, alert.title),
-            });
-        }
+        plan.chains.push(chain(Some(target)));
     }
 }
 
@@ -177,18 +163,13 @@ fn targets(pb: &Playbook, alert: &Alert, value: &cel::Value) -> Result<Vec<UserR
     };
     let parse = |v: &cel::Value| -> Result<Option<UserRef>, String> {
         match v {
-            cel::Value::String(s) => UserRef::parse(s)
-                .map(Some)
-                .map_err(|e| format!("target: {e}")),
+            cel::Value::String(s) => UserRef::parse(s).map(Some).map_err(|e| format!("target: {e}")),
             cel::Value::Null => Ok(None),
             other => Err(format!("target gave {other:?}, not a string")),
         }
     };
     let mut out = vec![];
-    match expr
-        .eval(value)
-        .map_err(|e| format!("target failed: {e}"))?
-    {
+    match expr.eval(value).map_err(|e| format!("target failed: {e}"))? {
         cel::Value::List(items) => {
             for i in items.iter() {
                 out.extend(parse(i)?);

@@ -28,21 +28,6 @@ impl Mode {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ActionKind {
-    Suspend,
-    Reactivate,
-}
-
-impl ActionKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Suspend => "suspend",
-            Self::Reactivate => "reactivate",
-        }
-    }
-}
 
 // ---- the file format (what engineers write) ----
 
@@ -61,7 +46,7 @@ struct PlaybookFile {
     target: Option<Spanned<String>>,
     #[serde(default)]
     guards: GuardsFile,
-    steps: Vec<StepFile>,
+    steps: Vec<Spanned<StepFile>>,
 }
 fn yes() -> bool {
     true
@@ -91,21 +76,90 @@ enum StatusFile {
 struct GuardsFile {
     #[serde(default)]
     protected: Vec<Spanned<String>>,
+    #[serde(default)]
+    require_state: Option<RequireState>,
+    #[serde(default)]
+    limit: Option<LimitFile>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitFile {
+    max: u32,
+    per: Spanned<String>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 enum StepFile {
-    Suspend(StepOptions),
-    Reactivate(StepOptions),
+    Suspend(ActionStepFile),
+    Reactivate(ActionStepFile),
+    GetUser(ActionStepFile),
+    ListUsers(ListUsersFile),
+    Notify(NotifyFile),
+    Approval(ApprovalFile),
+    /// Delays the next step, e.g. `wait: 10m`.
+    Wait(Spanned<String>),
 }
 
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-struct StepOptions {
+struct ActionStepFile {
     /// Delay before the step runs, e.g. `4h`, `30m`, `90s`.
     #[serde(default)]
     after: Option<Spanned<String>>,
+    #[serde(default)]
+    approval: Option<ApprovalFile>,
+    #[serde(default)]
+    when: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct ListUsersFile {
+    #[serde(default)]
+    state: Option<crate::users_api::StateFilter>,
+    #[serde(default)]
+    when: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotifyFile {
+    to: Spanned<String>,
+    message: Spanned<String>,
+    #[serde(default)]
+    after: Option<Spanned<String>>,
+    #[serde(default)]
+    when: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct ApprovalFile {
+    /// Roles whose members may approve (from the approver token's roles claim).
+    approvers: Vec<String>,
+    #[serde(default = "one")]
+    quorum: u32,
+    #[serde(default)]
+    timeout: Option<Spanned<String>>,
+    #[serde(default)]
+    on_timeout: OnTimeout,
+    #[serde(default)]
+    escalate: Option<EscalateFile>,
+    /// Cancel the pending approval when the source resolves the alert (default true).
+    #[serde(default = "yes")]
+    cancel_on_resolve: bool,
+}
+fn one() -> u32 {
+    1
+}
+
+#[derive(Deserialize, Clone)]
+#[serde(deny_unknown_fields)]
+struct EscalateFile {
+    after: Spanned<String>,
+    to: Spanned<String>,
 }
 
 // ---- the compiled form (what the engine runs) ----
@@ -142,10 +196,97 @@ impl ProtectedPattern {
     }
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum RequireState {
+    Active,
+    Suspended,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnTimeout {
+    #[default]
+    Deny,
+    Approve,
+}
+
+/// A blast-radius limit: at most `max` state changes per `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Limit {
+    pub max: u32,
+    #[serde(with = "secs")]
+    pub per: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Escalation {
+    #[serde(with = "secs")]
+    pub after: Duration,
+    pub to: String,
+}
+
+/// Who must approve a step before it runs, and what happens if nobody does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApprovalSpec {
+    pub approvers: Vec<String>,
+    pub quorum: u32,
+    #[serde(with = "secs")]
+    pub timeout: Duration,
+    pub on_timeout: OnTimeout,
+    pub escalate: Option<Escalation>,
+    pub cancel_on_resolve: bool,
+}
+
+pub(crate) mod secs {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_secs)
+    }
+}
+
+/// What a step does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StepAction {
+    Suspend,
+    Reactivate,
+    GetUser,
+    ListUsers { state: Option<crate::users_api::StateFilter> },
+    Notify { to: String, message: String },
+}
+
+impl StepAction {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Suspend => "suspend",
+            Self::Reactivate => "reactivate",
+            Self::GetUser => "get_user",
+            Self::ListUsers { .. } => "list_users",
+            Self::Notify { .. } => "notify",
+        }
+    }
+    /// Whether the step changes a user's state (guards and limits apply).
+    pub fn changes_state(&self) -> bool {
+        matches!(self, Self::Suspend | Self::Reactivate)
+    }
+    /// Whether the step acts on the target user (rather than the account).
+    pub fn needs_target(&self) -> bool {
+        !matches!(self, Self::ListUsers { .. } | Self::Notify { .. })
+    }
+}
+
 #[derive(Debug)]
 pub struct Step {
-    pub kind: ActionKind,
-    pub after: Option<Duration>,
+    pub action: StepAction,
+    /// Delay after the previous step finished (or after planning, for the first).
+    pub after: Duration,
+    pub approval: Option<ApprovalSpec>,
+    pub when: Option<CelExpr>,
 }
 
 #[derive(Debug)]
@@ -160,10 +301,18 @@ pub struct Playbook {
     pub when: Option<CelExpr>,
     pub target: Option<CelExpr>,
     pub protected: Vec<ProtectedPattern>,
+    pub require_state: Option<RequireState>,
+    pub limit: Option<Limit>,
     pub steps: Vec<Step>,
     pub file: PathBuf,
     /// SHA-256 of the file's bytes, to tell which version was live.
     pub hash: String,
+}
+
+/// What loading checks playbooks against: names that live in the service's config.
+#[derive(Debug, Default, Clone)]
+pub struct LoadContext {
+    pub notify_targets: std::collections::BTreeSet<String>,
 }
 
 /// The playbooks live at one moment; swapped whole on reload.
@@ -220,79 +369,123 @@ fn strip_position(message: &str) -> &str {
 }
 
 /// Parses one playbook file's text. `file` is used in error positions.
-pub fn load_str(file: &str, text: &str) -> Result<Playbook, Vec<LoadError>> {
-    let err_at = |line: u64, column: u64, message: String| LoadError {
+pub fn load_str(file: &str, text: &str, ctx: &LoadContext) -> Result<Playbook, Vec<LoadError>> {
+    let err_at = |loc: &serde_saphyr::Location, message: String| LoadError {
         file: file.into(),
-        line,
-        column,
+        line: loc.line(),
+        column: loc.column(),
         message,
     };
     let parsed: PlaybookFile = serde_saphyr::from_str(text).map_err(|e| {
-        let (line, column) = e
-            .location()
-            .map(|l| (l.line(), l.column()))
-            .unwrap_or((1, 1));
+        let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
         let message = e.to_string();
         // The crate's message may carry its own position and snippet; keep the first line.
         let message = strip_position(message.lines().next().unwrap_or_default()).to_owned();
-        vec![err_at(line, column, message)]
+        vec![LoadError { file: file.into(), line, column, message }]
     })?;
     let mut errors = vec![];
-    let mut compile = |s: &Spanned<String>, what: &str| match CelExpr::compile(&s.value) {
+    let cel = |s: &Spanned<String>, what: &str, errors: &mut Vec<LoadError>| match CelExpr::compile(&s.value) {
         Ok(c) => Some(c),
         Err(m) => {
-            errors.push(err_at(
-                s.referenced.line(),
-                s.referenced.column(),
-                format!("{what}: {m}"),
-            ));
+            errors.push(err_at(&s.referenced, format!("{what}: {m}")));
             None
         }
     };
-    let when = parsed.on.when.as_ref().and_then(|w| compile(w, "on.when"));
-    let target = parsed.target.as_ref().and_then(|t| compile(t, "target"));
+    let duration = |s: &Spanned<String>, what: &str, errors: &mut Vec<LoadError>| match parse_duration(&s.value) {
+        Ok(d) => d,
+        Err(m) => {
+            errors.push(err_at(&s.referenced, format!("{what}: {m}")));
+            Duration::ZERO
+        }
+    };
+    let when = parsed.on.when.as_ref().and_then(|w| cel(w, "on.when", &mut errors));
+    let target = parsed.target.as_ref().and_then(|t| cel(t, "target", &mut errors));
     let mut protected = vec![];
     for p in &parsed.guards.protected {
         match ProtectedPattern::parse(&p.value) {
             Ok(pp) => protected.push(pp),
-            Err(m) => errors.push(err_at(
-                p.referenced.line(),
-                p.referenced.column(),
-                format!("guards.protected: {m}"),
-            )),
+            Err(m) => errors.push(err_at(&p.referenced, format!("guards.protected: {m}"))),
         }
     }
-    let mut steps = vec![];
-    for s in &parsed.steps {
-        let (kind, opts) = match s {
-            StepFile::Suspend(o) => (ActionKind::Suspend, o),
-            StepFile::Reactivate(o) => (ActionKind::Reactivate, o),
-        };
-        let after = match &opts.after {
-            None => None,
-            Some(a) => match parse_duration(&a.value) {
-                Ok(d) => Some(d),
-                Err(m) => {
-                    errors.push(err_at(
-                        a.referenced.line(),
-                        a.referenced.column(),
-                        format!("after: {m}"),
-                    ));
-                    None
+    let limit = parsed.guards.limit.as_ref().map(|l| Limit { max: l.max, per: duration(&l.per, "guards.limit.per", &mut errors) });
+    let approval_spec = |a: &ApprovalFile, errors: &mut Vec<LoadError>, at: &serde_saphyr::Location| {
+        if a.approvers.is_empty() {
+            errors.push(err_at(at, "approval: approvers must name at least one role".into()));
+        }
+        if a.quorum == 0 {
+            errors.push(err_at(at, "approval: quorum must be at least 1".into()));
+        }
+        let escalate = a.escalate.as_ref().map(|e| {
+            if !ctx.notify_targets.contains(&e.to.value) {
+                errors.push(err_at(&e.to.referenced, format!("approval.escalate.to: unknown notify target {:?}", e.to.value)));
+            }
+            Escalation { after: duration(&e.after, "approval.escalate.after", errors), to: e.to.value.clone() }
+        });
+        ApprovalSpec {
+            approvers: a.approvers.clone(),
+            quorum: a.quorum,
+            timeout: a.timeout.as_ref().map(|t| duration(t, "approval.timeout", errors)).unwrap_or(Duration::from_secs(3600)),
+            on_timeout: a.on_timeout,
+            escalate,
+            cancel_on_resolve: a.cancel_on_resolve,
+        }
+    };
+    let mut steps: Vec<Step> = vec![];
+    // A standalone `approval` or `wait` applies to the step after it.
+    let mut pending_gate: Option<(ApprovalSpec, serde_saphyr::Location)> = None;
+    let mut pending_wait = Duration::ZERO;
+    for spanned in &parsed.steps {
+        let at = &spanned.referenced;
+        let (action, opts_after, opts_approval, opts_when) = match &spanned.value {
+            StepFile::Approval(a) => {
+                if pending_gate.is_some() {
+                    errors.push(err_at(at, "two approval steps in a row".into()));
                 }
-            },
+                pending_gate = Some((approval_spec(a, &mut errors, at), *at));
+                continue;
+            }
+            StepFile::Wait(w) => {
+                pending_wait += duration(w, "wait", &mut errors);
+                continue;
+            }
+            StepFile::Suspend(o) => (StepAction::Suspend, &o.after, o.approval.clone(), &o.when),
+            StepFile::Reactivate(o) => (StepAction::Reactivate, &o.after, o.approval.clone(), &o.when),
+            StepFile::GetUser(o) => (StepAction::GetUser, &o.after, o.approval.clone(), &o.when),
+            StepFile::ListUsers(o) => (StepAction::ListUsers { state: o.state }, &None, None, &o.when),
+            StepFile::Notify(n) => {
+                if !ctx.notify_targets.contains(&n.to.value) {
+                    errors.push(err_at(&n.to.referenced, format!(
+                        "notify.to: unknown notify target {:?} (configured: {})",
+                        n.to.value,
+                        ctx.notify_targets.iter().cloned().collect::<Vec<_>>().join(", ")
+                    )));
+                }
+                if let Err(m) = super::template::check(&n.message.value) {
+                    errors.push(err_at(&n.message.referenced, format!("notify.message: {m}")));
+                }
+                (StepAction::Notify { to: n.to.value.clone(), message: n.message.value.clone() }, &n.after, None, &n.when)
+            }
         };
-        steps.push(Step { kind, after });
+        let mut approval = opts_approval.map(|a| approval_spec(&a, &mut errors, at));
+        if let Some((gate, _)) = pending_gate.take() {
+            if approval.is_some() {
+                errors.push(err_at(at, "this step has its own approval after an approval step".into()));
+            }
+            approval = Some(gate);
+        }
+        let after = pending_wait + opts_after.as_ref().map(|a| duration(a, "after", &mut errors)).unwrap_or_default();
+        pending_wait = Duration::ZERO;
+        let when = opts_when.as_ref().and_then(|w| cel(w, "when", &mut errors));
+        steps.push(Step { action, after, approval, when });
+    }
+    if let Some((_, at)) = pending_gate {
+        errors.push(err_at(&at, "an approval step must be followed by the step it gates".into()));
     }
     if parsed.name.trim().is_empty() {
-        errors.push(err_at(1, 1, "name must not be empty".into()));
+        errors.push(LoadError { file: file.into(), line: 1, column: 1, message: "name must not be empty".into() });
     }
     if steps.is_empty() {
-        errors.push(err_at(
-            1,
-            1,
-            "steps: a playbook needs at least one step".into(),
-        ));
+        errors.push(LoadError { file: file.into(), line: 1, column: 1, message: "steps: a playbook needs at least one step".into() });
     }
     if !errors.is_empty() {
         return Err(errors);
@@ -311,6 +504,8 @@ pub fn load_str(file: &str, text: &str) -> Result<Playbook, Vec<LoadError>> {
         when,
         target,
         protected,
+        require_state: parsed.guards.require_state,
+        limit,
         steps,
         file: PathBuf::from(file),
         hash: hex::encode(Sha256::digest(text.as_bytes())),
@@ -319,7 +514,7 @@ pub fn load_str(file: &str, text: &str) -> Result<Playbook, Vec<LoadError>> {
 
 /// Loads every `*.yaml`/`*.yml` directly in `dir` (not `dir/tests/`). Any error fails the
 /// whole load, so a half-valid folder never goes live.
-pub fn load_dir(dir: &Path) -> Result<PlaybookSet, Vec<LoadError>> {
+pub fn load_dir(dir: &Path, ctx: &LoadContext) -> Result<PlaybookSet, Vec<LoadError>> {
     let entries = std::fs::read_dir(dir).map_err(|e| {
         vec![LoadError {
             file: dir.display().to_string(),
@@ -349,7 +544,7 @@ pub fn load_dir(dir: &Path) -> Result<PlaybookSet, Vec<LoadError>> {
                 continue;
             }
         };
-        match load_str(&file, &text) {
+        match load_str(&file, &text, ctx) {
             Ok(p) => {
                 if playbooks.iter().any(|q| q.name == p.name) {
                     errors.push(LoadError {

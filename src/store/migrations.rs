@@ -1,4 +1,5 @@
-//! Schema migrations, embedded in the binary. Shipped migrations are never edited: add one.
+//! Schema migrations, embedded in the binary. A migration is never edited once released: add
+//! a new one. (Version 1 is the first released schema.)
 
 pub const SQLITE: &[(i64, &str, &str)] = &[(
     1,
@@ -8,6 +9,7 @@ CREATE TABLE alerts (
     id           TEXT PRIMARY KEY,
     source       TEXT NOT NULL,
     fingerprint  TEXT NOT NULL,
+    correlation  TEXT NOT NULL,
     received_at  TEXT NOT NULL,
     status       TEXT NOT NULL,
     state        TEXT NOT NULL,
@@ -16,17 +18,27 @@ CREATE TABLE alerts (
 );
 CREATE INDEX alerts_by_fingerprint ON alerts (source, fingerprint, received_at);
 CREATE INDEX alerts_by_state ON alerts (state, received_at);
+CREATE INDEX alerts_by_correlation ON alerts (correlation);
 
 CREATE TABLE actions (
     id               TEXT PRIMARY KEY,
+    chain_id         TEXT NOT NULL,
+    step_index       INTEGER NOT NULL,
+    predecessor      TEXT,
     alert_id         TEXT,
     playbook         TEXT,
     kind             TEXT NOT NULL,
     target           TEXT NOT NULL,
+    params           TEXT NOT NULL,
+    approval         TEXT,
     mode             TEXT NOT NULL,
     reason           TEXT NOT NULL,
+    origin           TEXT NOT NULL,
+    requested_by     TEXT,
     state            TEXT NOT NULL,
     attempts         INTEGER NOT NULL DEFAULT 0,
+    delay_secs       INTEGER NOT NULL,
+    deadline_secs    INTEGER NOT NULL,
     not_before       TEXT NOT NULL,
     deadline_at      TEXT NOT NULL,
     claimed_by       TEXT,
@@ -34,11 +46,42 @@ CREATE TABLE actions (
     user_id          TEXT,
     last_error       TEXT,
     result           TEXT,
+    limit_override   INTEGER NOT NULL DEFAULT 0,
     created_at       TEXT NOT NULL,
-    updated_at       TEXT NOT NULL
+    updated_at       TEXT NOT NULL,
+    started_at       TEXT,
+    finished_at      TEXT
 );
-CREATE INDEX actions_ready ON actions (state, not_before);
+CREATE INDEX actions_due ON actions (state, not_before);
 CREATE INDEX actions_by_target ON actions (target, kind, state);
+CREATE INDEX actions_by_chain ON actions (chain_id, step_index);
+CREATE INDEX actions_by_alert ON actions (alert_id);
+CREATE INDEX actions_started ON actions (kind, started_at);
+
+CREATE TABLE approvals (
+    id           TEXT PRIMARY KEY,
+    action_id    TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    request      TEXT NOT NULL,
+    binding_hash TEXT NOT NULL,
+    requested_by TEXT,
+    decisions    TEXT NOT NULL,
+    created_at   TEXT NOT NULL,
+    expires_at   TEXT NOT NULL,
+    escalate_at  TEXT,
+    escalated    INTEGER NOT NULL DEFAULT 0,
+    decided_at   TEXT
+);
+CREATE INDEX approvals_by_state ON approvals (state, expires_at);
+CREATE INDEX approvals_by_action ON approvals (action_id);
+
+CREATE TABLE limit_trips (
+    id         INTEGER PRIMARY KEY,
+    scope      TEXT NOT NULL,
+    tripped_at TEXT NOT NULL,
+    reset_at   TEXT,
+    reset_by   TEXT
+);
 
 CREATE TABLE audit (
     seq       INTEGER PRIMARY KEY,
@@ -56,6 +99,7 @@ CREATE TABLE audit (
 );
 CREATE INDEX audit_by_alert ON audit (alert_id);
 CREATE INDEX audit_by_subject ON audit (subject);
+CREATE INDEX audit_by_kind ON audit (kind);
 
 -- The service never changes audit rows: make the database refuse it too.
 CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;

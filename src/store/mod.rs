@@ -5,6 +5,7 @@
 
 mod migrations;
 mod sqlite;
+mod types;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
@@ -12,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::audit::{AuditEvent, AuditRecord};
 
 pub use sqlite::SqliteStore;
+pub use types::*;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -39,6 +41,9 @@ pub struct NewAlert {
     pub fingerprint: String,
     pub received_at: String,
     pub status: String,
+    /// The same alert whatever its status (fingerprint without the status): a resolved alert
+    /// finds its firing one by it.
+    pub correlation: String,
     /// The canonical alert, as JSON.
     pub alert: serde_json::Value,
 }
@@ -80,104 +85,8 @@ pub struct StoredAlert {
     pub status: String,
     pub state: AlertState,
     pub duplicate_of: Option<String>,
+    pub correlation: String,
     pub alert: serde_json::Value,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ActionState {
-    Ready,
-    Running,
-    Succeeded,
-    Failed,
-    Skipped,
-}
-
-impl ActionState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Ready => "ready",
-            Self::Running => "running",
-            Self::Succeeded => "succeeded",
-            Self::Failed => "failed",
-            Self::Skipped => "skipped",
-        }
-    }
-    pub fn parse(s: &str) -> StoreResult<Self> {
-        Ok(match s {
-            "ready" => Self::Ready,
-            "running" => Self::Running,
-            "succeeded" => Self::Succeeded,
-            "failed" => Self::Failed,
-            "skipped" => Self::Skipped,
-            other => return Err(StoreError::Corrupt(format!("action state {other:?}"))),
-        })
-    }
-    pub fn is_open(self) -> bool {
-        matches!(self, Self::Ready | Self::Running)
-    }
-}
-
-/// An action the engine planned.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct NewAction {
-    pub id: String,
-    pub alert_id: Option<String>,
-    pub playbook: Option<String>,
-    /// `suspend` or `reactivate`.
-    pub kind: String,
-    /// The target as planned: a 1Password user id or an e-mail.
-    pub target: String,
-    /// `enforce` or `dry_run`.
-    pub mode: String,
-    pub reason: String,
-    pub not_before: String,
-    pub deadline_at: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Action {
-    pub id: String,
-    pub alert_id: Option<String>,
-    pub playbook: Option<String>,
-    pub kind: String,
-    pub target: String,
-    pub mode: String,
-    pub reason: String,
-    pub state: ActionState,
-    pub attempts: i64,
-    pub not_before: String,
-    pub deadline_at: String,
-    pub claimed_by: Option<String>,
-    pub claim_expires_at: Option<String>,
-    pub user_id: Option<String>,
-    pub last_error: Option<String>,
-    pub result: Option<serde_json::Value>,
-    pub created_at: String,
-    pub updated_at: String,
-}
-
-/// What the engine decided for one alert, committed at once.
-#[derive(Debug, Default)]
-pub struct PlanRecord {
-    pub actions: Vec<NewAction>,
-    pub audit: Vec<AuditEvent>,
-}
-
-/// How an action ended (or that it goes back to the queue).
-#[derive(Debug, Clone)]
-pub enum ActionOutcome {
-    Done {
-        state: ActionState,
-        user_id: Option<String>,
-        result: serde_json::Value,
-        error: Option<String>,
-    },
-    Retry {
-        not_before: String,
-        user_id: Option<String>,
-        error: String,
-    },
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -197,37 +106,37 @@ pub struct AuditQuery {
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Stores the alert (a duplicate of a recent one is stored as such), with its audit record.
-    async fn insert_alert(
-        &self,
-        alert: &NewAlert,
-        dedup_since: &str,
-        audit: AuditEvent,
-    ) -> StoreResult<InsertOutcome>;
+    async fn insert_alert(&self, alert: &NewAlert, dedup_since: &str, audit: AuditEvent) -> StoreResult<InsertOutcome>;
     async fn get_alert(&self, id: &str) -> StoreResult<Option<StoredAlert>>;
     /// Alerts stored but not yet evaluated, oldest first.
     async fn unevaluated_alerts(&self, limit: i64) -> StoreResult<Vec<StoredAlert>>;
-    /// Commits the plan: new actions (an open action for the same target and kind absorbs a
-    /// new one), the alert marked evaluated, and the audit records. Returns the actions created.
+    /// Commits a plan: its chains (a chain whose first step matches an open action for the same
+    /// target and kind attaches to it instead), the alert marked evaluated, cancellations for a
+    /// resolved alert, and the audit records. Returns the action ids created.
     async fn record_plan(&self, alert_id: &str, plan: PlanRecord) -> StoreResult<Vec<String>>;
-    /// Enqueues actions outside any alert (operator CLI, manual API), with their audit records.
-    async fn enqueue_actions(&self, plan: PlanRecord) -> StoreResult<Vec<String>>;
-    /// Atomically claims the oldest ready action, or one whose claim expired.
-    async fn claim_action(
-        &self,
-        worker: &str,
-        now: &str,
-        claim_until: &str,
-    ) -> StoreResult<Option<Action>>;
-    /// Records how a claimed action ended, with its audit records, if the claim is still ours.
-    async fn finish_action(
-        &self,
-        id: &str,
-        worker: &str,
-        outcome: ActionOutcome,
-        audit: Vec<AuditEvent>,
-    ) -> StoreResult<bool>;
+    /// Queues chains outside any alert (manual requests). With `supersede`, open scheduled or
+    /// waiting actions on the same target are cancelled first (an analyst acted in between).
+    async fn enqueue(&self, chains: Vec<NewChain>, supersede: bool, audit: Vec<AuditEvent>) -> StoreResult<Vec<String>>;
+    /// Atomically claims the oldest due action (or one whose claim expired), checking the
+    /// blast-radius limits in the same transaction.
+    async fn claim_action(&self, worker: &str, now: &str, claim_until: &str, limits: &LimitPolicy) -> StoreResult<Claim>;
+    /// Records how a claimed action ended and moves its chain on, if the claim is still ours.
+    async fn finish_action(&self, id: &str, worker: &str, outcome: ActionOutcome, audit: Vec<AuditEvent>) -> StoreResult<bool>;
     async fn get_action(&self, id: &str) -> StoreResult<Option<Action>>;
     async fn list_actions(&self, alert_id: Option<&str>) -> StoreResult<Vec<Action>>;
+    /// Counts of actions per (kind, state), for metrics.
+    async fn action_counts(&self) -> StoreResult<Vec<(String, String, i64)>>;
+    async fn list_approvals(&self, state: Option<ApprovalState>) -> StoreResult<Vec<Approval>>;
+    async fn get_approval(&self, id: &str) -> StoreResult<Option<Approval>>;
+    /// Applies one approver's decision atomically: quorum, four-eyes, binding and
+    /// decided-once are checked inside the transaction.
+    async fn decide_approval(&self, id: &str, approver: &Approver, approve: bool, reason: Option<String>, now: &str) -> Result<DecisionOutcome, DecideError>;
+    /// Resolves pending approvals past their expiry per their `on_timeout`; returns them.
+    async fn expire_approvals(&self, now: &str) -> StoreResult<Vec<Approval>>;
+    /// Marks approvals whose escalation is due as escalated; returns them.
+    async fn due_escalations(&self, now: &str) -> StoreResult<Vec<Approval>>;
+    /// Ends a global-limit trip (admin reset). Returns whether one was active.
+    async fn reset_limits(&self, by: &str, now: &str) -> StoreResult<bool>;
     async fn append_audit(&self, events: Vec<AuditEvent>) -> StoreResult<()>;
     async fn query_audit(&self, q: &AuditQuery) -> StoreResult<Vec<AuditRecord>>;
     /// Every record in order, for verification and export.

@@ -2,17 +2,17 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
+use serde_json::json;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use super::*;
 use crate::audit::{GENESIS_HASH, chain_hash};
-use crate::domain::{new_id, now_rfc3339};
+use crate::domain::{new_id, now_rfc3339, shift_time};
 
 /// The embedded store. SQLite allows one writer at a time, so writes queue on one async
-/// mutex (no busy-retry storms); reads run in parallel on the pool (WAL mode).
+/// mutex (no busy-retry storms); reads run in parallel on the pool (WAL mode). The mutex is
+/// also what serialises audit appends, claims and limit checks.
 pub struct SqliteStore {
     pool: SqlitePool,
     writer: tokio::sync::Mutex<()>,
@@ -27,14 +27,8 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await?;
-        let store = Self {
-            pool,
-            writer: tokio::sync::Mutex::new(()),
-        };
+        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
+        let store = Self { pool, writer: tokio::sync::Mutex::new(()) };
         store.migrate().await?;
         Ok(store)
     }
@@ -42,17 +36,14 @@ impl SqliteStore {
     async fn migrate(&self) -> StoreResult<()> {
         let _w = self.writer.lock().await;
         let mut conn = self.pool.acquire().await?;
-        sqlx::query(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
-        )
-        .execute(&mut *conn)
-        .await?;
+        sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
+            .execute(&mut *conn)
+            .await?;
         for (version, name, sql) in super::migrations::SQLITE {
-            let done: Option<i64> =
-                sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
-                    .bind(version)
-                    .fetch_optional(&mut *conn)
-                    .await?;
+            let done: Option<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
+                .bind(version)
+                .fetch_optional(&mut *conn)
+                .await?;
             if done.is_some() {
                 continue;
             }
@@ -61,14 +52,12 @@ impl SqliteStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| StoreError::Migration(format!("{version} {name}: {e}")))?;
-            sqlx::query(
-                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
-            )
-            .bind(version)
-            .bind(name)
-            .bind(now_rfc3339())
-            .execute(&mut *tx)
-            .await?;
+            sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)")
+                .bind(version)
+                .bind(name)
+                .bind(now_rfc3339())
+                .execute(&mut *tx)
+                .await?;
             tx.commit().await?;
         }
         Ok(())
@@ -80,14 +69,17 @@ impl SqliteStore {
     }
 }
 
+fn corrupt(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
 async fn append_audit_tx(conn: &mut SqliteConnection, events: Vec<AuditEvent>) -> StoreResult<()> {
     if events.is_empty() {
         return Ok(());
     }
-    let last: Option<(i64, String)> =
-        sqlx::query_as("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *conn)
-            .await?;
+    let last: Option<(i64, String)> = sqlx::query_as("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+        .fetch_optional(&mut *conn)
+        .await?;
     let (mut seq, mut prev) = last.unwrap_or((0, GENESIS_HASH.to_owned()));
     for event in events {
         seq += 1;
@@ -117,57 +109,185 @@ async fn append_audit_tx(conn: &mut SqliteConnection, events: Vec<AuditEvent>) -
     Ok(())
 }
 
-/// Inserts actions; an open action for the same target and kind absorbs the new one.
-async fn insert_actions_tx(
-    conn: &mut SqliteConnection,
-    plan: &mut PlanRecord,
-) -> StoreResult<Vec<String>> {
-    let mut created = Vec::new();
-    let now = now_rfc3339();
-    for a in &plan.actions {
+fn action_event(a: &Action, kind: &str, data: serde_json::Value) -> AuditEvent {
+    let mut e = AuditEvent::new(kind, "system").action(&a.id).subject(&a.target).data(data);
+    e.alert_id = a.alert_id.clone();
+    e.playbook = a.playbook.clone();
+    e
+}
+
+async fn load_action(conn: &mut SqliteConnection, id: &str) -> StoreResult<Option<Action>> {
+    let row = sqlx::query("SELECT * FROM actions WHERE id = ?").bind(id).fetch_optional(&mut *conn).await?;
+    row.as_ref().map(action_from_row).transpose()
+}
+
+/// Makes an action due: it waits for approval (a new approval row) or is scheduled after its delay.
+async fn activate(conn: &mut SqliteConnection, a: &Action, now: &str, audit: &mut Vec<AuditEvent>) -> StoreResult<()> {
+    if let Some(req) = &a.approval {
+        sqlx::query("UPDATE actions SET state = 'pending_approval', updated_at = ? WHERE id = ?").bind(now).bind(&a.id).execute(&mut *conn).await?;
+        let approval_id = insert_approval(conn, a, req, now).await?;
+        audit.push(action_event(a, "approval.requested", json!({"approval_id": approval_id, "approvers": req.approvers, "quorum": req.quorum, "reason": req.reason, "expires_in_secs": req.timeout_secs})));
+    } else {
+        schedule(conn, a, now, a.delay_secs, audit).await?;
+    }
+    Ok(())
+}
+
+async fn schedule(conn: &mut SqliteConnection, a: &Action, now: &str, delay_secs: i64, audit: &mut Vec<AuditEvent>) -> StoreResult<()> {
+    let not_before = shift_time(now, delay_secs);
+    let state = if delay_secs > 0 { "scheduled" } else { "ready" };
+    sqlx::query("UPDATE actions SET state = ?, not_before = ?, deadline_at = ?, updated_at = ? WHERE id = ?")
+        .bind(state)
+        .bind(&not_before)
+        .bind(shift_time(&not_before, a.deadline_secs))
+        .bind(now)
+        .bind(&a.id)
+        .execute(&mut *conn)
+        .await?;
+    audit.push(action_event(a, "action.scheduled", json!({"kind": a.kind, "mode": a.mode, "not_before": not_before, "state": state})));
+    Ok(())
+}
+
+async fn insert_approval(conn: &mut SqliteConnection, a: &Action, req: &ApprovalRequest, now: &str) -> StoreResult<String> {
+    let id = new_id("apr");
+    sqlx::query(
+        "INSERT INTO approvals (id, action_id, state, request, binding_hash, requested_by, decisions, created_at, expires_at, escalate_at, escalated)
+         VALUES (?, ?, 'pending', ?, ?, ?, '[]', ?, ?, ?, 0)",
+    )
+    .bind(&id)
+    .bind(&a.id)
+    .bind(serde_json::to_string(req).map_err(corrupt)?)
+    .bind(binding_hash(a))
+    .bind(&a.requested_by)
+    .bind(now)
+    .bind(shift_time(now, req.timeout_secs))
+    .bind(req.escalate_after_secs.map(|s| shift_time(now, s)))
+    .execute(&mut *conn)
+    .await?;
+    Ok(id)
+}
+
+/// Cancels the steps after `a` in its chain.
+async fn cancel_successors(conn: &mut SqliteConnection, a: &Action, why: &str, now: &str, audit: &mut Vec<AuditEvent>) -> StoreResult<()> {
+    let rows = sqlx::query("SELECT * FROM actions WHERE chain_id = ? AND step_index > ? AND state = 'waiting'")
+        .bind(&a.chain_id)
+        .bind(a.step_index)
+        .fetch_all(&mut *conn)
+        .await?;
+    for row in &rows {
+        let s = action_from_row(row)?;
+        sqlx::query("UPDATE actions SET state = 'cancelled', finished_at = ?, updated_at = ?, last_error = ? WHERE id = ?")
+            .bind(now)
+            .bind(now)
+            .bind(why)
+            .bind(&s.id)
+            .execute(&mut *conn)
+            .await?;
+        audit.push(action_event(&s, "action.cancelled", json!({"reason": why, "after": a.id})));
+    }
+    Ok(())
+}
+
+/// Moves the chain past a finished `a`: the next step becomes due.
+async fn advance(conn: &mut SqliteConnection, a: &Action, now: &str, audit: &mut Vec<AuditEvent>) -> StoreResult<()> {
+    let row = sqlx::query("SELECT * FROM actions WHERE chain_id = ? AND step_index = ? AND state = 'waiting'")
+        .bind(&a.chain_id)
+        .bind(a.step_index + 1)
+        .fetch_optional(&mut *conn)
+        .await?;
+    if let Some(row) = row {
+        let next = action_from_row(&row)?;
+        activate(conn, &next, now, audit).await?;
+    }
+    Ok(())
+}
+
+/// Cancels an open action (and what follows it) with its pending approvals.
+async fn cancel_action(conn: &mut SqliteConnection, a: &Action, why: &str, now: &str, audit: &mut Vec<AuditEvent>) -> StoreResult<()> {
+    sqlx::query("UPDATE actions SET state = 'cancelled', finished_at = ?, updated_at = ?, last_error = ? WHERE id = ?")
+        .bind(now)
+        .bind(now)
+        .bind(why)
+        .bind(&a.id)
+        .execute(&mut *conn)
+        .await?;
+    let cancelled = sqlx::query("UPDATE approvals SET state = 'cancelled', decided_at = ? WHERE action_id = ? AND state = 'pending'")
+        .bind(now)
+        .bind(&a.id)
+        .execute(&mut *conn)
+        .await?;
+    if cancelled.rows_affected() > 0 {
+        audit.push(action_event(a, "approval.cancelled", json!({"reason": why})));
+    }
+    audit.push(action_event(a, "action.cancelled", json!({"reason": why})));
+    cancel_successors(conn, a, why, now, audit).await
+}
+
+/// Inserts a chain; its first step becomes due. If an open action has the same target and
+/// kind as the first step, the chain attaches to it and nothing new is queued.
+async fn insert_chain(conn: &mut SqliteConnection, chain: &NewChain, now: &str, audit: &mut Vec<AuditEvent>) -> StoreResult<Vec<String>> {
+    let Some(first) = chain.steps.first() else { return Ok(vec![]) };
+    if chain.target != "*" {
         let open: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM actions WHERE target = ? AND kind = ? AND state IN ('ready', 'running') LIMIT 1",
+            "SELECT id FROM actions WHERE target = ? AND kind = ? AND state IN ('waiting', 'pending_approval', 'scheduled', 'ready', 'running') LIMIT 1",
         )
-        .bind(&a.target)
-        .bind(&a.kind)
+        .bind(&chain.target)
+        .bind(&first.kind)
         .fetch_optional(&mut *conn)
         .await?;
         if let Some(existing) = open {
             let mut e = AuditEvent::new("action.attached", "system")
                 .action(&existing)
-                .subject(&a.target)
-                .data(serde_json::json!({"kind": a.kind, "reason": "an open action for this user and kind exists"}));
-            e.alert_id = a.alert_id.clone();
-            e.playbook = a.playbook.clone();
-            plan.audit.push(e);
-            continue;
+                .subject(&chain.target)
+                .data(json!({"kind": first.kind, "reason": "an open action for this user and kind exists", "steps_dropped": chain.steps.len()}));
+            e.alert_id = chain.alert_id.clone();
+            e.playbook = chain.playbook.clone();
+            audit.push(e);
+            return Ok(vec![]);
         }
+    }
+    let mut created = vec![];
+    let mut predecessor: Option<String> = None;
+    for (i, step) in chain.steps.iter().enumerate() {
         sqlx::query(
-            "INSERT INTO actions (id, alert_id, playbook, kind, target, mode, reason, state, attempts, not_before, deadline_at, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, 'ready', 0, ?, ?, ?, ?)",
+            "INSERT INTO actions (id, chain_id, step_index, predecessor, alert_id, playbook, kind, target, params, approval, mode, reason, origin, requested_by,
+                                  state, attempts, delay_secs, deadline_secs, not_before, deadline_at, created_at, updated_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'waiting', 0, ?, ?, ?, ?, ?, ?)",
         )
-        .bind(&a.id)
-        .bind(&a.alert_id)
-        .bind(&a.playbook)
-        .bind(&a.kind)
-        .bind(&a.target)
-        .bind(&a.mode)
-        .bind(&a.reason)
-        .bind(&a.not_before)
-        .bind(&a.deadline_at)
-        .bind(&now)
-        .bind(&now)
+        .bind(&step.id)
+        .bind(&chain.id)
+        .bind(i as i64)
+        .bind(&predecessor)
+        .bind(&chain.alert_id)
+        .bind(&chain.playbook)
+        .bind(&step.kind)
+        .bind(&chain.target)
+        .bind(step.params.to_string())
+        .bind(step.approval.as_ref().map(|a| serde_json::to_string(a).expect("serialises")))
+        .bind(&chain.mode)
+        .bind(&chain.reason)
+        .bind(&chain.origin)
+        .bind(&chain.requested_by)
+        .bind(step.delay_secs)
+        .bind(chain.deadline_secs)
+        .bind(now)
+        .bind(now)
+        .bind(now)
+        .bind(now)
         .execute(&mut *conn)
         .await?;
         let mut e = AuditEvent::new("action.queued", "system")
-            .action(&a.id)
-            .subject(&a.target)
-            .data(serde_json::json!({"kind": a.kind, "mode": a.mode, "reason": a.reason, "not_before": a.not_before}));
-        e.alert_id = a.alert_id.clone();
-        e.playbook = a.playbook.clone();
-        plan.audit.push(e);
-        created.push(a.id.clone());
+            .action(&step.id)
+            .subject(&chain.target)
+            .data(json!({"kind": step.kind, "mode": chain.mode, "chain": chain.id, "step": i, "reason": chain.reason, "origin": chain.origin, "approval": step.approval, "delay_secs": step.delay_secs}));
+        e.alert_id = chain.alert_id.clone();
+        e.playbook = chain.playbook.clone();
+        audit.push(e);
+        created.push(step.id.clone());
+        predecessor = Some(step.id.clone());
     }
+    let first = load_action(conn, &chain.steps[0].id).await?.ok_or_else(|| corrupt("inserted action vanished"))?;
+    activate(conn, &first, now, audit).await?;
     Ok(created)
 }
 
@@ -188,35 +308,67 @@ fn alert_from_row(row: &SqliteRow) -> StoreResult<StoredAlert> {
         status: row.try_get("status")?,
         state,
         duplicate_of: row.try_get("duplicate_of")?,
-        alert: serde_json::from_str(&alert).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        correlation: row.try_get("correlation")?,
+        alert: serde_json::from_str(&alert).map_err(corrupt)?,
     })
+}
+
+fn json_col<T: serde::de::DeserializeOwned>(row: &SqliteRow, col: &str) -> StoreResult<Option<T>> {
+    let v: Option<String> = row.try_get(col)?;
+    v.map(|s| serde_json::from_str(&s)).transpose().map_err(corrupt)
 }
 
 fn action_from_row(row: &SqliteRow) -> StoreResult<Action> {
     let state: String = row.try_get("state")?;
-    let result: Option<String> = row.try_get("result")?;
     Ok(Action {
         id: row.try_get("id")?,
+        chain_id: row.try_get("chain_id")?,
+        step_index: row.try_get("step_index")?,
+        predecessor: row.try_get("predecessor")?,
         alert_id: row.try_get("alert_id")?,
         playbook: row.try_get("playbook")?,
         kind: row.try_get("kind")?,
         target: row.try_get("target")?,
+        params: json_col(row, "params")?.unwrap_or_default(),
+        approval: json_col(row, "approval")?,
         mode: row.try_get("mode")?,
         reason: row.try_get("reason")?,
+        origin: row.try_get("origin")?,
+        requested_by: row.try_get("requested_by")?,
         state: ActionState::parse(&state)?,
         attempts: row.try_get("attempts")?,
+        delay_secs: row.try_get("delay_secs")?,
+        deadline_secs: row.try_get("deadline_secs")?,
         not_before: row.try_get("not_before")?,
         deadline_at: row.try_get("deadline_at")?,
         claimed_by: row.try_get("claimed_by")?,
         claim_expires_at: row.try_get("claim_expires_at")?,
         user_id: row.try_get("user_id")?,
         last_error: row.try_get("last_error")?,
-        result: result
-            .map(|r| serde_json::from_str(&r))
-            .transpose()
-            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        result: json_col(row, "result")?,
+        limit_override: row.try_get::<i64, _>("limit_override")? != 0,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+    })
+}
+
+fn approval_from_row(row: &SqliteRow) -> StoreResult<Approval> {
+    let state: String = row.try_get("state")?;
+    Ok(Approval {
+        id: row.try_get("id")?,
+        action_id: row.try_get("action_id")?,
+        state: ApprovalState::parse(&state)?,
+        request: json_col(row, "request")?.ok_or_else(|| corrupt("approval without request"))?,
+        binding_hash: row.try_get("binding_hash")?,
+        requested_by: row.try_get("requested_by")?,
+        decisions: json_col(row, "decisions")?.unwrap_or_default(),
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        escalate_at: row.try_get("escalate_at")?,
+        escalated: row.try_get::<i64, _>("escalated")? != 0,
+        decided_at: row.try_get("decided_at")?,
     })
 }
 
@@ -233,21 +385,71 @@ fn audit_from_row(row: &SqliteRow) -> StoreResult<AuditRecord> {
             action_id: row.try_get("action_id")?,
             playbook: row.try_get("playbook")?,
             subject: row.try_get("subject")?,
-            data: serde_json::from_str(&data).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            data: serde_json::from_str(&data).map_err(corrupt)?,
         },
         prev_hash: row.try_get("prev_hash")?,
         hash: row.try_get("hash")?,
     })
 }
 
+async fn load_approval(conn: &mut SqliteConnection, id: &str) -> StoreResult<Option<Approval>> {
+    let row = sqlx::query("SELECT * FROM approvals WHERE id = ?").bind(id).fetch_optional(&mut *conn).await?;
+    row.as_ref().map(approval_from_row).transpose()
+}
+
+/// Counts suspensions started within the window (optionally for one playbook).
+async fn suspensions_since(conn: &mut SqliteConnection, since: &str, playbook: Option<&str>) -> StoreResult<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT COUNT(*) FROM actions WHERE kind = 'suspend' AND mode = 'enforce' AND started_at >= ?1
+           AND state IN ('running', 'succeeded') AND (?2 IS NULL OR playbook = ?2)",
+    )
+    .bind(since)
+    .bind(playbook)
+    .fetch_one(&mut *conn)
+    .await?)
+}
+
+/// Settles an approval that reached a final state: the action runs, or ends with its chain.
+async fn settle(conn: &mut SqliteConnection, approval: &Approval, outcome: ApprovalState, now: &str, actor: &str, audit: &mut Vec<AuditEvent>) -> StoreResult<()> {
+    let Some(action) = load_action(conn, &approval.action_id).await? else { return Ok(()) };
+    if action.state != ActionState::PendingApproval {
+        return Ok(());
+    }
+    let proceed = match outcome {
+        ApprovalState::Approved => true,
+        ApprovalState::Expired => approval.request.on_timeout == "approve",
+        _ => false,
+    };
+    if proceed {
+        let held_by_limit = approval.request.reason.ends_with("limit");
+        if held_by_limit {
+            sqlx::query("UPDATE actions SET limit_override = 1 WHERE id = ?").bind(&action.id).execute(&mut *conn).await?;
+        }
+        // The playbook's delay counts from the approval; a limit hold resumes at once.
+        let delay = if held_by_limit { 0 } else { action.delay_secs };
+        let mut e = action_event(&action, "approval.settled", json!({"approval_id": approval.id, "outcome": outcome.as_str(), "action": "runs"}));
+        e.actor = actor.into();
+        audit.push(e);
+        schedule(conn, &action, now, delay, audit).await
+    } else {
+        let state = if outcome == ApprovalState::Expired { "expired" } else { "denied" };
+        sqlx::query("UPDATE actions SET state = ?, finished_at = ?, updated_at = ? WHERE id = ?")
+            .bind(state)
+            .bind(now)
+            .bind(now)
+            .bind(&action.id)
+            .execute(&mut *conn)
+            .await?;
+        let mut e = action_event(&action, &format!("action.{state}"), json!({"approval_id": approval.id}));
+        e.actor = actor.into();
+        audit.push(e);
+        cancel_successors(conn, &action, &format!("previous step {state}"), now, audit).await
+    }
+}
+
 #[async_trait]
 impl Store for SqliteStore {
-    async fn insert_alert(
-        &self,
-        alert: &NewAlert,
-        dedup_since: &str,
-        mut audit: AuditEvent,
-    ) -> StoreResult<InsertOutcome> {
+    async fn insert_alert(&self, alert: &NewAlert, dedup_since: &str, mut audit: AuditEvent) -> StoreResult<InsertOutcome> {
         let _w = self.writer.lock().await;
         let mut tx = self.pool.begin().await?;
         let original: Option<String> = sqlx::query_scalar(
@@ -260,20 +462,16 @@ impl Store for SqliteStore {
         .fetch_optional(&mut *tx)
         .await?;
         let (state, outcome) = match &original {
-            Some(o) => (
-                AlertState::Duplicate,
-                InsertOutcome::Duplicate {
-                    original: o.clone(),
-                },
-            ),
+            Some(o) => (AlertState::Duplicate, InsertOutcome::Duplicate { original: o.clone() }),
             None => (AlertState::Received, InsertOutcome::Inserted),
         };
         sqlx::query(
-            "INSERT INTO alerts (id, source, fingerprint, received_at, status, state, duplicate_of, alert) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO alerts (id, source, fingerprint, correlation, received_at, status, state, duplicate_of, alert) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&alert.id)
         .bind(&alert.source)
         .bind(&alert.fingerprint)
+        .bind(&alert.correlation)
         .bind(&alert.received_at)
         .bind(&alert.status)
         .bind(state.as_str())
@@ -293,113 +491,190 @@ impl Store for SqliteStore {
     }
 
     async fn get_alert(&self, id: &str) -> StoreResult<Option<StoredAlert>> {
-        let row = sqlx::query("SELECT * FROM alerts WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row = sqlx::query("SELECT * FROM alerts WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
         row.as_ref().map(alert_from_row).transpose()
     }
 
     async fn unevaluated_alerts(&self, limit: i64) -> StoreResult<Vec<StoredAlert>> {
-        let rows = sqlx::query(
-            "SELECT * FROM alerts WHERE state = 'received' ORDER BY received_at, id LIMIT ?",
-        )
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query("SELECT * FROM alerts WHERE state = 'received' ORDER BY received_at, id LIMIT ?")
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(alert_from_row).collect()
     }
 
     async fn record_plan(&self, alert_id: &str, mut plan: PlanRecord) -> StoreResult<Vec<String>> {
         let _w = self.writer.lock().await;
         let mut tx = self.pool.begin().await?;
-        let updated = sqlx::query(
-            "UPDATE alerts SET state = 'evaluated' WHERE id = ? AND state = 'received'",
-        )
-        .bind(alert_id)
-        .execute(&mut *tx)
-        .await?;
+        let now = now_rfc3339();
+        let updated = sqlx::query("UPDATE alerts SET state = 'evaluated' WHERE id = ? AND state = 'received'")
+            .bind(alert_id)
+            .execute(&mut *tx)
+            .await?;
         if updated.rows_affected() == 0 {
             // Already evaluated (by another engine pass): the plan must not be applied twice.
             return Ok(vec![]);
         }
-        let created = insert_actions_tx(&mut tx, &mut plan).await?;
+        if let Some(correlation) = &plan.cancel_correlation {
+            let rows = sqlx::query(
+                "SELECT ap.* FROM approvals ap JOIN actions ac ON ac.id = ap.action_id JOIN alerts al ON al.id = ac.alert_id
+                 WHERE ap.state = 'pending' AND al.correlation = ? AND al.status = 'firing' AND al.id != ?",
+            )
+            .bind(correlation)
+            .bind(alert_id)
+            .fetch_all(&mut *tx)
+            .await?;
+            for row in &rows {
+                let approval = approval_from_row(row)?;
+                if !approval.request.cancel_on_resolve {
+                    continue;
+                }
+                if let Some(action) = load_action(&mut tx, &approval.action_id).await? {
+                    cancel_action(&mut tx, &action, &format!("the source resolved the alert (resolved by {alert_id})"), &now, &mut plan.audit).await?;
+                }
+            }
+        }
+        let mut created = vec![];
+        for chain in &plan.chains {
+            created.extend(insert_chain(&mut tx, chain, &now, &mut plan.audit).await?);
+        }
         append_audit_tx(&mut tx, plan.audit).await?;
         tx.commit().await?;
         Ok(created)
     }
 
-    async fn enqueue_actions(&self, mut plan: PlanRecord) -> StoreResult<Vec<String>> {
+    async fn enqueue(&self, chains: Vec<NewChain>, supersede: bool, mut audit: Vec<AuditEvent>) -> StoreResult<Vec<String>> {
         let _w = self.writer.lock().await;
         let mut tx = self.pool.begin().await?;
-        let created = insert_actions_tx(&mut tx, &mut plan).await?;
-        append_audit_tx(&mut tx, plan.audit).await?;
+        let now = now_rfc3339();
+        let mut created = vec![];
+        for chain in &chains {
+            if supersede && chain.target != "*" {
+                let rows = sqlx::query("SELECT * FROM actions WHERE target = ? AND state IN ('waiting', 'pending_approval', 'scheduled', 'ready') AND chain_id != ? ORDER BY step_index")
+                    .bind(&chain.target)
+                    .bind(&chain.id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                for row in &rows {
+                    let a = action_from_row(row)?;
+                    // Re-read: cancelling one may already have cancelled its successors.
+                    if load_action(&mut tx, &a.id).await?.is_some_and(|x| x.state.is_open()) {
+                        cancel_action(&mut tx, &a, "superseded by a manual action on the user", &now, &mut audit).await?;
+                    }
+                }
+            }
+            created.extend(insert_chain(&mut tx, chain, &now, &mut audit).await?);
+        }
+        append_audit_tx(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(created)
     }
 
-    async fn claim_action(
-        &self,
-        worker: &str,
-        now: &str,
-        claim_until: &str,
-    ) -> StoreResult<Option<Action>> {
+    async fn claim_action(&self, worker: &str, now: &str, claim_until: &str, limits: &LimitPolicy) -> StoreResult<Claim> {
         let _w = self.writer.lock().await;
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(
             "SELECT * FROM actions
-             WHERE (state = 'ready' AND not_before <= ?1) OR (state = 'running' AND claim_expires_at < ?1)
+             WHERE (state IN ('scheduled', 'ready') AND not_before <= ?1) OR (state = 'running' AND claim_expires_at < ?1)
              ORDER BY not_before, id LIMIT 1",
         )
         .bind(now)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(row) = row else { return Ok(None) };
+        let Some(row) = row else { return Ok(Claim::Empty) };
         let mut action = action_from_row(&row)?;
         let reclaimed = action.state == ActionState::Running;
+        let mut audit = vec![];
+        // Blast-radius limits, in the claim's transaction so two workers cannot both take
+        // the last slot.
+        if action.kind == "suspend" && action.mode == "enforce" && !action.limit_override && !reclaimed {
+            let mut held: Option<(String, bool)> = None;
+            if let Some((max, per)) = limits.global {
+                let since = shift_time(now, -(per.as_secs() as i64));
+                let tripped: Option<i64> = sqlx::query_scalar("SELECT id FROM limit_trips WHERE scope = 'global' AND reset_at IS NULL AND tripped_at >= ? LIMIT 1")
+                    .bind(&since)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let count = suspensions_since(&mut tx, &since, None).await?;
+                if tripped.is_some() || count >= max {
+                    let tripped_now = tripped.is_none();
+                    if tripped_now {
+                        sqlx::query("INSERT INTO limit_trips (scope, tripped_at) VALUES ('global', ?)").bind(now).execute(&mut *tx).await?;
+                        audit.push(AuditEvent::new("limit.tripped", "system").data(json!({"scope": "global", "max": max, "per_secs": per.as_secs(), "count": count})));
+                    }
+                    held = Some(("global_limit".into(), tripped_now));
+                }
+            }
+            if held.is_none()
+                && let Some(limit) = action.params.get("limit").filter(|l| !l.is_null())
+            {
+                let max = limit.get("max").and_then(|m| m.as_i64()).unwrap_or(i64::MAX);
+                let per = limit.get("per").and_then(|m| m.as_i64()).unwrap_or(3600);
+                let since = shift_time(now, -per);
+                let count = suspensions_since(&mut tx, &since, action.playbook.as_deref()).await?;
+                if count >= max {
+                    audit.push(action_event(&action, "limit.hit", json!({"scope": "playbook", "max": max, "per_secs": per, "count": count})));
+                    held = Some(("playbook_limit".into(), true));
+                }
+            }
+            if let Some((scope, tripped_now)) = held {
+                let req = ApprovalRequest {
+                    approvers: limits.approvers.clone(),
+                    quorum: 1,
+                    timeout_secs: limits.approval_timeout_secs,
+                    on_timeout: "deny".into(),
+                    escalate_after_secs: None,
+                    escalate_to: None,
+                    cancel_on_resolve: true,
+                    reason: scope.clone(),
+                };
+                sqlx::query("UPDATE actions SET state = 'pending_approval', updated_at = ? WHERE id = ?").bind(now).bind(&action.id).execute(&mut *tx).await?;
+                let approval_id = insert_approval(&mut tx, &action, &req, now).await?;
+                audit.push(action_event(&action, "limit.held", json!({"scope": scope, "approval_id": approval_id})));
+                append_audit_tx(&mut tx, audit).await?;
+                tx.commit().await?;
+                action.state = ActionState::PendingApproval;
+                return Ok(Claim::Limited { action, approval_id, scope, tripped_now });
+            }
+        }
         sqlx::query(
-            "UPDATE actions SET state = 'running', claimed_by = ?, claim_expires_at = ?, attempts = attempts + 1, updated_at = ? WHERE id = ?",
+            "UPDATE actions SET state = 'running', claimed_by = ?, claim_expires_at = ?, attempts = attempts + 1, updated_at = ?, started_at = COALESCE(started_at, ?) WHERE id = ?",
         )
         .bind(worker)
         .bind(claim_until)
         .bind(now)
+        .bind(now)
         .bind(&action.id)
         .execute(&mut *tx)
         .await?;
-        let mut e = AuditEvent::new(if reclaimed { "action.reclaimed" } else { "action.claimed" }, "system")
-            .action(&action.id)
-            .subject(&action.target)
-            .data(serde_json::json!({"worker": worker, "attempt": action.attempts + 1, "previous_worker": action.claimed_by}));
-        e.alert_id = action.alert_id.clone();
-        e.playbook = action.playbook.clone();
-        append_audit_tx(&mut tx, vec![e]).await?;
+        audit.push(action_event(
+            &action,
+            if reclaimed { "action.reclaimed" } else { "action.claimed" },
+            json!({"worker": worker, "attempt": action.attempts + 1, "previous_worker": action.claimed_by}),
+        ));
+        append_audit_tx(&mut tx, audit).await?;
         tx.commit().await?;
         action.state = ActionState::Running;
         action.attempts += 1;
         action.claimed_by = Some(worker.into());
         action.claim_expires_at = Some(claim_until.into());
-        Ok(Some(action))
+        Ok(Claim::Claimed(action))
     }
 
-    async fn finish_action(
-        &self,
-        id: &str,
-        worker: &str,
-        outcome: ActionOutcome,
-        audit: Vec<AuditEvent>,
-    ) -> StoreResult<bool> {
+    async fn finish_action(&self, id: &str, worker: &str, outcome: ActionOutcome, mut audit: Vec<AuditEvent>) -> StoreResult<bool> {
         let _w = self.writer.lock().await;
         let mut tx = self.pool.begin().await?;
         let now = now_rfc3339();
         let updated = match &outcome {
-            ActionOutcome::Done { state, user_id, result, error } => sqlx::query(
-                "UPDATE actions SET state = ?, user_id = COALESCE(?, user_id), result = ?, last_error = ?, claimed_by = NULL, claim_expires_at = NULL, updated_at = ?
+            ActionOutcome::Done { state, user_id, result, error, .. } => sqlx::query(
+                "UPDATE actions SET state = ?, user_id = COALESCE(?, user_id), result = ?, last_error = ?, claimed_by = NULL, claim_expires_at = NULL, updated_at = ?, finished_at = ?
                  WHERE id = ? AND state = 'running' AND claimed_by = ?",
             )
             .bind(state.as_str())
             .bind(user_id)
             .bind(result.to_string())
             .bind(error)
+            .bind(&now)
             .bind(&now)
             .bind(id)
             .bind(worker)
@@ -418,28 +693,149 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?,
         };
+        let ours = updated.rows_affected() == 1;
+        if ours && let ActionOutcome::Done { continue_chain, state, .. } = &outcome {
+            let action = load_action(&mut tx, id).await?.ok_or_else(|| corrupt("finished action vanished"))?;
+            if *continue_chain {
+                advance(&mut tx, &action, &now, &mut audit).await?;
+            } else {
+                cancel_successors(&mut tx, &action, &format!("previous step {}", state.as_str()), &now, &mut audit).await?;
+            }
+        }
         // Audit what happened even when the claim was lost: the API calls were still made.
         append_audit_tx(&mut tx, audit).await?;
         tx.commit().await?;
-        Ok(updated.rows_affected() == 1)
+        Ok(ours)
     }
 
     async fn get_action(&self, id: &str) -> StoreResult<Option<Action>> {
-        let row = sqlx::query("SELECT * FROM actions WHERE id = ?")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(action_from_row).transpose()
+        let mut conn = self.pool.acquire().await?;
+        load_action(&mut conn, id).await
     }
 
     async fn list_actions(&self, alert_id: Option<&str>) -> StoreResult<Vec<Action>> {
-        let rows = sqlx::query(
-            "SELECT * FROM actions WHERE ?1 IS NULL OR alert_id = ?1 ORDER BY created_at, id",
-        )
-        .bind(alert_id)
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query("SELECT * FROM actions WHERE ?1 IS NULL OR alert_id = ?1 ORDER BY created_at, chain_id, step_index")
+            .bind(alert_id)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(action_from_row).collect()
+    }
+
+    async fn action_counts(&self) -> StoreResult<Vec<(String, String, i64)>> {
+        Ok(sqlx::query_as("SELECT kind, state, COUNT(*) FROM actions GROUP BY kind, state").fetch_all(&self.pool).await?)
+    }
+
+    async fn list_approvals(&self, state: Option<ApprovalState>) -> StoreResult<Vec<Approval>> {
+        let rows = sqlx::query("SELECT * FROM approvals WHERE ?1 IS NULL OR state = ?1 ORDER BY created_at, id")
+            .bind(state.map(|s| s.as_str()))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(approval_from_row).collect()
+    }
+
+    async fn get_approval(&self, id: &str) -> StoreResult<Option<Approval>> {
+        let mut conn = self.pool.acquire().await?;
+        load_approval(&mut conn, id).await
+    }
+
+    async fn decide_approval(&self, id: &str, approver: &Approver, approve: bool, reason: Option<String>, now: &str) -> Result<DecisionOutcome, DecideError> {
+        let _w = self.writer.lock().await;
+        let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
+        let approval = load_approval(&mut tx, id).await?.ok_or(DecideError::NotFound)?;
+        let action = load_action(&mut tx, &approval.action_id).await?.ok_or(DecideError::NotFound)?;
+        let new_state = super::apply_decision(&approval, &action, approver, approve)?;
+        let mut decisions = approval.decisions.clone();
+        decisions.push(Decision {
+            approver: approver.id.clone(),
+            decision: if approve { "approve" } else { "deny" }.into(),
+            reason: reason.clone(),
+            at: now.into(),
+        });
+        let state = new_state.unwrap_or(ApprovalState::Pending);
+        sqlx::query("UPDATE approvals SET decisions = ?, state = ?, decided_at = ? WHERE id = ? AND state = 'pending'")
+            .bind(serde_json::to_string(&decisions).map_err(corrupt)?)
+            .bind(state.as_str())
+            .bind(new_state.map(|_| now))
+            .bind(id)
+            .execute(&mut *tx)
+            .await
+            .map_err(StoreError::from)?;
+        let actor = format!("approver:{}", approver.id);
+        let mut audit = vec![{
+            let mut e = action_event(&action, "approval.decision", json!({
+                "approval_id": id, "decision": if approve { "approve" } else { "deny" }, "reason": reason,
+                "roles": approver.roles, "approvals": decisions.iter().filter(|d| d.decision == "approve").count(),
+                "quorum": approval.request.quorum, "state": state.as_str(),
+            }));
+            e.actor = actor.clone();
+            e
+        }];
+        let outcome = match new_state {
+            None => DecisionOutcome::Recorded {
+                approvals: decisions.iter().filter(|d| d.decision == "approve").count() as i64,
+                quorum: approval.request.quorum,
+            },
+            Some(final_state) => {
+                settle(&mut tx, &approval, final_state, now, &actor, &mut audit).await?;
+                if final_state == ApprovalState::Approved { DecisionOutcome::Approved } else { DecisionOutcome::Denied }
+            }
+        };
+        append_audit_tx(&mut tx, audit).await?;
+        tx.commit().await.map_err(StoreError::from)?;
+        Ok(outcome)
+    }
+
+    async fn expire_approvals(&self, now: &str) -> StoreResult<Vec<Approval>> {
+        let _w = self.writer.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query("SELECT * FROM approvals WHERE state = 'pending' AND expires_at <= ?").bind(now).fetch_all(&mut *tx).await?;
+        let mut expired = vec![];
+        let mut audit = vec![];
+        for row in &rows {
+            let approval = approval_from_row(row)?;
+            sqlx::query("UPDATE approvals SET state = 'expired', decided_at = ? WHERE id = ?").bind(now).bind(&approval.id).execute(&mut *tx).await?;
+            if let Some(action) = load_action(&mut tx, &approval.action_id).await? {
+                audit.push(action_event(&action, "approval.expired", json!({"approval_id": approval.id, "on_timeout": approval.request.on_timeout})));
+            }
+            settle(&mut tx, &approval, ApprovalState::Expired, now, "system", &mut audit).await?;
+            expired.push(approval);
+        }
+        append_audit_tx(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(expired)
+    }
+
+    async fn due_escalations(&self, now: &str) -> StoreResult<Vec<Approval>> {
+        let _w = self.writer.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let rows = sqlx::query("SELECT * FROM approvals WHERE state = 'pending' AND escalated = 0 AND escalate_at IS NOT NULL AND escalate_at <= ?")
+            .bind(now)
+            .fetch_all(&mut *tx)
+            .await?;
+        let mut due = vec![];
+        let mut audit = vec![];
+        for row in &rows {
+            let approval = approval_from_row(row)?;
+            sqlx::query("UPDATE approvals SET escalated = 1 WHERE id = ?").bind(&approval.id).execute(&mut *tx).await?;
+            if let Some(action) = load_action(&mut tx, &approval.action_id).await? {
+                audit.push(action_event(&action, "approval.escalated", json!({"approval_id": approval.id, "to": approval.request.escalate_to})));
+            }
+            due.push(approval);
+        }
+        append_audit_tx(&mut tx, audit).await?;
+        tx.commit().await?;
+        Ok(due)
+    }
+
+    async fn reset_limits(&self, by: &str, now: &str) -> StoreResult<bool> {
+        let _w = self.writer.lock().await;
+        let mut tx = self.pool.begin().await?;
+        let r = sqlx::query("UPDATE limit_trips SET reset_at = ?, reset_by = ? WHERE reset_at IS NULL").bind(now).bind(by).execute(&mut *tx).await?;
+        let mut e = AuditEvent::new("limit.reset", format!("admin:{by}")).data(json!({"trips_reset": r.rows_affected()}));
+        e.actor = format!("admin:{by}");
+        append_audit_tx(&mut tx, vec![e]).await?;
+        tx.commit().await?;
+        Ok(r.rows_affected() > 0)
     }
 
     async fn append_audit(&self, events: Vec<AuditEvent>) -> StoreResult<()> {
@@ -479,11 +875,7 @@ impl Store for SqliteStore {
     }
 
     async fn audit_chain(&self, after_seq: i64, limit: i64) -> StoreResult<Vec<AuditRecord>> {
-        let rows = sqlx::query("SELECT * FROM audit WHERE seq > ? ORDER BY seq LIMIT ?")
-            .bind(after_seq)
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query("SELECT * FROM audit WHERE seq > ? ORDER BY seq LIMIT ?").bind(after_seq).bind(limit).fetch_all(&self.pool).await?;
         rows.iter().map(audit_from_row).collect()
     }
 

@@ -270,6 +270,7 @@ async fn alerts_stored_before_a_crash_are_evaluated_on_restart() {
         fingerprint: alert.fingerprint.clone(),
         received_at: alert.received_at.clone(),
         status: "firing".into(),
+        correlation: "crash-test".into(),
         alert: serde_json::to_value(&alert).unwrap(),
     };
     store

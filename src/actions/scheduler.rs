@@ -1,0 +1,48 @@
+//! Time-driven work: approvals that expire, escalations that fall due, and announcing new
+//! pending approvals to the configured notify targets.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+
+use crate::context::AppContext;
+use crate::domain::now_rfc3339;
+use crate::store::{ApprovalState, StoreError};
+
+/// One pass. Returns how many approvals it expired.
+pub async fn tick(ctx: &AppContext, announced: &mut HashSet<String>) -> Result<usize, StoreError> {
+    let now = now_rfc3339();
+    let expired = ctx.store.expire_approvals(&now).await?;
+    if !expired.is_empty() {
+        ctx.actions_waiting.notify_waiters();
+    }
+    for a in ctx.store.due_escalations(&now).await? {
+        if let Some(to) = &a.request.escalate_to {
+            let text = format!("lockout: approval {} is still pending (needs {} of [{}])", a.id, a.request.quorum, a.request.approvers.join(", "));
+            ctx.send_audited(to, "approval_escalated", &text, json!({"approval_id": a.id, "action_id": a.action_id})).await;
+        }
+    }
+    for a in ctx.store.list_approvals(Some(ApprovalState::Pending)).await? {
+        if announced.insert(a.id.clone()) {
+            let text = format!("lockout: approval {} needs {} of [{}] (reason: {})", a.id, a.request.quorum, a.request.approvers.join(", "), a.request.reason);
+            ctx.notify_event("approval_pending", &text, json!({"approval_id": a.id, "action_id": a.action_id, "expires_at": a.expires_at})).await;
+        }
+    }
+    Ok(expired.len())
+}
+
+pub async fn run_scheduler(ctx: Arc<AppContext>, every: Duration, shutdown: CancellationToken) {
+    let mut announced = HashSet::new();
+    loop {
+        if let Err(e) = tick(&ctx, &mut announced).await {
+            tracing::error!(error = %e, "scheduler pass failed");
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+    }
+}

@@ -1,0 +1,105 @@
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::ApiError;
+use super::auth::Authenticated;
+use crate::context::AppContext;
+use crate::domain::now_rfc3339;
+use crate::store::{Approval, ApprovalState, Approver, DecideError, DecisionOutcome};
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    pub state: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct DecisionBody {
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
+/// What an approver is shown: the approval, the action it is bound to, and the alert.
+async fn view(ctx: &AppContext, a: &Approval) -> Result<Value, ApiError> {
+    let action = ctx.store.get_action(&a.action_id).await?;
+    let alert = match action.as_ref().and_then(|x| x.alert_id.clone()) {
+        Some(id) => ctx.store.get_alert(&id).await?.map(|s| s.alert),
+        None => None,
+    };
+    Ok(json!({
+        "id": a.id,
+        "state": a.state,
+        "reason": a.request.reason,
+        "approvers": a.request.approvers,
+        "quorum": a.request.quorum,
+        "approvals": a.decisions.iter().filter(|d| d.decision == "approve").count(),
+        "decisions": a.decisions,
+        "requested_by": a.requested_by,
+        "created_at": a.created_at,
+        "expires_at": a.expires_at,
+        "on_timeout": a.request.on_timeout,
+        "binding_hash": a.binding_hash,
+        "action": action.as_ref().map(|x| json!({
+            "id": x.id,
+            "kind": x.kind,
+            "target": x.target,
+            "user_id": x.user_id,
+            "playbook": x.playbook,
+            "mode": x.mode,
+            "state": x.state,
+            "will": format!("{} {}{}", x.kind, x.target, if x.mode == "dry_run" { " (dry run: nothing will change)" } else { "" }),
+        })),
+        "alert": alert.map(|al| json!({
+            "id": al["id"], "source": al["source"], "title": al["title"], "severity": al["severity"],
+            "status": al["status"], "subjects": al["subjects"],
+        })),
+    }))
+}
+
+pub async fn list(_: Authenticated, ctx: web::Data<AppContext>, q: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
+    let state = match q.state.as_deref() {
+        None | Some("") => None,
+        Some(s) => Some(ApprovalState::parse(s).map_err(|_| ApiError::bad_request("invalid_query", format!("unknown approval state {s:?}")))?),
+    };
+    let mut out = vec![];
+    for a in ctx.store.list_approvals(state).await? {
+        out.push(view(&ctx, &a).await?);
+    }
+    Ok(HttpResponse::Ok().json(json!({ "approvals": out })))
+}
+
+pub async fn get(_: Authenticated, ctx: web::Data<AppContext>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
+    let a = ctx.store.get_approval(&id).await?.ok_or_else(|| ApiError::not_found(format!("no approval {id}")))?;
+    Ok(HttpResponse::Ok().json(view(&ctx, &a).await?))
+}
+
+pub async fn approve(who: Authenticated, ctx: web::Data<AppContext>, id: web::Path<String>, body: Option<web::Json<DecisionBody>>) -> Result<HttpResponse, ApiError> {
+    decide(who, ctx, id.into_inner(), true, body.map(|b| b.into_inner()).unwrap_or_default()).await
+}
+
+pub async fn deny(who: Authenticated, ctx: web::Data<AppContext>, id: web::Path<String>, body: Option<web::Json<DecisionBody>>) -> Result<HttpResponse, ApiError> {
+    let body = body.map(|b| b.into_inner()).unwrap_or_default();
+    if body.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
+        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "reason_required", "a reason is required to deny").details(json!({"field": "reason"})));
+    }
+    decide(who, ctx, id.into_inner(), false, body).await
+}
+
+async fn decide(who: Authenticated, ctx: web::Data<AppContext>, id: String, approve: bool, body: DecisionBody) -> Result<HttpResponse, ApiError> {
+    let approver = Approver { id: who.0.id.clone(), roles: who.0.roles.clone() };
+    let outcome = ctx.store.decide_approval(&id, &approver, approve, body.reason, &now_rfc3339()).await.map_err(|e| match e {
+        DecideError::NotFound => ApiError::not_found(format!("no approval {id}")),
+        DecideError::AlreadyDecided(_) | DecideError::DuplicateApprover | DecideError::BindingMismatch => ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()),
+        DecideError::SelfApproval | DecideError::NotAnApprover(_) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", e.to_string()),
+        DecideError::Store(s) => ApiError::internal(s),
+    })?;
+    ctx.actions_waiting.notify_waiters();
+    let body = match outcome {
+        DecisionOutcome::Recorded { approvals, quorum } => json!({"id": id, "state": "pending", "approvals": approvals, "quorum": quorum}),
+        DecisionOutcome::Approved => json!({"id": id, "state": "approved"}),
+        DecisionOutcome::Denied => json!({"id": id, "state": "denied"}),
+    };
+    Ok(HttpResponse::Ok().json(body))
+}

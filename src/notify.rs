@@ -1,0 +1,89 @@
+//! Outbound notifications to named webhooks from config (never to URLs found in alerts).
+//! Generic JSON or Slack incoming-webhook format; retried with backoff; the caller audits.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+
+use crate::config::{ConfigError, NotifyFormat, NotifyTarget};
+
+struct Target {
+    url: SecretString,
+    format: NotifyFormat,
+    headers: Vec<(String, SecretString)>,
+}
+
+pub struct Notifier {
+    http: reqwest::Client,
+    targets: BTreeMap<String, Target>,
+    attempts: u32,
+    base_delay: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum NotifyError {
+    #[error("no notify target named {0:?}")]
+    UnknownTarget(String),
+    #[error("notify target {target} answered {status}")]
+    Status { target: String, status: u16 },
+    #[error("notify target {target}: {message}")]
+    Transport { target: String, message: String },
+}
+
+impl Notifier {
+    pub fn new(config: &BTreeMap<String, NotifyTarget>) -> Result<Self, ConfigError> {
+        let mut targets = BTreeMap::new();
+        for (name, t) in config {
+            targets.insert(
+                name.clone(),
+                Target { url: t.url()?, format: t.format, headers: t.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect() },
+            );
+        }
+        Ok(Self {
+            http: reqwest::Client::builder()
+                .user_agent(concat!("lockout/", env!("CARGO_PKG_VERSION")))
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("a client with a timeout builds"),
+            targets,
+            attempts: 3,
+            base_delay: Duration::from_millis(200),
+        })
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &String> {
+        self.targets.keys()
+    }
+
+    /// Sends `text` (and structured `data` for generic targets), retrying transient failures.
+    pub async fn send(&self, target: &str, event: &str, text: &str, data: &Value) -> Result<u32, NotifyError> {
+        let t = self.targets.get(target).ok_or_else(|| NotifyError::UnknownTarget(target.into()))?;
+        let body = match t.format {
+            NotifyFormat::Slack => json!({ "text": text }),
+            NotifyFormat::Generic => json!({ "event": event, "text": text, "data": data, "source": "lockout" }),
+        };
+        let mut last = None;
+        for attempt in 1..=self.attempts {
+            let mut req = self.http.post(t.url.expose_secret()).json(&body);
+            for (k, v) in &t.headers {
+                req = req.header(k, v.expose_secret());
+            }
+            match req.send().await {
+                Ok(r) if r.status().is_success() => return Ok(attempt),
+                Ok(r) => {
+                    let status = r.status().as_u16();
+                    last = Some(NotifyError::Status { target: target.into(), status });
+                    if status < 500 && status != 429 {
+                        break;
+                    }
+                }
+                // reqwest names the URL in its errors; a Slack URL holds a token, so drop it.
+                Err(e) => last = Some(NotifyError::Transport { target: target.into(), message: e.without_url().to_string() }),
+            }
+            tokio::time::sleep(self.base_delay * 2u32.pow(attempt - 1)).await;
+        }
+        Err(last.expect("at least one attempt"))
+    }
+}

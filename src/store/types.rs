@@ -1,0 +1,321 @@
+//! Actions, chains, approvals and limits as the store keeps them.
+
+use serde::{Deserialize, Serialize};
+
+use super::{StoreError, StoreResult};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionState {
+    /// Waiting for the previous step of its chain.
+    Waiting,
+    PendingApproval,
+    /// Due at `not_before` (in the future when created).
+    Scheduled,
+    /// Due now.
+    Ready,
+    Running,
+    Succeeded,
+    Failed,
+    Skipped,
+    Denied,
+    Expired,
+    Cancelled,
+}
+
+impl ActionState {
+    pub const ALL: [ActionState; 11] = [
+        Self::Waiting,
+        Self::PendingApproval,
+        Self::Scheduled,
+        Self::Ready,
+        Self::Running,
+        Self::Succeeded,
+        Self::Failed,
+        Self::Skipped,
+        Self::Denied,
+        Self::Expired,
+        Self::Cancelled,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Waiting => "waiting",
+            Self::PendingApproval => "pending_approval",
+            Self::Scheduled => "scheduled",
+            Self::Ready => "ready",
+            Self::Running => "running",
+            Self::Succeeded => "succeeded",
+            Self::Failed => "failed",
+            Self::Skipped => "skipped",
+            Self::Denied => "denied",
+            Self::Expired => "expired",
+            Self::Cancelled => "cancelled",
+        }
+    }
+    pub fn parse(s: &str) -> StoreResult<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|st| st.as_str() == s)
+            .ok_or_else(|| StoreError::Corrupt(format!("action state {s:?}")))
+    }
+    pub fn is_open(self) -> bool {
+        matches!(self, Self::Waiting | Self::PendingApproval | Self::Scheduled | Self::Ready | Self::Running)
+    }
+}
+
+
+/// Who must approve a step, as the store keeps it until the step comes due.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ApprovalRequest {
+    pub approvers: Vec<String>,
+    pub quorum: i64,
+    pub timeout_secs: i64,
+    /// `deny` or `approve`.
+    pub on_timeout: String,
+    pub escalate_after_secs: Option<i64>,
+    pub escalate_to: Option<String>,
+    pub cancel_on_resolve: bool,
+    /// `playbook`, `manual`, `global_limit`, `playbook_limit`.
+    pub reason: String,
+}
+
+/// One step as the planner or a manual request queues it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewStep {
+    pub id: String,
+    /// `suspend`, `reactivate`, `get_user`, `list_users`, `notify`.
+    pub kind: String,
+    /// Everything the worker needs: the step action, `require_state`, `limit`.
+    pub params: serde_json::Value,
+    pub approval: Option<ApprovalRequest>,
+    pub delay_secs: i64,
+}
+
+/// The ordered steps for one target (a plan holds several).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewChain {
+    pub id: String,
+    pub alert_id: Option<String>,
+    pub playbook: Option<String>,
+    /// A 1Password user id or an e-mail, or `*` for account-wide steps.
+    pub target: String,
+    /// `enforce` or `dry_run`.
+    pub mode: String,
+    pub reason: String,
+    /// `playbook` or `manual`.
+    pub origin: String,
+    pub requested_by: Option<String>,
+    /// Transient failures are retried until this long after the step becomes due.
+    pub deadline_secs: i64,
+    pub steps: Vec<NewStep>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Action {
+    pub id: String,
+    pub chain_id: String,
+    pub step_index: i64,
+    pub predecessor: Option<String>,
+    pub alert_id: Option<String>,
+    pub playbook: Option<String>,
+    pub kind: String,
+    pub target: String,
+    pub params: serde_json::Value,
+    pub approval: Option<ApprovalRequest>,
+    pub mode: String,
+    pub reason: String,
+    pub origin: String,
+    pub requested_by: Option<String>,
+    pub state: ActionState,
+    pub attempts: i64,
+    pub delay_secs: i64,
+    pub deadline_secs: i64,
+    pub not_before: String,
+    pub deadline_at: String,
+    pub claimed_by: Option<String>,
+    pub claim_expires_at: Option<String>,
+    pub user_id: Option<String>,
+    pub last_error: Option<String>,
+    pub result: Option<serde_json::Value>,
+    /// An approver waived the blast-radius limits for this action.
+    pub limit_override: bool,
+    pub created_at: String,
+    pub updated_at: String,
+    pub started_at: Option<String>,
+    pub finished_at: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Decision {
+    pub approver: String,
+    /// `approve` or `deny`.
+    pub decision: String,
+    pub reason: Option<String>,
+    pub at: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalState {
+    Pending,
+    Approved,
+    Denied,
+    Expired,
+    Cancelled,
+}
+
+impl ApprovalState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Approved => "approved",
+            Self::Denied => "denied",
+            Self::Expired => "expired",
+            Self::Cancelled => "cancelled",
+        }
+    }
+    pub fn parse(s: &str) -> StoreResult<Self> {
+        Ok(match s {
+            "pending" => Self::Pending,
+            "approved" => Self::Approved,
+            "denied" => Self::Denied,
+            "expired" => Self::Expired,
+            "cancelled" => Self::Cancelled,
+            other => return Err(StoreError::Corrupt(format!("approval state {other:?}"))),
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Approval {
+    pub id: String,
+    pub action_id: String,
+    pub state: ApprovalState,
+    pub request: ApprovalRequest,
+    pub binding_hash: String,
+    pub requested_by: Option<String>,
+    pub decisions: Vec<Decision>,
+    pub created_at: String,
+    pub expires_at: String,
+    pub escalate_at: Option<String>,
+    pub escalated: bool,
+    pub decided_at: Option<String>,
+}
+
+/// How a claimed action ended (or that it goes back to the queue).
+#[derive(Debug, Clone)]
+pub enum ActionOutcome {
+    Done {
+        state: ActionState,
+        user_id: Option<String>,
+        result: serde_json::Value,
+        error: Option<String>,
+        /// Whether the chain goes on to the next step (after a success, or a dry run).
+        continue_chain: bool,
+    },
+    Retry {
+        not_before: String,
+        user_id: Option<String>,
+        error: String,
+    },
+}
+
+/// Blast-radius limits, checked inside the claim transaction.
+#[derive(Debug, Clone, Default)]
+pub struct LimitPolicy {
+    /// At most this many suspensions per window across the service (all replicas).
+    pub global: Option<(i64, std::time::Duration)>,
+    /// Roles that approve actions held by a limit.
+    pub approvers: Vec<String>,
+    pub approval_timeout_secs: i64,
+}
+
+#[derive(Debug)]
+pub enum Claim {
+    Empty,
+    Claimed(Action),
+    /// A limit held the action back: it now waits for approval.
+    Limited { action: Action, approval_id: String, scope: String, tripped_now: bool },
+}
+
+/// The outcome of a decision that the store applied.
+#[derive(Debug, Clone, PartialEq)]
+pub enum DecisionOutcome {
+    /// Counted; more approvals are needed.
+    Recorded { approvals: i64, quorum: i64 },
+    Approved,
+    Denied,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DecideError {
+    #[error("no such approval")]
+    NotFound,
+    #[error("the approval was already decided ({0})")]
+    AlreadyDecided(String),
+    #[error("this approver already decided on this approval")]
+    DuplicateApprover,
+    #[error("the requester of an action cannot approve it (four-eyes)")]
+    SelfApproval,
+    #[error("the approver lacks a role allowed to decide (needs one of: {0})")]
+    NotAnApprover(String),
+    #[error("the action no longer matches what the approval shows")]
+    BindingMismatch,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Who decides, with the roles the token granted.
+#[derive(Debug, Clone)]
+pub struct Approver {
+    pub id: String,
+    pub roles: Vec<String>,
+}
+
+/// What binds an approval to exactly one action: a hash of what the approver is shown.
+pub fn binding_hash(a: &Action) -> String {
+    use sha2::{Digest, Sha256};
+    let bound = serde_json::json!({
+        "action": a.id,
+        "kind": a.kind,
+        "target": a.target,
+        "playbook": a.playbook,
+        "alert": a.alert_id,
+        "params": a.params,
+        "mode": a.mode,
+    });
+    hex::encode(Sha256::digest(bound.to_string().as_bytes()))
+}
+
+/// The pure part of a decision: given the approval as stored and who decides, the new state.
+pub fn apply_decision(approval: &Approval, action: &Action, approver: &Approver, approve: bool) -> Result<Option<ApprovalState>, DecideError> {
+    if approval.state != ApprovalState::Pending {
+        return Err(DecideError::AlreadyDecided(approval.state.as_str().into()));
+    }
+    if binding_hash(action) != approval.binding_hash {
+        return Err(DecideError::BindingMismatch);
+    }
+    if approval.requested_by.as_deref() == Some(approver.id.as_str()) {
+        return Err(DecideError::SelfApproval);
+    }
+    if !approver.roles.iter().any(|r| approval.request.approvers.contains(r)) {
+        return Err(DecideError::NotAnApprover(approval.request.approvers.join(", ")));
+    }
+    if approval.decisions.iter().any(|d| d.approver == approver.id) {
+        return Err(DecideError::DuplicateApprover);
+    }
+    if !approve {
+        return Ok(Some(ApprovalState::Denied));
+    }
+    let approvals = approval.decisions.iter().filter(|d| d.decision == "approve").count() as i64 + 1;
+    Ok((approvals >= approval.request.quorum).then_some(ApprovalState::Approved))
+}
+
+/// What the engine decided for one alert, committed at once.
+#[derive(Debug, Default)]
+pub struct PlanRecord {
+    pub chains: Vec<NewChain>,
+    pub audit: Vec<crate::audit::AuditEvent>,
+    /// For a resolved alert: cancel pending approvals of the firing alert with this correlation.
+    pub cancel_correlation: Option<String>,
+}
