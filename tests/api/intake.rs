@@ -199,7 +199,7 @@ async fn alertmanager_requests_carry_several_alerts_and_resolved_ones_trigger_no
         .find(|r| r.event.kind == "plan.made")
         .unwrap();
     assert_eq!(
-        plan.event.data["actions"],
+        plan.event.data["chains"],
         json!([]),
         "a resolved alert triggers nothing by default"
     );
