@@ -81,7 +81,9 @@ impl NotifyTarget {
         match (&self.url, &self.url_file) {
             (Some(u), None) => Ok(u.clone()),
             (None, Some(p)) => Ok(SecretString::from(read_secret_file(p)?)),
-            _ => Err(ConfigError::Invalid("notify target: give url or url_file".into())),
+            _ => Err(ConfigError::Invalid(
+                "notify target: give url or url_file".into(),
+            )),
         }
     }
 }
@@ -776,21 +778,38 @@ impl Settings {
         }
         for (name, target) in &self.notify {
             let url = target.url()?;
-            if !(url.expose_secret().starts_with("https://") || url.expose_secret().starts_with("http://")) {
-                return Err(ConfigError::Invalid(format!("notify.{name}.url must be an http(s) URL")));
+            if !(url.expose_secret().starts_with("https://")
+                || url.expose_secret().starts_with("http://"))
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "notify.{name}.url must be an http(s) URL"
+                )));
             }
         }
         let n = &self.notifications;
-        for name in n.approval_pending.iter().chain(&n.action_failed).chain(&n.limit_tripped) {
+        for name in n
+            .approval_pending
+            .iter()
+            .chain(&n.action_failed)
+            .chain(&n.limit_tripped)
+        {
             if !self.notify.contains_key(name) {
-                return Err(ConfigError::Invalid(format!("notifications: unknown notify target {name:?}")));
+                return Err(ConfigError::Invalid(format!(
+                    "notifications: unknown notify target {name:?}"
+                )));
             }
         }
         for p in &self.guards.protected {
-            crate::playbooks::ProtectedPattern::parse(p).map_err(|e| ConfigError::Invalid(format!("guards.protected: {e}")))?;
+            crate::playbooks::ProtectedPattern::parse(p)
+                .map_err(|e| ConfigError::Invalid(format!("guards.protected: {e}")))?;
         }
-        if let (Some(_), Some(_)) = (&self.approvals.hs256_secret, &self.approvals.hs256_secret_file) {
-            return Err(ConfigError::Invalid("approvals: give hs256_secret or hs256_secret_file, not both".into()));
+        if let (Some(_), Some(_)) = (
+            &self.approvals.hs256_secret,
+            &self.approvals.hs256_secret_file,
+        ) {
+            return Err(ConfigError::Invalid(
+                "approvals: give hs256_secret or hs256_secret_file, not both".into(),
+            ));
         }
         for (name, source) in &self.sources {
             if name.is_empty()

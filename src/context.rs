@@ -116,7 +116,10 @@ impl AppContext {
 
     /// The live playbook set (a cheap snapshot; reloads swap it whole).
     pub fn playbooks(&self) -> Arc<PlaybookSet> {
-        self.playbooks.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.playbooks
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn replace_playbooks(&self, set: PlaybookSet) {
@@ -125,7 +128,10 @@ impl AppContext {
 
     /// Reloads the playbook folder. A folder with any error leaves the running set untouched;
     /// either way the outcome is audited.
-    pub async fn reload_playbooks(&self, actor: &str) -> Result<usize, Vec<crate::playbooks::LoadError>> {
+    pub async fn reload_playbooks(
+        &self,
+        actor: &str,
+    ) -> Result<usize, Vec<crate::playbooks::LoadError>> {
         let result = crate::playbooks::load_dir(&self.playbook_dir, &self.load_context);
         let event = match &result {
             Ok(set) => AuditEvent::new("playbooks.reloaded", actor).data(json!({
@@ -153,7 +159,10 @@ impl AppContext {
             Err(_) => (None, None),
         };
         let email = email.cloned().or(parsed_email);
-        self.protected.iter().find(|p| p.covers(id.as_deref(), email.as_ref())).map(|p| format!("{p:?}"))
+        self.protected
+            .iter()
+            .find(|p| p.covers(id.as_deref(), email.as_ref()))
+            .map(|p| format!("{p:?}"))
     }
 
     /// Crashes the process at a named point when configured to (crash-safety tests).
@@ -168,10 +177,13 @@ impl AppContext {
     pub async fn send_audited(&self, target: &str, event: &str, text: &str, data: Value) {
         let result = self.notifier.send(target, event, text, &data).await;
         let e = match &result {
-            Ok(attempts) => AuditEvent::new("notify.sent", "system").data(json!({"to": target, "event": event, "attempts": attempts, "data": data})),
+            Ok(attempts) => AuditEvent::new("notify.sent", "system")
+                .data(json!({"to": target, "event": event, "attempts": attempts, "data": data})),
             Err(err) => {
                 tracing::warn!(target, event, error = %err, "notification failed");
-                AuditEvent::new("notify.failed", "system").data(json!({"to": target, "event": event, "error": err.to_string(), "data": data}))
+                AuditEvent::new("notify.failed", "system").data(
+                    json!({"to": target, "event": event, "error": err.to_string(), "data": data}),
+                )
             }
         };
         if let Err(err) = self.store.append_audit(vec![e]).await {

@@ -178,6 +178,17 @@ pub fn format_time(t: time::OffsetDateTime) -> String {
     .expect("formatting a UTC time cannot fail")
 }
 
+/// Parses a time this service wrote (RFC 3339).
+pub fn parse_time(s: &str) -> Option<time::OffsetDateTime> {
+    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
+}
+
+/// `ts` moved by `secs` seconds (negative: earlier), in the same text format.
+pub fn shift_time(ts: &str, secs: i64) -> String {
+    let t = parse_time(ts).unwrap_or_else(time::OffsetDateTime::now_utc);
+    format_time(t + time::Duration::seconds(secs))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,15 +239,4 @@ mod tests {
         assert!(a < b);
         assert_eq!(a, "2026-01-01T09:00:00.000000Z");
     }
-}
-
-/// Parses a time this service wrote (RFC 3339).
-pub fn parse_time(s: &str) -> Option<time::OffsetDateTime> {
-    time::OffsetDateTime::parse(s, &time::format_description::well_known::Rfc3339).ok()
-}
-
-/// `ts` moved by `secs` seconds (negative: earlier), in the same text format.
-pub fn shift_time(ts: &str, secs: i64) -> String {
-    let t = parse_time(ts).unwrap_or_else(time::OffsetDateTime::now_utc);
-    format_time(t + time::Duration::seconds(secs))
 }

@@ -179,13 +179,26 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 Command::Users { command } => users(&settings, command).await,
-                Command::Audit { command: AuditCommand::Verify } => audit_verify(&settings).await,
-                Command::Audit { command: AuditCommand::Export { format } } => audit_export(&settings, &format).await,
-                Command::Token { approver, roles, ttl_secs } => {
-                    let secret = match (&settings.approvals.hs256_secret, &settings.approvals.hs256_secret_file) {
+                Command::Audit {
+                    command: AuditCommand::Verify,
+                } => audit_verify(&settings).await,
+                Command::Audit {
+                    command: AuditCommand::Export { format },
+                } => audit_export(&settings, &format).await,
+                Command::Token {
+                    approver,
+                    roles,
+                    ttl_secs,
+                } => {
+                    let secret = match (
+                        &settings.approvals.hs256_secret,
+                        &settings.approvals.hs256_secret_file,
+                    ) {
                         (Some(s), _) => s.expose_secret().to_owned(),
                         (None, Some(p)) => lockout::config::read_secret_file(p)?,
-                        _ => bail!("approvals.hs256_secret is not configured (with a JWKS, get tokens from your identity provider)"),
+                        _ => bail!(
+                            "approvals.hs256_secret is not configured (with a JWKS, get tokens from your identity provider)"
+                        ),
                     };
                     let token = lockout::approvals::issue_hs256(
                         &secret,
@@ -204,12 +217,25 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn playbooks(config: Option<&std::path::Path>, command: PlaybooksCommand) -> anyhow::Result<ExitCode> {
+fn playbooks(
+    config: Option<&std::path::Path>,
+    command: PlaybooksCommand,
+) -> anyhow::Result<ExitCode> {
     use lockout::playbooks::{LoadContext, load_dir, testing};
     // Notify targets and sources live in the config; without one, the sandbox defaults.
     let settings = Settings::load(config).map(|(s, _)| s).ok();
-    let ctx = LoadContext { notify_targets: settings.as_ref().map(|s| s.notify.keys().cloned().collect()).unwrap_or_default() };
-    let default_dir = || settings.as_ref().map(|s| s.playbooks.dir.clone()).unwrap_or_else(|| "playbooks".into());
+    let ctx = LoadContext {
+        notify_targets: settings
+            .as_ref()
+            .map(|s| s.notify.keys().cloned().collect())
+            .unwrap_or_default(),
+    };
+    let default_dir = || {
+        settings
+            .as_ref()
+            .map(|s| s.playbooks.dir.clone())
+            .unwrap_or_else(|| "playbooks".into())
+    };
     match command {
         PlaybooksCommand::Check { dir } => match load_dir(&dir.unwrap_or_else(default_dir), &ctx) {
             Ok(set) => {
@@ -225,7 +251,14 @@ fn playbooks(config: Option<&std::path::Path>, command: PlaybooksCommand) -> any
                 Ok(ExitCode::FAILURE)
             }
         },
-        PlaybooksCommand::Test { dir, alert, source, format, users, json } => {
+        PlaybooksCommand::Test {
+            dir,
+            alert,
+            source,
+            format,
+            users,
+            json,
+        } => {
             let dir = dir.unwrap_or_else(default_dir);
             let set = match load_dir(&dir, &ctx) {
                 Ok(s) => s,
@@ -237,7 +270,8 @@ fn playbooks(config: Option<&std::path::Path>, command: PlaybooksCommand) -> any
                 }
             };
             let Some(alert) = alert else {
-                let results = testing::run_cases(&set, &dir.join("tests")).map_err(anyhow::Error::msg)?;
+                let results =
+                    testing::run_cases(&set, &dir.join("tests")).map_err(anyhow::Error::msg)?;
                 let failed = results.iter().filter(|r| r.failure.is_some()).count();
                 for r in &results {
                     match &r.failure {
@@ -245,12 +279,23 @@ fn playbooks(config: Option<&std::path::Path>, command: PlaybooksCommand) -> any
                         Some(f) => println!("FAIL  {} ({})\n{f}", r.name, r.file.display()),
                     }
                 }
-                println!("playbook cases: {} passed, {} failed", results.len() - failed, failed);
-                return Ok(if failed == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+                println!(
+                    "playbook cases: {} passed, {} failed",
+                    results.len() - failed,
+                    failed
+                );
+                return Ok(if failed == 0 {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                });
             };
             let (format, source_name) = match (&source, &format) {
                 (Some(src), _) => {
-                    let s = settings.as_ref().and_then(|s| s.sources.get(src)).ok_or_else(|| anyhow::anyhow!("no source named {src:?} in the config"))?;
+                    let s = settings
+                        .as_ref()
+                        .and_then(|s| s.sources.get(src))
+                        .ok_or_else(|| anyhow::anyhow!("no source named {src:?} in the config"))?;
                     (s.format, src.clone())
                 }
                 (None, Some(f)) => {
@@ -259,16 +304,31 @@ fn playbooks(config: Option<&std::path::Path>, command: PlaybooksCommand) -> any
                 }
                 (None, None) => (lockout::config::SourceFormat::Generic, "generic".to_owned()),
             };
-            let alerts = testing::read_alert(&alert, format, &source_name).map_err(anyhow::Error::msg)?;
-            let users = users.map(|u| testing::read_users(&u)).transpose().map_err(anyhow::Error::msg)?;
+            let alerts =
+                testing::read_alert(&alert, format, &source_name).map_err(anyhow::Error::msg)?;
+            let users = users
+                .map(|u| testing::read_users(&u))
+                .transpose()
+                .map_err(anyhow::Error::msg)?;
             let mut out = vec![];
             for a in &alerts {
                 let (plan, verdicts) = testing::explain(&set, a, users.as_deref());
                 if json {
                     out.push(json!({"alert": {"title": a.title, "severity": a.severity, "status": a.status, "subjects": a.subjects}, "plan": plan, "verdicts": verdicts}));
                 } else {
-                    let subjects: Vec<String> = a.subjects.iter().filter_map(|s| s.user_ref()).map(|r| r.to_string()).collect();
-                    println!("alert: {:?} ({:?}, {:?}), subjects: {}", a.title, a.severity, a.status, subjects.join(", "));
+                    let subjects: Vec<String> = a
+                        .subjects
+                        .iter()
+                        .filter_map(|s| s.user_ref())
+                        .map(|r| r.to_string())
+                        .collect();
+                    println!(
+                        "alert: {:?} ({:?}, {:?}), subjects: {}",
+                        a.title,
+                        a.severity,
+                        a.status,
+                        subjects.join(", ")
+                    );
                     print!("{}", testing::table(&verdicts, &plan));
                 }
             }

@@ -38,7 +38,15 @@ impl Notifier {
         for (name, t) in config {
             targets.insert(
                 name.clone(),
-                Target { url: t.url()?, format: t.format, headers: t.headers.iter().map(|(k, v)| (k.clone(), v.clone())).collect() },
+                Target {
+                    url: t.url()?,
+                    format: t.format,
+                    headers: t
+                        .headers
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                },
             );
         }
         Ok(Self {
@@ -58,11 +66,22 @@ impl Notifier {
     }
 
     /// Sends `text` (and structured `data` for generic targets), retrying transient failures.
-    pub async fn send(&self, target: &str, event: &str, text: &str, data: &Value) -> Result<u32, NotifyError> {
-        let t = self.targets.get(target).ok_or_else(|| NotifyError::UnknownTarget(target.into()))?;
+    pub async fn send(
+        &self,
+        target: &str,
+        event: &str,
+        text: &str,
+        data: &Value,
+    ) -> Result<u32, NotifyError> {
+        let t = self
+            .targets
+            .get(target)
+            .ok_or_else(|| NotifyError::UnknownTarget(target.into()))?;
         let body = match t.format {
             NotifyFormat::Slack => json!({ "text": text }),
-            NotifyFormat::Generic => json!({ "event": event, "text": text, "data": data, "source": "lockout" }),
+            NotifyFormat::Generic => {
+                json!({ "event": event, "text": text, "data": data, "source": "lockout" })
+            }
         };
         let mut last = None;
         for attempt in 1..=self.attempts {
@@ -74,13 +93,21 @@ impl Notifier {
                 Ok(r) if r.status().is_success() => return Ok(attempt),
                 Ok(r) => {
                     let status = r.status().as_u16();
-                    last = Some(NotifyError::Status { target: target.into(), status });
+                    last = Some(NotifyError::Status {
+                        target: target.into(),
+                        status,
+                    });
                     if status < 500 && status != 429 {
                         break;
                     }
                 }
                 // reqwest names the URL in its errors; a Slack URL holds a token, so drop it.
-                Err(e) => last = Some(NotifyError::Transport { target: target.into(), message: e.without_url().to_string() }),
+                Err(e) => {
+                    last = Some(NotifyError::Transport {
+                        target: target.into(),
+                        message: e.without_url().to_string(),
+                    })
+                }
             }
             tokio::time::sleep(self.base_delay * 2u32.pow(attempt - 1)).await;
         }

@@ -14,18 +14,18 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::actions::{run_planner, run_scheduler, run_workers};
-use crate::approvals::JwtVerifier;
-use crate::config::NotificationSettings;
-use crate::notify::Notifier;
-use crate::playbooks::{LoadContext, ProtectedPattern};
-use crate::store::LimitPolicy;
 use crate::alerts::SourceAuthenticator;
+use crate::approvals::JwtVerifier;
 use crate::audit::AuditEvent;
+use crate::config::NotificationSettings;
 use crate::config::{ConfigError, Settings};
 use crate::context::{AppContext, AppParts, Source, WorkerTuning};
 use crate::http::{AdminTokens, error};
+use crate::notify::Notifier;
+use crate::playbooks::{LoadContext, ProtectedPattern};
 use crate::playbooks::{LoadError, load_dir};
 use crate::sandbox::{FakeConfig, RunningFake, SeedUser, sample_users};
+use crate::store::LimitPolicy;
 use crate::store::{SqliteStore, Store, StoreError};
 use crate::users_api::{
     ApiVersion, CallLog, ClientAuth, ClientConfig, Directory, RetryPolicy, UsersApiClient,
@@ -121,8 +121,11 @@ impl Application {
                 tracing::warn!(error = %e, "could not obtain a Users API token at start; /readyz will say so until it can")
             }
         }
-        let load_context = LoadContext { notify_targets: settings.notify.keys().cloned().collect() };
-        let playbooks = load_dir(&settings.playbooks.dir, &load_context).map_err(StartupError::Playbooks)?;
+        let load_context = LoadContext {
+            notify_targets: settings.notify.keys().cloned().collect(),
+        };
+        let playbooks =
+            load_dir(&settings.playbooks.dir, &load_context).map_err(StartupError::Playbooks)?;
         let mut sources = HashMap::new();
         for (name, s) in &settings.sources {
             if matches!(s.auth, crate::config::SourceAuth::None) {
@@ -171,7 +174,10 @@ impl Application {
                 failpoint: w.danger_failpoint.clone(),
             },
             limits: LimitPolicy {
-                global: settings.guards.global_limit.map(|g| (g.max as i64, Duration::from_secs(g.per_secs))),
+                global: settings
+                    .guards
+                    .global_limit
+                    .map(|g| (g.max as i64, Duration::from_secs(g.per_secs))),
                 approvers: settings.approvals.limit_approvers.clone(),
                 approval_timeout_secs: settings.approvals.default_timeout_secs as i64,
             },
@@ -267,7 +273,11 @@ impl Application {
             let ctx = ctx.clone();
             let shutdown = shutdown.clone();
             async move {
-                let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) else { return };
+                let Ok(mut hup) =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                else {
+                    return;
+                };
                 loop {
                     tokio::select! {
                         _ = shutdown.cancelled() => return,

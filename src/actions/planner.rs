@@ -67,36 +67,56 @@ pub fn new_chain(c: &PlannedChain, alert_id: Option<&str>, deadline: Duration) -
 }
 
 pub async fn plan_alert(ctx: &AppContext, stored: &StoredAlert) -> Result<(), StoreError> {
-    let alert: Alert = serde_json::from_value(stored.alert.clone()).map_err(|e| StoreError::Corrupt(format!("alert {}: {e}", stored.id)))?;
+    let alert: Alert = serde_json::from_value(stored.alert.clone())
+        .map_err(|e| StoreError::Corrupt(format!("alert {}: {e}", stored.id)))?;
     let playbooks = ctx.playbooks();
     let mut record = PlanRecord::default();
     // Invariant 7: lockout's own actions come back as alerts. Never remediate on them.
     if let Some(why) = super::loops::self_inflicted(&alert, &ctx.self_actors) {
-        record.audit.push(AuditEvent::new("plan.loop_prevented", "system").alert(&alert.id).data(json!({"reason": why})));
+        record.audit.push(
+            AuditEvent::new("plan.loop_prevented", "system")
+                .alert(&alert.id)
+                .data(json!({"reason": why})),
+        );
         ctx.store.record_plan(&alert.id, record).await?;
         return Ok(());
     }
     let plan = evaluate(&playbooks, &alert);
-    record.audit.push(AuditEvent::new("plan.made", "system").alert(&alert.id).data(json!({
-        "matched": plan.matched,
-        "chains": plan.chains,
-        "skipped": plan.skipped,
-        "playbooks_loaded": playbooks.playbooks.len(),
-    })));
+    record.audit.push(
+        AuditEvent::new("plan.made", "system")
+            .alert(&alert.id)
+            .data(json!({
+                "matched": plan.matched,
+                "chains": plan.chains,
+                "skipped": plan.skipped,
+                "playbooks_loaded": playbooks.playbooks.len(),
+            })),
+    );
     for s in plan.skipped.iter().filter(|s| s.kind == "protected") {
-        let mut e = AuditEvent::new("guard.protected", format!("playbook:{}", s.playbook)).alert(&alert.id).playbook(&s.playbook).data(json!({"reason": s.reason}));
+        let mut e = AuditEvent::new("guard.protected", format!("playbook:{}", s.playbook))
+            .alert(&alert.id)
+            .playbook(&s.playbook)
+            .data(json!({"reason": s.reason}));
         e.subject = s.target.clone();
         record.audit.push(e);
     }
     for c in &plan.chains {
         let target = c.target.as_ref().map(|t| t.to_string());
-        if let Some(p) = target.as_deref().and_then(|t| ctx.globally_protected(t, None)) {
-            let mut e = AuditEvent::new("guard.protected", format!("playbook:{}", c.playbook)).alert(&alert.id).playbook(&c.playbook).data(json!({"reason": format!("protected by global guard {p}")}));
+        if let Some(p) = target
+            .as_deref()
+            .and_then(|t| ctx.globally_protected(t, None))
+        {
+            let mut e = AuditEvent::new("guard.protected", format!("playbook:{}", c.playbook))
+                .alert(&alert.id)
+                .playbook(&c.playbook)
+                .data(json!({"reason": format!("protected by global guard {p}")}));
             e.subject = target;
             record.audit.push(e);
             continue;
         }
-        record.chains.push(new_chain(c, Some(&alert.id), ctx.worker.action_deadline));
+        record
+            .chains
+            .push(new_chain(c, Some(&alert.id), ctx.worker.action_deadline));
     }
     if alert.status == AlertStatus::Resolved {
         record.cancel_correlation = Some(stored.correlation.clone());
@@ -109,7 +129,10 @@ pub async fn plan_alert(ctx: &AppContext, stored: &StoredAlert) -> Result<(), St
 }
 
 /// The planner task: runs at start (crash recovery) and whenever intake stores an alert.
-pub async fn run_planner(ctx: std::sync::Arc<AppContext>, shutdown: tokio_util::sync::CancellationToken) {
+pub async fn run_planner(
+    ctx: std::sync::Arc<AppContext>,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
     loop {
         if let Err(e) = plan_pending(&ctx).await {
             tracing::error!(error = %e, "planning failed; will retry");

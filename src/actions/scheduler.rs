@@ -21,14 +21,40 @@ pub async fn tick(ctx: &AppContext, announced: &mut HashSet<String>) -> Result<u
     }
     for a in ctx.store.due_escalations(&now).await? {
         if let Some(to) = &a.request.escalate_to {
-            let text = format!("lockout: approval {} is still pending (needs {} of [{}])", a.id, a.request.quorum, a.request.approvers.join(", "));
-            ctx.send_audited(to, "approval_escalated", &text, json!({"approval_id": a.id, "action_id": a.action_id})).await;
+            let text = format!(
+                "lockout: approval {} is still pending (needs {} of [{}])",
+                a.id,
+                a.request.quorum,
+                a.request.approvers.join(", ")
+            );
+            ctx.send_audited(
+                to,
+                "approval_escalated",
+                &text,
+                json!({"approval_id": a.id, "action_id": a.action_id}),
+            )
+            .await;
         }
     }
-    for a in ctx.store.list_approvals(Some(ApprovalState::Pending)).await? {
+    for a in ctx
+        .store
+        .list_approvals(Some(ApprovalState::Pending))
+        .await?
+    {
         if announced.insert(a.id.clone()) {
-            let text = format!("lockout: approval {} needs {} of [{}] (reason: {})", a.id, a.request.quorum, a.request.approvers.join(", "), a.request.reason);
-            ctx.notify_event("approval_pending", &text, json!({"approval_id": a.id, "action_id": a.action_id, "expires_at": a.expires_at})).await;
+            let text = format!(
+                "lockout: approval {} needs {} of [{}] (reason: {})",
+                a.id,
+                a.request.quorum,
+                a.request.approvers.join(", "),
+                a.request.reason
+            );
+            ctx.notify_event(
+                "approval_pending",
+                &text,
+                json!({"approval_id": a.id, "action_id": a.action_id, "expires_at": a.expires_at}),
+            )
+            .await;
         }
     }
     Ok(expired.len())

@@ -22,9 +22,18 @@ pub enum Outcome {
 pub async fn try_run_next(ctx: &AppContext, worker: &str) -> Result<Outcome, StoreError> {
     let now = time::OffsetDateTime::now_utc();
     let claim_until = format_time(now + ctx.worker.claim_ttl);
-    let action = match ctx.store.claim_action(worker, &format_time(now), &claim_until, &ctx.limits).await? {
+    let action = match ctx
+        .store
+        .claim_action(worker, &format_time(now), &claim_until, &ctx.limits)
+        .await?
+    {
         Claim::Empty => return Ok(Outcome::Empty),
-        Claim::Limited { action, scope, tripped_now, approval_id } => {
+        Claim::Limited {
+            action,
+            scope,
+            tripped_now,
+            approval_id,
+        } => {
             if tripped_now {
                 ctx.notify_event("limit_tripped", &format!("lockout: the {scope} blast-radius limit tripped; suspensions now wait for approval ({})", approval_id), json!({"scope": scope, "action_id": action.id, "approval_id": approval_id})).await;
             }
@@ -41,16 +50,32 @@ pub async fn try_run_next(ctx: &AppContext, worker: &str) -> Result<Outcome, Sto
     let mut events: Vec<AuditEvent> = log
         .take()
         .into_iter()
-        .map(|call| event(&action, "api.call").data(serde_json::to_value(call).expect("calls serialise")))
+        .map(|call| {
+            event(&action, "api.call").data(serde_json::to_value(call).expect("calls serialise"))
+        })
         .collect();
     events.append(&mut audit);
-    let failed = matches!(outcome, ActionOutcome::Done { state: ActionState::Failed, .. });
-    let ours = ctx.store.finish_action(&action.id, worker, outcome, events).await?;
+    let failed = matches!(
+        outcome,
+        ActionOutcome::Done {
+            state: ActionState::Failed,
+            ..
+        }
+    );
+    let ours = ctx
+        .store
+        .finish_action(&action.id, worker, outcome, events)
+        .await?;
     if !ours {
         tracing::warn!(action_id = %action.id, "claim was lost before the action finished; another worker owns it now");
     }
     if failed {
-        let error = ctx.store.get_action(&action.id).await?.and_then(|a| a.last_error).unwrap_or_default();
+        let error = ctx
+            .store
+            .get_action(&action.id)
+            .await?
+            .and_then(|a| a.last_error)
+            .unwrap_or_default();
         ctx.notify_event("action_failed", &format!("lockout: {} of {} failed: {error}", action.kind, action.target), json!({"action_id": action.id, "kind": action.kind, "target": action.target, "error": error})).await;
     }
     Ok(Outcome::Ran)
@@ -62,18 +87,41 @@ fn event(action: &Action, kind: &str) -> AuditEvent {
         (_, Some(p), _) => format!("playbook:{p}"),
         _ => "system".into(),
     };
-    let mut e = AuditEvent::new(kind, actor).action(&action.id).subject(&action.target);
+    let mut e = AuditEvent::new(kind, actor)
+        .action(&action.id)
+        .subject(&action.target);
     e.alert_id = action.alert_id.clone();
     e.playbook = action.playbook.clone();
     e
 }
 
-fn done(state: ActionState, user: Option<&User>, result: Value, error: Option<String>, continue_chain: bool) -> ActionOutcome {
-    ActionOutcome::Done { state, user_id: user.map(|u| u.id.to_string()), result, error, continue_chain }
+fn done(
+    state: ActionState,
+    user: Option<&User>,
+    result: Value,
+    error: Option<String>,
+    continue_chain: bool,
+) -> ActionOutcome {
+    ActionOutcome::Done {
+        state,
+        user_id: user.map(|u| u.id.to_string()),
+        result,
+        error,
+        continue_chain,
+    }
 }
 
 fn fail(action: &Action, user: Option<&User>, msg: String) -> (ActionOutcome, Vec<AuditEvent>) {
-    (done(ActionState::Failed, user, json!({}), Some(msg.clone()), false), vec![event(action, "action.failed").data(json!({"error": msg, "why": "permanent"}))])
+    (
+        done(
+            ActionState::Failed,
+            user,
+            json!({}),
+            Some(msg.clone()),
+            false,
+        ),
+        vec![event(action, "action.failed").data(json!({"error": msg, "why": "permanent"}))],
+    )
 }
 
 async fn resolve(ctx: &AppContext, target: &UserRef, log: &CallLog) -> Result<User, UsersApiError> {
@@ -82,20 +130,29 @@ async fn resolve(ctx: &AppContext, target: &UserRef, log: &CallLog) -> Result<Us
         UserRef::Email(email) => match ctx.directory.find_by_email(email, log).await? {
             // Read the current state fresh: the directory may be minutes old.
             Some(u) => ctx.users.get_user(&u.id, log).await,
-            None => Err(UsersApiError::NotFound { message: format!("no 1Password user has the e-mail {email}") }),
+            None => Err(UsersApiError::NotFound {
+                message: format!("no 1Password user has the e-mail {email}"),
+            }),
         },
     }
 }
 
-async fn execute(ctx: &AppContext, action: &Action, log: &CallLog) -> (ActionOutcome, Vec<AuditEvent>) {
-    let step: StepAction = match serde_json::from_value(action.params.get("action").cloned().unwrap_or(Value::Null)) {
-        Ok(s) => s,
-        Err(e) => return fail(action, None, format!("unreadable step: {e}")),
-    };
+async fn execute(
+    ctx: &AppContext,
+    action: &Action,
+    log: &CallLog,
+) -> (ActionOutcome, Vec<AuditEvent>) {
+    let step: StepAction =
+        match serde_json::from_value(action.params.get("action").cloned().unwrap_or(Value::Null)) {
+            Ok(s) => s,
+            Err(e) => return fail(action, None, format!("unreadable step: {e}")),
+        };
     // Steps about the account, not a user.
     match &step {
         StepAction::ListUsers { state } => return list_users(ctx, action, *state, log).await,
-        StepAction::Notify { to, message } if action.target == "*" => return notify(ctx, action, to, message, None).await,
+        StepAction::Notify { to, message } if action.target == "*" => {
+            return notify(ctx, action, to, message, None).await;
+        }
         _ => {}
     }
     let target = match UserRef::parse(&action.target) {
@@ -111,11 +168,22 @@ async fn execute(ctx: &AppContext, action: &Action, log: &CallLog) -> (ActionOut
         StepAction::Reactivate => (UserState::Active, "reactivate"),
         StepAction::GetUser => {
             return (
-                done(ActionState::Succeeded, Some(&user), json!({"user": user}), None, true),
-                vec![event(action, "action.succeeded").data(json!({"kind": "get_user", "user": user}))],
+                done(
+                    ActionState::Succeeded,
+                    Some(&user),
+                    json!({"user": user}),
+                    None,
+                    true,
+                ),
+                vec![
+                    event(action, "action.succeeded")
+                        .data(json!({"kind": "get_user", "user": user})),
+                ],
             );
         }
-        StepAction::Notify { to, message } => return notify(ctx, action, to, message, Some(&user)).await,
+        StepAction::Notify { to, message } => {
+            return notify(ctx, action, to, message, Some(&user)).await;
+        }
         StepAction::ListUsers { .. } => unreachable!("handled above"),
     };
     let email = Email::parse(&user.email).ok();
@@ -124,37 +192,93 @@ async fn execute(ctx: &AppContext, action: &Action, log: &CallLog) -> (ActionOut
     let playbook_guard = action
         .playbook
         .as_ref()
-        .and_then(|name| ctx.playbooks().playbooks.iter().find(|p| &p.name == name).cloned())
-        .and_then(|pb| pb.protected.iter().find(|p| p.covers(Some(user.id.as_str()), email.as_ref())).map(|p| format!("{p:?}")));
-    if let Some(p) = playbook_guard.or_else(|| ctx.globally_protected(user.id.as_str(), email.as_ref())) {
+        .and_then(|name| {
+            ctx.playbooks()
+                .playbooks
+                .iter()
+                .find(|p| &p.name == name)
+                .cloned()
+        })
+        .and_then(|pb| {
+            pb.protected
+                .iter()
+                .find(|p| p.covers(Some(user.id.as_str()), email.as_ref()))
+                .map(|p| format!("{p:?}"))
+        });
+    if let Some(p) =
+        playbook_guard.or_else(|| ctx.globally_protected(user.id.as_str(), email.as_ref()))
+    {
         let reason = format!("protected by guard {p}");
         return (
-            done(ActionState::Skipped, Some(&user), json!({"skipped": "protected", "reason": reason}), None, false),
-            vec![event(action, "guard.protected").data(json!({"user_id": user.id, "reason": reason}))],
+            done(
+                ActionState::Skipped,
+                Some(&user),
+                json!({"skipped": "protected", "reason": reason}),
+                None,
+                false,
+            ),
+            vec![
+                event(action, "guard.protected")
+                    .data(json!({"user_id": user.id, "reason": reason})),
+            ],
         );
     }
     if user.state == wanted {
         let why = format!("already {}", wanted.as_str().to_lowercase());
         return (
-            done(ActionState::Skipped, Some(&user), json!({"skipped": why, "user": user}), None, false),
+            done(
+                ActionState::Skipped,
+                Some(&user),
+                json!({"skipped": why, "user": user}),
+                None,
+                false,
+            ),
             vec![event(action, "action.skipped").data(json!({"reason": why, "user_id": user.id}))],
         );
     }
-    let required: Option<RequireState> = action.params.get("require_state").and_then(|v| serde_json::from_value(v.clone()).ok());
+    let required: Option<RequireState> = action
+        .params
+        .get("require_state")
+        .and_then(|v| serde_json::from_value(v.clone()).ok());
     if let Some(r) = required {
-        let ok = matches!((r, user.state), (RequireState::Active, UserState::Active) | (RequireState::Suspended, UserState::Suspended));
+        let ok = matches!(
+            (r, user.state),
+            (RequireState::Active, UserState::Active)
+                | (RequireState::Suspended, UserState::Suspended)
+        );
         if !ok {
-            let why = format!("require_state {r:?} but the user is {}", user.state.as_str());
+            let why = format!(
+                "require_state {r:?} but the user is {}",
+                user.state.as_str()
+            );
             return (
-                done(ActionState::Skipped, Some(&user), json!({"skipped": why}), None, false),
-                vec![event(action, "guard.require_state").data(json!({"reason": why, "user_id": user.id}))],
+                done(
+                    ActionState::Skipped,
+                    Some(&user),
+                    json!({"skipped": why}),
+                    None,
+                    false,
+                ),
+                vec![
+                    event(action, "guard.require_state")
+                        .data(json!({"reason": why, "user_id": user.id})),
+                ],
             );
         }
     }
     if action.mode == "dry_run" {
         return (
-            done(ActionState::Skipped, Some(&user), json!({"dry_run": true, "would": verb, "user": user}), None, true),
-            vec![event(action, "action.dry_run").data(json!({"would": verb, "user_id": user.id, "state": user.state}))],
+            done(
+                ActionState::Skipped,
+                Some(&user),
+                json!({"dry_run": true, "would": verb, "user": user}),
+                None,
+                true,
+            ),
+            vec![
+                event(action, "action.dry_run")
+                    .data(json!({"would": verb, "user_id": user.id, "state": user.state})),
+            ],
         );
     }
     let result = match wanted {
@@ -167,27 +291,61 @@ async fn execute(ctx: &AppContext, action: &Action, log: &CallLog) -> (ActionOut
             ctx.directory.note(&after).await;
             tracing::info!(user_id = %after.id, state = after.state.as_str(), "action succeeded");
             (
-                done(ActionState::Succeeded, Some(&after), json!({"user": after}), None, true),
-                vec![event(action, "action.succeeded").data(json!({"kind": action.kind, "user_id": after.id, "state": after.state}))],
+                done(
+                    ActionState::Succeeded,
+                    Some(&after),
+                    json!({"user": after}),
+                    None,
+                    true,
+                ),
+                vec![
+                    event(action, "action.succeeded").data(
+                        json!({"kind": action.kind, "user_id": after.id, "state": after.state}),
+                    ),
+                ],
             )
         }
         Err(e) => failure(ctx, action, Some(&user), e),
     }
 }
 
-async fn list_users(ctx: &AppContext, action: &Action, state: Option<StateFilter>, log: &CallLog) -> (ActionOutcome, Vec<AuditEvent>) {
+async fn list_users(
+    ctx: &AppContext,
+    action: &Action,
+    state: Option<StateFilter>,
+    log: &CallLog,
+) -> (ActionOutcome, Vec<AuditEvent>) {
     match ctx.users.list_all_users(state, log).await {
         Ok(users) => {
             let summary = json!({"count": users.len(), "filter": state, "ids": users.iter().map(|u| u.id.to_string()).collect::<Vec<_>>()});
-            (done(ActionState::Succeeded, None, summary.clone(), None, true), vec![event(action, "action.succeeded").data(json!({"kind": "list_users", "result": summary}))])
+            (
+                done(ActionState::Succeeded, None, summary.clone(), None, true),
+                vec![
+                    event(action, "action.succeeded")
+                        .data(json!({"kind": "list_users", "result": summary})),
+                ],
+            )
         }
         Err(e) => failure(ctx, action, None, e),
     }
 }
 
-async fn notify(ctx: &AppContext, action: &Action, to: &str, message: &str, user: Option<&User>) -> (ActionOutcome, Vec<AuditEvent>) {
+async fn notify(
+    ctx: &AppContext,
+    action: &Action,
+    to: &str,
+    message: &str,
+    user: Option<&User>,
+) -> (ActionOutcome, Vec<AuditEvent>) {
     let alert = match &action.alert_id {
-        Some(id) => ctx.store.get_alert(id).await.ok().flatten().map(|a| a.alert).unwrap_or(Value::Null),
+        Some(id) => ctx
+            .store
+            .get_alert(id)
+            .await
+            .ok()
+            .flatten()
+            .map(|a| a.alert)
+            .unwrap_or(Value::Null),
         None => Value::Null,
     };
     let context = json!({
@@ -202,24 +360,70 @@ async fn notify(ctx: &AppContext, action: &Action, to: &str, message: &str, user
     };
     if action.mode == "dry_run" {
         return (
-            done(ActionState::Skipped, user, json!({"dry_run": true, "would": "notify", "to": to, "text": text}), None, true),
-            vec![event(action, "action.dry_run").data(json!({"would": "notify", "to": to, "text": text}))],
+            done(
+                ActionState::Skipped,
+                user,
+                json!({"dry_run": true, "would": "notify", "to": to, "text": text}),
+                None,
+                true,
+            ),
+            vec![
+                event(action, "action.dry_run")
+                    .data(json!({"would": "notify", "to": to, "text": text})),
+            ],
         );
     }
-    match ctx.notifier.send(to, "playbook_notify", &text, &json!({"action_id": action.id, "alert_id": action.alert_id})).await {
+    match ctx
+        .notifier
+        .send(
+            to,
+            "playbook_notify",
+            &text,
+            &json!({"action_id": action.id, "alert_id": action.alert_id}),
+        )
+        .await
+    {
         Ok(attempts) => (
-            done(ActionState::Succeeded, user, json!({"to": to, "attempts": attempts}), None, true),
-            vec![event(action, "notify.sent").data(json!({"to": to, "attempts": attempts, "text": text}))],
+            done(
+                ActionState::Succeeded,
+                user,
+                json!({"to": to, "attempts": attempts}),
+                None,
+                true,
+            ),
+            vec![
+                event(action, "notify.sent")
+                    .data(json!({"to": to, "attempts": attempts, "text": text})),
+            ],
         ),
         Err(e) => {
             let now = time::OffsetDateTime::now_utc();
             if format_time(now) >= action.deadline_at {
-                (done(ActionState::Failed, user, json!({}), Some(e.to_string()), false), vec![event(action, "notify.failed").data(json!({"to": to, "error": e.to_string()}))])
+                (
+                    done(
+                        ActionState::Failed,
+                        user,
+                        json!({}),
+                        Some(e.to_string()),
+                        false,
+                    ),
+                    vec![
+                        event(action, "notify.failed")
+                            .data(json!({"to": to, "error": e.to_string()})),
+                    ],
+                )
             } else {
                 let not_before = format_time(now + ctx.worker.requeue_delay);
                 (
-                    ActionOutcome::Retry { not_before, user_id: user.map(|u| u.id.to_string()), error: e.to_string() },
-                    vec![event(action, "notify.failed").data(json!({"to": to, "error": e.to_string(), "will_retry": true}))],
+                    ActionOutcome::Retry {
+                        not_before,
+                        user_id: user.map(|u| u.id.to_string()),
+                        error: e.to_string(),
+                    },
+                    vec![
+                        event(action, "notify.failed")
+                            .data(json!({"to": to, "error": e.to_string(), "will_retry": true})),
+                    ],
                 )
             }
         }
@@ -227,12 +431,21 @@ async fn notify(ctx: &AppContext, action: &Action, to: &str, message: &str, user
 }
 
 /// Permanent failures end the action; transient ones go back to the queue until the deadline.
-fn failure(ctx: &AppContext, action: &Action, user: Option<&User>, e: UsersApiError) -> (ActionOutcome, Vec<AuditEvent>) {
+fn failure(
+    ctx: &AppContext,
+    action: &Action,
+    user: Option<&User>,
+    e: UsersApiError,
+) -> (ActionOutcome, Vec<AuditEvent>) {
     let now = time::OffsetDateTime::now_utc();
     let past_deadline = format_time(now) >= action.deadline_at;
     if e.is_permanent() || past_deadline {
         tracing::warn!(error = %e, "action failed");
-        let why = if past_deadline && !e.is_permanent() { "deadline passed" } else { "permanent" };
+        let why = if past_deadline && !e.is_permanent() {
+            "deadline passed"
+        } else {
+            "permanent"
+        };
         return (
             done(ActionState::Failed, user, json!({"error_kind": e.kind()}), Some(e.to_string()), false),
             vec![event(action, "action.failed").data(json!({"error": e.to_string(), "error_kind": e.kind(), "why": why, "attempts": action.attempts}))],
@@ -248,7 +461,12 @@ fn failure(ctx: &AppContext, action: &Action, user: Option<&User>, e: UsersApiEr
 }
 
 /// `n` workers that run actions until shutdown. A worker finishes the action it holds.
-pub async fn run_workers(ctx: Arc<AppContext>, n: usize, name: String, shutdown: CancellationToken) {
+pub async fn run_workers(
+    ctx: Arc<AppContext>,
+    n: usize,
+    name: String,
+    shutdown: CancellationToken,
+) {
     let mut tasks = tokio::task::JoinSet::new();
     for i in 0..n.max(1) {
         let ctx = ctx.clone();
@@ -262,7 +480,9 @@ pub async fn run_workers(ctx: Arc<AppContext>, n: usize, name: String, shutdown:
                 match try_run_next(&ctx, &worker).await {
                     Ok(Outcome::Ran) => continue,
                     Ok(Outcome::Empty) => {}
-                    Err(e) => tracing::error!(error = %e, worker, "worker could not reach the store"),
+                    Err(e) => {
+                        tracing::error!(error = %e, worker, "worker could not reach the store")
+                    }
                 }
                 tokio::select! {
                     _ = shutdown.cancelled() => return,

@@ -7,7 +7,9 @@ use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use jsonwebtoken::jwk::JwkSet;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header, encode};
+use jsonwebtoken::{
+    Algorithm, DecodingKey, EncodingKey, Header, Validation, decode, decode_header, encode,
+};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 
@@ -29,6 +31,9 @@ pub enum AuthError {
     NotConfigured,
 }
 
+/// Keys by `kid`, and when the set was last fetched.
+type KeyCache = (HashMap<String, (DecodingKey, Algorithm)>, Option<Instant>);
+
 pub struct JwtVerifier {
     hs256: Option<SecretString>,
     jwks_url: Option<String>,
@@ -36,7 +41,7 @@ pub struct JwtVerifier {
     audience: Option<String>,
     roles_claim: String,
     http: reqwest::Client,
-    jwks: tokio::sync::Mutex<(HashMap<String, (DecodingKey, Algorithm)>, Option<Instant>)>,
+    jwks: tokio::sync::Mutex<KeyCache>,
 }
 
 impl JwtVerifier {
@@ -52,16 +57,18 @@ impl JwtVerifier {
             issuer: s.issuer.clone(),
             audience: s.audience.clone(),
             roles_claim: s.roles_claim.clone(),
-            http: reqwest::Client::builder().timeout(Duration::from_secs(10)).build().expect("client builds"),
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(10))
+                .build()
+                .expect("client builds"),
             jwks: tokio::sync::Mutex::new((HashMap::new(), None)),
         })
     }
 
     fn validation(&self, alg: Algorithm) -> Validation {
         let mut v = Validation::new(alg);
-        match &self.issuer {
-            Some(i) => v.set_issuer(&[i]),
-            None => {}
+        if let Some(i) = &self.issuer {
+            v.set_issuer(&[i]);
         }
         match &self.audience {
             Some(a) => v.set_audience(&[a]),
@@ -77,19 +84,38 @@ impl JwtVerifier {
         let claims: Value = match header.alg {
             Algorithm::HS256 => {
                 let secret = self.hs256.as_ref().ok_or(AuthError::NotConfigured)?;
-                decode::<Value>(token, &DecodingKey::from_secret(secret.expose_secret().as_bytes()), &self.validation(Algorithm::HS256))
+                decode::<Value>(
+                    token,
+                    &DecodingKey::from_secret(secret.expose_secret().as_bytes()),
+                    &self.validation(Algorithm::HS256),
+                )
+                .map_err(|e| AuthError::Invalid(e.to_string()))?
+                .claims
+            }
+            Algorithm::RS256
+            | Algorithm::ES256
+            | Algorithm::PS256
+            | Algorithm::RS384
+            | Algorithm::ES384 => {
+                let kid = header
+                    .kid
+                    .clone()
+                    .ok_or_else(|| AuthError::Invalid("token has no kid".into()))?;
+                let (key, alg) = self.key_for(&kid).await?;
+                if alg != header.alg {
+                    return Err(AuthError::Invalid(
+                        "algorithm does not match the key".into(),
+                    ));
+                }
+                decode::<Value>(token, &key, &self.validation(alg))
                     .map_err(|e| AuthError::Invalid(e.to_string()))?
                     .claims
             }
-            Algorithm::RS256 | Algorithm::ES256 | Algorithm::PS256 | Algorithm::RS384 | Algorithm::ES384 => {
-                let kid = header.kid.clone().ok_or_else(|| AuthError::Invalid("token has no kid".into()))?;
-                let (key, alg) = self.key_for(&kid).await?;
-                if alg != header.alg {
-                    return Err(AuthError::Invalid("algorithm does not match the key".into()));
-                }
-                decode::<Value>(token, &key, &self.validation(alg)).map_err(|e| AuthError::Invalid(e.to_string()))?.claims
+            other => {
+                return Err(AuthError::Invalid(format!(
+                    "algorithm {other:?} is not accepted"
+                )));
             }
-            other => return Err(AuthError::Invalid(format!("algorithm {other:?} is not accepted"))),
         };
         let id = claims
             .get("email")
@@ -99,7 +125,10 @@ impl JwtVerifier {
             .ok_or_else(|| AuthError::Invalid("token names no subject".into()))?
             .to_owned();
         let roles = match claims.get(&self.roles_claim) {
-            Some(Value::Array(a)) => a.iter().filter_map(|r| r.as_str().map(str::to_owned)).collect(),
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|r| r.as_str().map(str::to_owned))
+                .collect(),
             Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
             _ => vec![],
         };
@@ -113,7 +142,10 @@ impl JwtVerifier {
             return Ok(k.clone());
         }
         // Unknown kid: the IdP may have rotated keys. Refresh, but not more than every 10 s.
-        if cache.1.is_some_and(|t| t.elapsed() < Duration::from_secs(10)) {
+        if cache
+            .1
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(10))
+        {
             return Err(AuthError::Invalid(format!("unknown key id {kid:?}")));
         }
         let set: JwkSet = self
@@ -128,7 +160,9 @@ impl JwtVerifier {
             .map_err(|e| AuthError::Invalid(format!("bad JWKS: {e}")))?;
         cache.0.clear();
         for jwk in &set.keys {
-            let Some(id) = jwk.common.key_id.clone() else { continue };
+            let Some(id) = jwk.common.key_id.clone() else {
+                continue;
+            };
             let alg = match &jwk.common.key_algorithm {
                 Some(a) => match Algorithm::from_str_opt(&a.to_string()) {
                     Some(alg) => alg,
@@ -145,7 +179,11 @@ impl JwtVerifier {
             }
         }
         cache.1 = Some(Instant::now());
-        cache.0.get(kid).cloned().ok_or_else(|| AuthError::Invalid(format!("unknown key id {kid:?}")))
+        cache
+            .0
+            .get(kid)
+            .cloned()
+            .ok_or_else(|| AuthError::Invalid(format!("unknown key id {kid:?}")))
     }
 }
 
@@ -159,8 +197,18 @@ impl AlgorithmExt for Algorithm {
 }
 
 /// Issues an HS256 approver token (sandbox `lockout token`, tests).
-pub fn issue_hs256(secret: &str, subject: &str, roles: &[String], ttl: Duration, issuer: Option<&str>, audience: Option<&str>) -> String {
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+pub fn issue_hs256(
+    secret: &str,
+    subject: &str,
+    roles: &[String],
+    ttl: Duration,
+    issuer: Option<&str>,
+    audience: Option<&str>,
+) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let mut claims = serde_json::json!({
         "sub": subject,
         "email": subject,
@@ -174,5 +222,10 @@ pub fn issue_hs256(secret: &str, subject: &str, roles: &[String], ttl: Duration,
     if let Some(a) = audience {
         claims["aud"] = a.into();
     }
-    encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret.as_bytes())).expect("HS256 encoding cannot fail")
+    encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret.as_bytes()),
+    )
+    .expect("HS256 encoding cannot fail")
 }

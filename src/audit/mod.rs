@@ -119,10 +119,15 @@ pub fn verify<'a>(
 }
 
 /// The columns of a CSV export.
-pub const CSV_HEADER: &str = "seq,id,at,kind,actor,alert_id,action_id,playbook,subject,data,prev_hash,hash\n";
+pub const CSV_HEADER: &str =
+    "seq,id,at,kind,actor,alert_id,action_id,playbook,subject,data,prev_hash,hash\n";
 
 fn csv_field(s: &str) -> String {
-    if s.contains([',', '"', '\n', '\r']) { format!("\"{}\"", s.replace('"', "\"\"")) } else { s.to_owned() }
+    if s.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
 }
 
 /// One record as a CSV line (RFC 4180 quoting).
@@ -142,7 +147,11 @@ pub fn csv_row(r: &AuditRecord) -> String {
         r.prev_hash.clone(),
         r.hash.clone(),
     ];
-    let mut line = cols.iter().map(|c| csv_field(c)).collect::<Vec<_>>().join(",");
+    let mut line = cols
+        .iter()
+        .map(|c| csv_field(c))
+        .collect::<Vec<_>>()
+        .join(",");
     line.push('\n');
     line
 }

@@ -58,10 +58,16 @@ async fn view(ctx: &AppContext, a: &Approval) -> Result<Value, ApiError> {
     }))
 }
 
-pub async fn list(_: Authenticated, ctx: web::Data<AppContext>, q: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
+pub async fn list(
+    _: Authenticated,
+    ctx: web::Data<AppContext>,
+    q: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
     let state = match q.state.as_deref() {
         None | Some("") => None,
-        Some(s) => Some(ApprovalState::parse(s).map_err(|_| ApiError::bad_request("invalid_query", format!("unknown approval state {s:?}")))?),
+        Some(s) => Some(ApprovalState::parse(s).map_err(|_| {
+            ApiError::bad_request("invalid_query", format!("unknown approval state {s:?}"))
+        })?),
     };
     let mut out = vec![];
     for a in ctx.store.list_approvals(state).await? {
@@ -70,34 +76,85 @@ pub async fn list(_: Authenticated, ctx: web::Data<AppContext>, q: web::Query<Li
     Ok(HttpResponse::Ok().json(json!({ "approvals": out })))
 }
 
-pub async fn get(_: Authenticated, ctx: web::Data<AppContext>, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
-    let a = ctx.store.get_approval(&id).await?.ok_or_else(|| ApiError::not_found(format!("no approval {id}")))?;
+pub async fn get(
+    _: Authenticated,
+    ctx: web::Data<AppContext>,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let a = ctx
+        .store
+        .get_approval(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found(format!("no approval {id}")))?;
     Ok(HttpResponse::Ok().json(view(&ctx, &a).await?))
 }
 
-pub async fn approve(who: Authenticated, ctx: web::Data<AppContext>, id: web::Path<String>, body: Option<web::Json<DecisionBody>>) -> Result<HttpResponse, ApiError> {
-    decide(who, ctx, id.into_inner(), true, body.map(|b| b.into_inner()).unwrap_or_default()).await
+pub async fn approve(
+    who: Authenticated,
+    ctx: web::Data<AppContext>,
+    id: web::Path<String>,
+    body: Option<web::Json<DecisionBody>>,
+) -> Result<HttpResponse, ApiError> {
+    decide(
+        who,
+        ctx,
+        id.into_inner(),
+        true,
+        body.map(|b| b.into_inner()).unwrap_or_default(),
+    )
+    .await
 }
 
-pub async fn deny(who: Authenticated, ctx: web::Data<AppContext>, id: web::Path<String>, body: Option<web::Json<DecisionBody>>) -> Result<HttpResponse, ApiError> {
+pub async fn deny(
+    who: Authenticated,
+    ctx: web::Data<AppContext>,
+    id: web::Path<String>,
+    body: Option<web::Json<DecisionBody>>,
+) -> Result<HttpResponse, ApiError> {
     let body = body.map(|b| b.into_inner()).unwrap_or_default();
     if body.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "reason_required", "a reason is required to deny").details(json!({"field": "reason"})));
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "reason_required",
+            "a reason is required to deny",
+        )
+        .details(json!({"field": "reason"})));
     }
     decide(who, ctx, id.into_inner(), false, body).await
 }
 
-async fn decide(who: Authenticated, ctx: web::Data<AppContext>, id: String, approve: bool, body: DecisionBody) -> Result<HttpResponse, ApiError> {
-    let approver = Approver { id: who.0.id.clone(), roles: who.0.roles.clone() };
-    let outcome = ctx.store.decide_approval(&id, &approver, approve, body.reason, &now_rfc3339()).await.map_err(|e| match e {
-        DecideError::NotFound => ApiError::not_found(format!("no approval {id}")),
-        DecideError::AlreadyDecided(_) | DecideError::DuplicateApprover | DecideError::BindingMismatch => ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string()),
-        DecideError::SelfApproval | DecideError::NotAnApprover(_) => ApiError::new(StatusCode::FORBIDDEN, "forbidden", e.to_string()),
-        DecideError::Store(s) => ApiError::internal(s),
-    })?;
+async fn decide(
+    who: Authenticated,
+    ctx: web::Data<AppContext>,
+    id: String,
+    approve: bool,
+    body: DecisionBody,
+) -> Result<HttpResponse, ApiError> {
+    let approver = Approver {
+        id: who.0.id.clone(),
+        roles: who.0.roles.clone(),
+    };
+    let outcome = ctx
+        .store
+        .decide_approval(&id, &approver, approve, body.reason, &now_rfc3339())
+        .await
+        .map_err(|e| match e {
+            DecideError::NotFound => ApiError::not_found(format!("no approval {id}")),
+            DecideError::AlreadyDecided(_)
+            | DecideError::DuplicateApprover
+            | DecideError::BindingMismatch => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())
+            }
+            DecideError::SelfApproval | DecideError::NotAnApprover(_) => {
+                ApiError::new(StatusCode::FORBIDDEN, "forbidden", e.to_string())
+            }
+            DecideError::Store(s) => ApiError::internal(s),
+        })?;
     ctx.actions_waiting.notify_waiters();
     let body = match outcome {
-        DecisionOutcome::Recorded { approvals, quorum } => json!({"id": id, "state": "pending", "approvals": approvals, "quorum": quorum}),
+        DecisionOutcome::Recorded { approvals, quorum } => {
+            json!({"id": id, "state": "pending", "approvals": approvals, "quorum": quorum})
+        }
         DecisionOutcome::Approved => json!({"id": id, "state": "approved"}),
         DecisionOutcome::Denied => json!({"id": id, "state": "denied"}),
     };

@@ -11,11 +11,23 @@ use crate::context::AppContext;
 use crate::store::AuditQuery;
 
 /// `GET /v1/audit`: records in chain order, filtered, with a cursor (`after_seq`).
-pub async fn list(_: Admin, ctx: web::Data<AppContext>, q: web::Query<AuditQuery>) -> Result<HttpResponse, ApiError> {
+pub async fn list(
+    _: Admin,
+    ctx: web::Data<AppContext>,
+    q: web::Query<AuditQuery>,
+) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let records = ctx.store.query_audit(&AuditQuery { limit: Some(limit), ..q }).await?;
-    let next = (records.len() as i64 == limit).then(|| records.last().map(|r| r.seq)).flatten();
+    let records = ctx
+        .store
+        .query_audit(&AuditQuery {
+            limit: Some(limit),
+            ..q
+        })
+        .await?;
+    let next = (records.len() as i64 == limit)
+        .then(|| records.last().map(|r| r.seq))
+        .flatten();
     Ok(HttpResponse::Ok().json(json!({ "records": records, "next_after_seq": next })))
 }
 
@@ -27,12 +39,22 @@ pub struct ExportQuery {
 }
 
 /// `GET /v1/audit/export?format=csv|jsonl`: every matching record, streamed page by page.
-pub async fn export(_: Admin, ctx: web::Data<AppContext>, q: web::Query<ExportQuery>) -> Result<HttpResponse, ApiError> {
+pub async fn export(
+    _: Admin,
+    ctx: web::Data<AppContext>,
+    q: web::Query<ExportQuery>,
+) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
     let csv = match q.format.as_str() {
         "csv" => true,
         "jsonl" => false,
-        other => return Err(ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", format!("format must be csv or jsonl, not {other:?}"))),
+        other => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_query",
+                format!("format must be csv or jsonl, not {other:?}"),
+            ));
+        }
     };
     let ctx = ctx.into_inner();
     let start = q.filter.after_seq.unwrap_or(0);
@@ -41,9 +63,22 @@ pub async fn export(_: Admin, ctx: web::Data<AppContext>, q: web::Query<ExportQu
         let filter = q.filter.clone();
         async move {
             let (after, first) = state?;
-            let page = match ctx.store.query_audit(&AuditQuery { after_seq: Some(after), limit: Some(1000), ..filter }).await {
+            let page = match ctx
+                .store
+                .query_audit(&AuditQuery {
+                    after_seq: Some(after),
+                    limit: Some(1000),
+                    ..filter
+                })
+                .await
+            {
                 Ok(p) => p,
-                Err(e) => return Some((Err(actix_web::error::ErrorInternalServerError(e.to_string())), None)),
+                Err(e) => {
+                    return Some((
+                        Err(actix_web::error::ErrorInternalServerError(e.to_string())),
+                        None,
+                    ));
+                }
             };
             let mut chunk = String::new();
             if first && csv {
@@ -57,15 +92,33 @@ pub async fn export(_: Admin, ctx: web::Data<AppContext>, q: web::Query<ExportQu
                     chunk.push('\n');
                 }
             }
-            let next = if page.len() == 1000 { page.last().map(|r| (r.seq, false)) } else { None };
+            let next = if page.len() == 1000 {
+                page.last().map(|r| (r.seq, false))
+            } else {
+                None
+            };
             if chunk.is_empty() && next.is_none() {
                 return None;
             }
-            Some((Ok::<_, actix_web::Error>(web::Bytes::from(chunk)), next.or(Some((i64::MAX, false))).filter(|(s, _)| *s != i64::MAX)))
+            Some((
+                Ok::<_, actix_web::Error>(web::Bytes::from(chunk)),
+                next.or(Some((i64::MAX, false)))
+                    .filter(|(s, _)| *s != i64::MAX),
+            ))
         }
     });
     Ok(HttpResponse::Ok()
-        .content_type(if csv { "text/csv; charset=utf-8" } else { "application/x-ndjson" })
-        .insert_header(("Content-Disposition", format!("attachment; filename=\"lockout-audit.{}\"", if csv { "csv" } else { "jsonl" })))
+        .content_type(if csv {
+            "text/csv; charset=utf-8"
+        } else {
+            "application/x-ndjson"
+        })
+        .insert_header((
+            "Content-Disposition",
+            format!(
+                "attachment; filename=\"lockout-audit.{}\"",
+                if csv { "csv" } else { "jsonl" }
+            ),
+        ))
         .streaming(body))
 }

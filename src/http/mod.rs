@@ -27,12 +27,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/v1/audit/export").route(web::get().to(audit::export)))
         .service(web::resource("/v1/approvals").route(web::get().to(approvals::list)))
         .service(web::resource("/v1/approvals/{id}").route(web::get().to(approvals::get)))
-        .service(web::resource("/v1/approvals/{id}/approve").route(web::post().to(approvals::approve)))
+        .service(
+            web::resource("/v1/approvals/{id}/approve").route(web::post().to(approvals::approve)),
+        )
         .service(web::resource("/v1/approvals/{id}/deny").route(web::post().to(approvals::deny)))
         .service(web::resource("/v1/users").route(web::get().to(users::list)))
         .service(web::resource("/v1/users/{user}").route(web::get().to(users::get)))
         .service(web::resource("/v1/users/{user}/suspend").route(web::post().to(users::suspend)))
-        .service(web::resource("/v1/users/{user}/reactivate").route(web::post().to(users::reactivate)))
+        .service(
+            web::resource("/v1/users/{user}/reactivate").route(web::post().to(users::reactivate)),
+        )
         .service(web::resource("/v1/playbooks").route(web::get().to(playbooks::list)))
         .service(web::resource("/v1/playbooks/reload").route(web::post().to(playbooks::reload)))
         .service(web::resource("/v1/limits/reset").route(web::post().to(playbooks::reset_limits)));

@@ -19,12 +19,19 @@ pub async fn list(_: Admin, ctx: web::Data<AppContext>) -> HttpResponse {
 pub async fn reload(_: Admin, ctx: web::Data<AppContext>) -> Result<HttpResponse, ApiError> {
     match ctx.reload_playbooks("admin").await {
         Ok(n) => Ok(HttpResponse::Ok().json(json!({"reloaded": true, "playbooks": n}))),
-        Err(errors) => Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "playbooks_invalid", "the playbook folder has errors; the running set is unchanged")
-            .details(json!({"errors": errors.iter().map(|e| e.to_string()).collect::<Vec<_>>()}))),
+        Err(errors) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "playbooks_invalid",
+            "the playbook folder has errors; the running set is unchanged",
+        )
+        .details(json!({"errors": errors.iter().map(|e| e.to_string()).collect::<Vec<_>>()}))),
     }
 }
 
 pub async fn reset_limits(_: Admin, ctx: web::Data<AppContext>) -> Result<HttpResponse, ApiError> {
-    let was = ctx.store.reset_limits("admin", &crate::domain::now_rfc3339()).await?;
+    let was = ctx
+        .store
+        .reset_limits("admin", &crate::domain::now_rfc3339())
+        .await?;
     Ok(HttpResponse::Ok().json(json!({"reset": was})))
 }

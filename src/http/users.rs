@@ -32,7 +32,11 @@ fn require_analyst(ctx: &AppContext, who: &Authenticated) -> Result<(), ApiError
     if who.0.roles.iter().any(|r| ctx.analyst_roles.contains(r)) {
         Ok(())
     } else {
-        Err(ApiError::new(StatusCode::FORBIDDEN, "forbidden", format!("needs one of the roles: {}", ctx.analyst_roles.join(", "))))
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("needs one of the roles: {}", ctx.analyst_roles.join(", ")),
+        ))
     }
 }
 
@@ -43,25 +47,65 @@ fn api_error(e: UsersApiError) -> ApiError {
     }
 }
 
-pub async fn suspend(who: Authenticated, ctx: web::Data<AppContext>, user: web::Path<String>, body: web::Json<ManualBody>) -> Result<HttpResponse, ApiError> {
-    manual(who, ctx, user.into_inner(), body.into_inner(), StepAction::Suspend).await
+pub async fn suspend(
+    who: Authenticated,
+    ctx: web::Data<AppContext>,
+    user: web::Path<String>,
+    body: web::Json<ManualBody>,
+) -> Result<HttpResponse, ApiError> {
+    manual(
+        who,
+        ctx,
+        user.into_inner(),
+        body.into_inner(),
+        StepAction::Suspend,
+    )
+    .await
 }
 
-pub async fn reactivate(who: Authenticated, ctx: web::Data<AppContext>, user: web::Path<String>, body: web::Json<ManualBody>) -> Result<HttpResponse, ApiError> {
-    manual(who, ctx, user.into_inner(), body.into_inner(), StepAction::Reactivate).await
+pub async fn reactivate(
+    who: Authenticated,
+    ctx: web::Data<AppContext>,
+    user: web::Path<String>,
+    body: web::Json<ManualBody>,
+) -> Result<HttpResponse, ApiError> {
+    manual(
+        who,
+        ctx,
+        user.into_inner(),
+        body.into_inner(),
+        StepAction::Reactivate,
+    )
+    .await
 }
 
-async fn manual(who: Authenticated, ctx: web::Data<AppContext>, user: String, body: ManualBody, step: StepAction) -> Result<HttpResponse, ApiError> {
+async fn manual(
+    who: Authenticated,
+    ctx: web::Data<AppContext>,
+    user: String,
+    body: ManualBody,
+    step: StepAction,
+) -> Result<HttpResponse, ApiError> {
     require_analyst(&ctx, &who)?;
     if body.reason.trim().is_empty() {
-        return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "reason_required", "a reason is required").details(json!({"field": "reason"})));
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "reason_required",
+            "a reason is required",
+        )
+        .details(json!({"field": "reason"})));
     }
-    let target = UserRef::parse(&user).map_err(|e| ApiError::bad_request("invalid_user", e.to_string()))?;
+    let target =
+        UserRef::parse(&user).map_err(|e| ApiError::bad_request("invalid_user", e.to_string()))?;
     if let Some(p) = ctx.globally_protected(&target.to_string(), None) {
         ctx.store
             .append_audit(vec![AuditEvent::new("guard.protected", format!("analyst:{}", who.0.id)).subject(&target).data(json!({"reason": format!("protected by global guard {p}"), "kind": step.kind()}))])
             .await?;
-        return Err(ApiError::new(StatusCode::FORBIDDEN, "protected", format!("{target} is protected by guard {p}")));
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "protected",
+            format!("{target} is protected by guard {p}"),
+        ));
     }
     let approval = body.approval_required.then(|| {
         approval_request(
@@ -88,7 +132,13 @@ async fn manual(who: Authenticated, ctx: web::Data<AppContext>, user: String, bo
         origin: "manual".into(),
         requested_by: Some(who.0.id.clone()),
         deadline_secs: ctx.worker.action_deadline.as_secs() as i64,
-        steps: vec![NewStep { id: action_id.clone(), kind: kind.into(), params: json!({"action": step}), approval, delay_secs: 0 }],
+        steps: vec![NewStep {
+            id: action_id.clone(),
+            kind: kind.into(),
+            params: json!({"action": step}),
+            approval,
+            delay_secs: 0,
+        }],
     };
     let audit = vec![AuditEvent::new(&format!("manual.{kind}"), format!("analyst:{}", who.0.id)).action(&action_id).subject(&target).data(json!({"reason": body.reason, "approval_required": body.approval_required, "roles": who.0.roles}))];
     // An analyst acting on the user supersedes what was scheduled for them (e.g. a delayed
@@ -101,7 +151,13 @@ async fn manual(who: Authenticated, ctx: web::Data<AppContext>, user: String, bo
         None => None,
     };
     let approval_id = match &action {
-        Some(a) if a.approval.is_some() => ctx.store.list_approvals(None).await?.into_iter().find(|x| x.action_id == a.id).map(|x| x.id),
+        Some(a) if a.approval.is_some() => ctx
+            .store
+            .list_approvals(None)
+            .await?
+            .into_iter()
+            .find(|x| x.action_id == a.id)
+            .map(|x| x.id),
         _ => None,
     };
     Ok(HttpResponse::Accepted().json(json!({
@@ -112,18 +168,37 @@ async fn manual(who: Authenticated, ctx: web::Data<AppContext>, user: String, bo
     })))
 }
 
-pub async fn list(who: Authenticated, ctx: web::Data<AppContext>, q: web::Query<ListQuery>) -> Result<HttpResponse, ApiError> {
+pub async fn list(
+    who: Authenticated,
+    ctx: web::Data<AppContext>,
+    q: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
     require_analyst(&ctx, &who)?;
-    let users = ctx.users.list_all_users(q.state, &CallLog::default()).await.map_err(api_error)?;
+    let users = ctx
+        .users
+        .list_all_users(q.state, &CallLog::default())
+        .await
+        .map_err(api_error)?;
     Ok(HttpResponse::Ok().json(json!({ "users": users })))
 }
 
-pub async fn get(who: Authenticated, ctx: web::Data<AppContext>, user: web::Path<String>) -> Result<HttpResponse, ApiError> {
+pub async fn get(
+    who: Authenticated,
+    ctx: web::Data<AppContext>,
+    user: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
     require_analyst(&ctx, &who)?;
     let log = CallLog::default();
-    let u = match UserRef::parse(&user).map_err(|e| ApiError::bad_request("invalid_user", e.to_string()))? {
+    let u = match UserRef::parse(&user)
+        .map_err(|e| ApiError::bad_request("invalid_user", e.to_string()))?
+    {
         UserRef::Id(id) => ctx.users.get_user(&id, &log).await.map_err(api_error)?,
-        UserRef::Email(e) => ctx.directory.find_by_email(&e, &log).await.map_err(api_error)?.ok_or_else(|| ApiError::not_found(format!("no 1Password user has the e-mail {e}")))?,
+        UserRef::Email(e) => ctx
+            .directory
+            .find_by_email(&e, &log)
+            .await
+            .map_err(api_error)?
+            .ok_or_else(|| ApiError::not_found(format!("no 1Password user has the e-mail {e}")))?,
     };
     let _: &UserId = &u.id;
     Ok(HttpResponse::Ok().json(u))

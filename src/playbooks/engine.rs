@@ -4,7 +4,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use super::schema::{ApprovalSpec, Limit, Mode, Playbook, PlaybookSet, RequireState, StepAction, secs};
+use super::schema::{
+    ApprovalSpec, Limit, Mode, Playbook, PlaybookSet, RequireState, StepAction, secs,
+};
 use crate::alerts::Alert;
 use crate::domain::UserRef;
 
@@ -66,7 +68,10 @@ pub fn evaluate(set: &PlaybookSet, alert: &Alert) -> Plan {
     // Two playbooks that would act on the same user the same way become one chain.
     let mut merged: Vec<PlannedChain> = Vec::with_capacity(plan.chains.len());
     for chain in plan.chains.drain(..) {
-        match merged.iter_mut().find(|c| c.target == chain.target && c.steps == chain.steps && c.mode == chain.mode) {
+        match merged
+            .iter_mut()
+            .find(|c| c.target == chain.target && c.steps == chain.steps && c.mode == chain.mode)
+        {
             Some(existing) => existing.merged_from.push(chain.playbook),
             None => merged.push(chain),
         }
@@ -76,7 +81,12 @@ pub fn evaluate(set: &PlaybookSet, alert: &Alert) -> Plan {
 }
 
 fn skip(plan: &mut Plan, pb: &Playbook, kind: &str, target: Option<String>, reason: String) {
-    plan.skipped.push(Skip { playbook: pb.name.clone(), kind: kind.into(), target, reason });
+    plan.skipped.push(Skip {
+        playbook: pb.name.clone(),
+        kind: kind.into(),
+        target,
+        reason,
+    });
 }
 
 fn evaluate_one(pb: &Playbook, alert: &Alert, value: &cel::Value, plan: &mut Plan) {
@@ -84,17 +94,56 @@ fn evaluate_one(pb: &Playbook, alert: &Alert, value: &cel::Value, plan: &mut Pla
         return skip(plan, pb, "disabled", None, "playbook is disabled".into());
     }
     if !pb.sources.is_empty() && !pb.sources.iter().any(|s| s == &alert.source) {
-        return skip(plan, pb, "no_match", None, format!("source {} not in on.sources", alert.source));
+        return skip(
+            plan,
+            pb,
+            "no_match",
+            None,
+            format!("source {} not in on.sources", alert.source),
+        );
     }
     if pb.status.is_some_and(|s| s != alert.status) {
-        return skip(plan, pb, "no_match", None, format!("status is {}", alert.status.as_str()));
+        return skip(
+            plan,
+            pb,
+            "no_match",
+            None,
+            format!("status is {}", alert.status.as_str()),
+        );
     }
     if let Some(when) = &pb.when {
         match when.eval(value) {
             Ok(cel::Value::Bool(true)) => {}
-            Ok(cel::Value::Bool(false)) => return skip(plan, pb, "no_match", None, format!("on.when is false: {}", when.source.trim())),
-            Ok(other) => return skip(plan, pb, "condition_error", None, format!("on.when gave {other:?}, not a bool")),
-            Err(e) => return skip(plan, pb, "condition_error", None, format!("on.when failed: {e}")),
+            Ok(cel::Value::Bool(false)) => {
+                return skip(
+                    plan,
+                    pb,
+                    "no_match",
+                    None,
+                    format!(
+                        "on.when is false: {}",
+                        when.source.split_whitespace().collect::<Vec<_>>().join(" ")
+                    ),
+                );
+            }
+            Ok(other) => {
+                return skip(
+                    plan,
+                    pb,
+                    "condition_error",
+                    None,
+                    format!("on.when gave {other:?}, not a bool"),
+                );
+            }
+            Err(e) => {
+                return skip(
+                    plan,
+                    pb,
+                    "condition_error",
+                    None,
+                    format!("on.when failed: {e}"),
+                );
+            }
         }
     }
     let mut steps = vec![];
@@ -103,17 +152,33 @@ fn evaluate_one(pb: &Playbook, alert: &Alert, value: &cel::Value, plan: &mut Pla
             match w.eval(value) {
                 Ok(cel::Value::Bool(true)) => {}
                 Ok(cel::Value::Bool(false)) => {
-                    skip(plan, pb, "step_condition", None, format!("step {} skipped: when is false", step.action.kind()));
+                    skip(
+                        plan,
+                        pb,
+                        "step_condition",
+                        None,
+                        format!("step {} skipped: when is false", step.action.kind()),
+                    );
                     continue;
                 }
                 other => {
                     // A step whose condition cannot be evaluated is not run: fail closed.
-                    skip(plan, pb, "condition_error", None, format!("step {} when failed: {other:?}", step.action.kind()));
+                    skip(
+                        plan,
+                        pb,
+                        "condition_error",
+                        None,
+                        format!("step {} when failed: {other:?}", step.action.kind()),
+                    );
                     continue;
                 }
             }
         }
-        steps.push(PlannedStep { action: step.action.clone(), delay: step.after, approval: step.approval.clone() });
+        steps.push(PlannedStep {
+            action: step.action.clone(),
+            delay: step.after,
+            approval: step.approval.clone(),
+        });
     }
     if steps.is_empty() {
         return;
@@ -124,7 +189,13 @@ fn evaluate_one(pb: &Playbook, alert: &Alert, value: &cel::Value, plan: &mut Pla
         Err(e) => return skip(plan, pb, "target_error", None, e),
     };
     if targets.is_empty() && needs_target {
-        return skip(plan, pb, "no_target", None, "the alert names no user".into());
+        return skip(
+            plan,
+            pb,
+            "no_target",
+            None,
+            "the alert names no user".into(),
+        );
     }
     plan.matched.push(pb.name.clone());
     let reason = format!("playbook {} matched alert {:?}", pb.name, alert.title);
@@ -148,7 +219,13 @@ fn evaluate_one(pb: &Playbook, alert: &Alert, value: &cel::Value, plan: &mut Pla
             UserRef::Email(e) => (None, Some(e)),
         };
         if let Some(p) = pb.protected.iter().find(|p| p.covers(id, email)) {
-            skip(plan, pb, "protected", Some(target.to_string()), format!("protected by guard {p:?}"));
+            skip(
+                plan,
+                pb,
+                "protected",
+                Some(target.to_string()),
+                format!("protected by guard {p:?}"),
+            );
             continue;
         }
         plan.chains.push(chain(Some(target)));
@@ -163,13 +240,18 @@ fn targets(pb: &Playbook, alert: &Alert, value: &cel::Value) -> Result<Vec<UserR
     };
     let parse = |v: &cel::Value| -> Result<Option<UserRef>, String> {
         match v {
-            cel::Value::String(s) => UserRef::parse(s).map(Some).map_err(|e| format!("target: {e}")),
+            cel::Value::String(s) => UserRef::parse(s)
+                .map(Some)
+                .map_err(|e| format!("target: {e}")),
             cel::Value::Null => Ok(None),
             other => Err(format!("target gave {other:?}, not a string")),
         }
     };
     let mut out = vec![];
-    match expr.eval(value).map_err(|e| format!("target failed: {e}"))? {
+    match expr
+        .eval(value)
+        .map_err(|e| format!("target failed: {e}"))?
+    {
         cel::Value::List(items) => {
             for i in items.iter() {
                 out.extend(parse(i)?);

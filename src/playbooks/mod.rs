@@ -12,6 +12,7 @@ pub mod testing;
 pub use self::cel::{ALERT_FIELDS, CelExpr};
 pub use engine::{Plan, PlannedChain, PlannedStep, Skip, alert_value, evaluate};
 pub use schema::{
-    ApprovalSpec, Escalation, Limit, LoadContext, LoadError, Mode, OnTimeout, Playbook, PlaybookSet, ProtectedPattern,
-    RequireState, Step, StepAction, load_dir, load_str, parse_duration,
+    ApprovalSpec, Escalation, Limit, LoadContext, LoadError, Mode, OnTimeout, Playbook,
+    PlaybookSet, ProtectedPattern, RequireState, Step, StepAction, load_dir, load_str,
+    parse_duration,
 };

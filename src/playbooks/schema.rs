@@ -28,7 +28,6 @@ impl Mode {
     }
 }
 
-
 // ---- the file format (what engineers write) ----
 
 #[derive(Deserialize)]
@@ -256,8 +255,13 @@ pub enum StepAction {
     Suspend,
     Reactivate,
     GetUser,
-    ListUsers { state: Option<crate::users_api::StateFilter> },
-    Notify { to: String, message: String },
+    ListUsers {
+        state: Option<crate::users_api::StateFilter>,
+    },
+    Notify {
+        to: String,
+        message: String,
+    },
 }
 
 impl StepAction {
@@ -377,29 +381,49 @@ pub fn load_str(file: &str, text: &str, ctx: &LoadContext) -> Result<Playbook, V
         message,
     };
     let parsed: PlaybookFile = serde_saphyr::from_str(text).map_err(|e| {
-        let (line, column) = e.location().map(|l| (l.line(), l.column())).unwrap_or((1, 1));
+        let (line, column) = e
+            .location()
+            .map(|l| (l.line(), l.column()))
+            .unwrap_or((1, 1));
         let message = e.to_string();
         // The crate's message may carry its own position and snippet; keep the first line.
         let message = strip_position(message.lines().next().unwrap_or_default()).to_owned();
-        vec![LoadError { file: file.into(), line, column, message }]
+        vec![LoadError {
+            file: file.into(),
+            line,
+            column,
+            message,
+        }]
     })?;
     let mut errors = vec![];
-    let cel = |s: &Spanned<String>, what: &str, errors: &mut Vec<LoadError>| match CelExpr::compile(&s.value) {
+    let cel = |s: &Spanned<String>, what: &str, errors: &mut Vec<LoadError>| match CelExpr::compile(
+        &s.value,
+    ) {
         Ok(c) => Some(c),
         Err(m) => {
             errors.push(err_at(&s.referenced, format!("{what}: {m}")));
             None
         }
     };
-    let duration = |s: &Spanned<String>, what: &str, errors: &mut Vec<LoadError>| match parse_duration(&s.value) {
-        Ok(d) => d,
-        Err(m) => {
-            errors.push(err_at(&s.referenced, format!("{what}: {m}")));
-            Duration::ZERO
-        }
-    };
-    let when = parsed.on.when.as_ref().and_then(|w| cel(w, "on.when", &mut errors));
-    let target = parsed.target.as_ref().and_then(|t| cel(t, "target", &mut errors));
+    let duration =
+        |s: &Spanned<String>, what: &str, errors: &mut Vec<LoadError>| match parse_duration(
+            &s.value,
+        ) {
+            Ok(d) => d,
+            Err(m) => {
+                errors.push(err_at(&s.referenced, format!("{what}: {m}")));
+                Duration::ZERO
+            }
+        };
+    let when = parsed
+        .on
+        .when
+        .as_ref()
+        .and_then(|w| cel(w, "on.when", &mut errors));
+    let target = parsed
+        .target
+        .as_ref()
+        .and_then(|t| cel(t, "target", &mut errors));
     let mut protected = vec![];
     for p in &parsed.guards.protected {
         match ProtectedPattern::parse(&p.value) {
@@ -407,29 +431,49 @@ pub fn load_str(file: &str, text: &str, ctx: &LoadContext) -> Result<Playbook, V
             Err(m) => errors.push(err_at(&p.referenced, format!("guards.protected: {m}"))),
         }
     }
-    let limit = parsed.guards.limit.as_ref().map(|l| Limit { max: l.max, per: duration(&l.per, "guards.limit.per", &mut errors) });
-    let approval_spec = |a: &ApprovalFile, errors: &mut Vec<LoadError>, at: &serde_saphyr::Location| {
-        if a.approvers.is_empty() {
-            errors.push(err_at(at, "approval: approvers must name at least one role".into()));
-        }
-        if a.quorum == 0 {
-            errors.push(err_at(at, "approval: quorum must be at least 1".into()));
-        }
-        let escalate = a.escalate.as_ref().map(|e| {
-            if !ctx.notify_targets.contains(&e.to.value) {
-                errors.push(err_at(&e.to.referenced, format!("approval.escalate.to: unknown notify target {:?}", e.to.value)));
+    let limit = parsed.guards.limit.as_ref().map(|l| Limit {
+        max: l.max,
+        per: duration(&l.per, "guards.limit.per", &mut errors),
+    });
+    let approval_spec =
+        |a: &ApprovalFile, errors: &mut Vec<LoadError>, at: &serde_saphyr::Location| {
+            if a.approvers.is_empty() {
+                errors.push(err_at(
+                    at,
+                    "approval: approvers must name at least one role".into(),
+                ));
             }
-            Escalation { after: duration(&e.after, "approval.escalate.after", errors), to: e.to.value.clone() }
-        });
-        ApprovalSpec {
-            approvers: a.approvers.clone(),
-            quorum: a.quorum,
-            timeout: a.timeout.as_ref().map(|t| duration(t, "approval.timeout", errors)).unwrap_or(Duration::from_secs(3600)),
-            on_timeout: a.on_timeout,
-            escalate,
-            cancel_on_resolve: a.cancel_on_resolve,
-        }
-    };
+            if a.quorum == 0 {
+                errors.push(err_at(at, "approval: quorum must be at least 1".into()));
+            }
+            let escalate = a.escalate.as_ref().map(|e| {
+                if !ctx.notify_targets.contains(&e.to.value) {
+                    errors.push(err_at(
+                        &e.to.referenced,
+                        format!(
+                            "approval.escalate.to: unknown notify target {:?}",
+                            e.to.value
+                        ),
+                    ));
+                }
+                Escalation {
+                    after: duration(&e.after, "approval.escalate.after", errors),
+                    to: e.to.value.clone(),
+                }
+            });
+            ApprovalSpec {
+                approvers: a.approvers.clone(),
+                quorum: a.quorum,
+                timeout: a
+                    .timeout
+                    .as_ref()
+                    .map(|t| duration(t, "approval.timeout", errors))
+                    .unwrap_or(Duration::from_secs(3600)),
+                on_timeout: a.on_timeout,
+                escalate,
+                cancel_on_resolve: a.cancel_on_resolve,
+            }
+        };
     let mut steps: Vec<Step> = vec![];
     // A standalone `approval` or `wait` applies to the step after it.
     let mut pending_gate: Option<(ApprovalSpec, serde_saphyr::Location)> = None;
@@ -449,43 +493,96 @@ pub fn load_str(file: &str, text: &str, ctx: &LoadContext) -> Result<Playbook, V
                 continue;
             }
             StepFile::Suspend(o) => (StepAction::Suspend, &o.after, o.approval.clone(), &o.when),
-            StepFile::Reactivate(o) => (StepAction::Reactivate, &o.after, o.approval.clone(), &o.when),
+            StepFile::Reactivate(o) => (
+                StepAction::Reactivate,
+                &o.after,
+                o.approval.clone(),
+                &o.when,
+            ),
             StepFile::GetUser(o) => (StepAction::GetUser, &o.after, o.approval.clone(), &o.when),
-            StepFile::ListUsers(o) => (StepAction::ListUsers { state: o.state }, &None, None, &o.when),
+            StepFile::ListUsers(o) => (
+                StepAction::ListUsers { state: o.state },
+                &None,
+                None,
+                &o.when,
+            ),
             StepFile::Notify(n) => {
                 if !ctx.notify_targets.contains(&n.to.value) {
-                    errors.push(err_at(&n.to.referenced, format!(
-                        "notify.to: unknown notify target {:?} (configured: {})",
-                        n.to.value,
-                        ctx.notify_targets.iter().cloned().collect::<Vec<_>>().join(", ")
-                    )));
+                    errors.push(err_at(
+                        &n.to.referenced,
+                        format!(
+                            "notify.to: unknown notify target {:?} (configured: {})",
+                            n.to.value,
+                            ctx.notify_targets
+                                .iter()
+                                .cloned()
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    ));
                 }
                 if let Err(m) = super::template::check(&n.message.value) {
-                    errors.push(err_at(&n.message.referenced, format!("notify.message: {m}")));
+                    errors.push(err_at(
+                        &n.message.referenced,
+                        format!("notify.message: {m}"),
+                    ));
                 }
-                (StepAction::Notify { to: n.to.value.clone(), message: n.message.value.clone() }, &n.after, None, &n.when)
+                (
+                    StepAction::Notify {
+                        to: n.to.value.clone(),
+                        message: n.message.value.clone(),
+                    },
+                    &n.after,
+                    None,
+                    &n.when,
+                )
             }
         };
         let mut approval = opts_approval.map(|a| approval_spec(&a, &mut errors, at));
         if let Some((gate, _)) = pending_gate.take() {
             if approval.is_some() {
-                errors.push(err_at(at, "this step has its own approval after an approval step".into()));
+                errors.push(err_at(
+                    at,
+                    "this step has its own approval after an approval step".into(),
+                ));
             }
             approval = Some(gate);
         }
-        let after = pending_wait + opts_after.as_ref().map(|a| duration(a, "after", &mut errors)).unwrap_or_default();
+        let after = pending_wait
+            + opts_after
+                .as_ref()
+                .map(|a| duration(a, "after", &mut errors))
+                .unwrap_or_default();
         pending_wait = Duration::ZERO;
         let when = opts_when.as_ref().and_then(|w| cel(w, "when", &mut errors));
-        steps.push(Step { action, after, approval, when });
+        steps.push(Step {
+            action,
+            after,
+            approval,
+            when,
+        });
     }
     if let Some((_, at)) = pending_gate {
-        errors.push(err_at(&at, "an approval step must be followed by the step it gates".into()));
+        errors.push(err_at(
+            &at,
+            "an approval step must be followed by the step it gates".into(),
+        ));
     }
     if parsed.name.trim().is_empty() {
-        errors.push(LoadError { file: file.into(), line: 1, column: 1, message: "name must not be empty".into() });
+        errors.push(LoadError {
+            file: file.into(),
+            line: 1,
+            column: 1,
+            message: "name must not be empty".into(),
+        });
     }
     if steps.is_empty() {
-        errors.push(LoadError { file: file.into(), line: 1, column: 1, message: "steps: a playbook needs at least one step".into() });
+        errors.push(LoadError {
+            file: file.into(),
+            line: 1,
+            column: 1,
+            message: "steps: a playbook needs at least one step".into(),
+        });
     }
     if !errors.is_empty() {
         return Err(errors);

@@ -15,8 +15,12 @@ use crate::users_api::{User, UserState};
 /// Reads an alert file the way intake would, as coming from `source` of `format`.
 pub fn read_alert(path: &Path, format: SourceFormat, source: &str) -> Result<Vec<Alert>, String> {
     let body = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let parsed = alerts::parse(format, &FieldMappings::default(), None, &body).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(parsed.into_iter().map(|p| p.into_alert(new_id("alr"), source, format, now_rfc3339())).collect())
+    let parsed = alerts::parse(format, &FieldMappings::default(), None, &body)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(parsed
+        .into_iter()
+        .map(|p| p.into_alert(new_id("alr"), source, format, now_rfc3339()))
+        .collect())
 }
 
 pub fn read_users(path: &Path) -> Result<Vec<User>, String> {
@@ -43,21 +47,35 @@ pub fn explain(set: &PlaybookSet, alert: &Alert, users: Option<&[User]>) -> (Pla
     for chain in &plan.chains {
         let user = match (&chain.target, users) {
             (Some(UserRef::Id(id)), Some(us)) => us.iter().find(|u| &u.id == id).cloned(),
-            (Some(UserRef::Email(e)), Some(us)) => us.iter().find(|u| Email::parse(&u.email).ok().as_ref() == Some(e)).cloned(),
+            (Some(UserRef::Email(e)), Some(us)) => us
+                .iter()
+                .find(|u| Email::parse(&u.email).ok().as_ref() == Some(e))
+                .cloned(),
             _ => None,
         };
         let pb = set.playbooks.iter().find(|p| p.name == chain.playbook);
         for step in &chain.steps {
             let kind = step.action.kind().to_owned();
-            let outcome = if chain.target.is_some() && users.is_some() && user.is_none() && step.action.needs_target() {
+            let outcome = if chain.target.is_some()
+                && users.is_some()
+                && user.is_none()
+                && step.action.needs_target()
+            {
                 "fail: no such user in the directory".to_owned()
             } else if let (Some(u), Some(pb)) = (&user, pb)
                 && step.action.changes_state()
-                && let Some(p) = pb.protected.iter().find(|p| p.covers(Some(u.id.as_str()), Email::parse(&u.email).ok().as_ref()))
+                && let Some(p) = pb
+                    .protected
+                    .iter()
+                    .find(|p| p.covers(Some(u.id.as_str()), Email::parse(&u.email).ok().as_ref()))
             {
                 format!("skip: protected ({p:?})")
             } else if let (Some(u), true) = (&user, step.action.changes_state()) {
-                let wanted = if step.action == StepAction::Suspend { UserState::Suspended } else { UserState::Active };
+                let wanted = if step.action == StepAction::Suspend {
+                    UserState::Suspended
+                } else {
+                    UserState::Active
+                };
                 let required = chain.require_state.map(|r| match r {
                     RequireState::Active => UserState::Active,
                     RequireState::Suspended => UserState::Suspended,
@@ -65,7 +83,11 @@ pub fn explain(set: &PlaybookSet, alert: &Alert, users: Option<&[User]>) -> (Pla
                 if u.state == wanted {
                     format!("skip: already {}", wanted.as_str().to_lowercase())
                 } else if required.is_some_and(|r| r != u.state) {
-                    format!("skip: require_state {:?} but user is {}", chain.require_state, u.state.as_str())
+                    format!(
+                        "skip: require_state {:?} but user is {}",
+                        chain.require_state,
+                        u.state.as_str()
+                    )
                 } else if chain.mode == Mode::DryRun {
                     format!("dry_run: would {kind}")
                 } else {
@@ -82,7 +104,10 @@ pub fn explain(set: &PlaybookSet, alert: &Alert, users: Option<&[User]>) -> (Pla
                 target: chain.target.as_ref().map(|t| t.to_string()),
                 user_id: user.as_ref().map(|u| u.id.to_string()),
                 delay_secs: step.delay.as_secs(),
-                approval: step.approval.as_ref().map(|a| format!("{} of [{}]", a.quorum, a.approvers.join(", "))),
+                approval: step
+                    .approval
+                    .as_ref()
+                    .map(|a| format!("{} of [{}]", a.quorum, a.approvers.join(", "))),
                 outcome,
             });
         }
@@ -91,7 +116,10 @@ pub fn explain(set: &PlaybookSet, alert: &Alert, users: Option<&[User]>) -> (Pla
 }
 
 pub fn table(verdicts: &[Verdict], plan: &Plan) -> String {
-    let mut out = format!("{:<28} {:<11} {:<32} {:<8} {:<16} OUTCOME\n", "PLAYBOOK", "STEP", "TARGET", "DELAY", "APPROVAL");
+    let mut out = format!(
+        "{:<28} {:<11} {:<32} {:<8} {:<16} OUTCOME\n",
+        "PLAYBOOK", "STEP", "TARGET", "DELAY", "APPROVAL"
+    );
     for v in verdicts {
         out += &format!(
             "{:<28} {:<11} {:<32} {:<8} {:<16} {}\n",
@@ -171,21 +199,33 @@ pub fn run_cases(set: &PlaybookSet, dir: &Path) -> Result<Vec<CaseResult>, Strin
 }
 
 fn run_case(set: &PlaybookSet, file: &Path) -> CaseResult {
-    let fail = |name: String, m: String| CaseResult { file: file.to_owned(), name, failure: Some(m) };
+    let fail = |name: String, m: String| CaseResult {
+        file: file.to_owned(),
+        name,
+        failure: Some(m),
+    };
     let text = match std::fs::read_to_string(file) {
         Ok(t) => t,
         Err(e) => return fail(String::new(), e.to_string()),
     };
     let case: TestCase = match serde_saphyr::from_str(&text) {
         Ok(c) => c,
-        Err(e) => return fail(String::new(), e.to_string().lines().next().unwrap_or_default().to_owned()),
+        Err(e) => {
+            return fail(
+                String::new(),
+                e.to_string().lines().next().unwrap_or_default().to_owned(),
+            );
+        }
     };
     let base = file.parent().unwrap_or(Path::new("."));
     let format: SourceFormat = match case.format.as_deref().unwrap_or("generic").parse() {
         Ok(f) => f,
         Err(e) => return fail(case.name, e),
     };
-    let source = case.source.clone().unwrap_or_else(|| format.as_str().to_owned());
+    let source = case
+        .source
+        .clone()
+        .unwrap_or_else(|| format.as_str().to_owned());
     let alerts = match read_alert(&base.join(&case.alert), format, &source) {
         Ok(a) => a,
         Err(e) => return fail(case.name, e),
@@ -204,14 +244,28 @@ fn run_case(set: &PlaybookSet, file: &Path) -> CaseResult {
     }
     let got_cmp: Vec<ExpectedAction> = got
         .iter()
-        .zip(case.expect.actions.iter().map(Some).chain(std::iter::repeat(None)))
+        .zip(
+            case.expect
+                .actions
+                .iter()
+                .map(Some)
+                .chain(std::iter::repeat(None)),
+        )
         .map(|(v, want)| ExpectedAction {
             playbook: v.playbook.clone(),
             kind: v.kind.clone(),
             target: v.target.clone(),
             approval: v.approval.is_some(),
-            delay: want.and_then(|w| w.delay.as_ref()).map(|_| format!("{}s", v.delay_secs)),
-            outcome: want.and_then(|w| w.outcome.as_ref()).map(|o| if v.outcome.starts_with(o.as_str()) { o.clone() } else { v.outcome.clone() }),
+            delay: want
+                .and_then(|w| w.delay.as_ref())
+                .map(|_| format!("{}s", v.delay_secs)),
+            outcome: want.and_then(|w| w.outcome.as_ref()).map(|o| {
+                if v.outcome.starts_with(o.as_str()) {
+                    o.clone()
+                } else {
+                    v.outcome.clone()
+                }
+            }),
         })
         .collect();
     let want: Vec<ExpectedAction> = case
@@ -219,14 +273,29 @@ fn run_case(set: &PlaybookSet, file: &Path) -> CaseResult {
         .actions
         .iter()
         .map(|w| ExpectedAction {
-            delay: w.delay.as_ref().map(|d| super::parse_duration(d).map(|d| format!("{}s", d.as_secs())).unwrap_or_else(|e| e)),
+            delay: w.delay.as_ref().map(|d| {
+                super::parse_duration(d)
+                    .map(|d| format!("{}s", d.as_secs()))
+                    .unwrap_or_else(|e| e)
+            }),
             ..w.clone()
         })
         .collect();
     if got_cmp == want {
-        CaseResult { file: file.to_owned(), name: case.name, failure: None }
+        CaseResult {
+            file: file.to_owned(),
+            name: case.name,
+            failure: None,
+        }
     } else {
         let show = |v: &[ExpectedAction]| serde_json::to_string_pretty(v).unwrap_or_default();
-        fail(case.name, format!("expected actions:\n{}\ngot:\n{}", show(&want), show(&got_cmp)))
+        fail(
+            case.name,
+            format!(
+                "expected actions:\n{}\ngot:\n{}",
+                show(&want),
+                show(&got_cmp)
+            ),
+        )
     }
 }

@@ -106,7 +106,12 @@ pub struct AuditQuery {
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     /// Stores the alert (a duplicate of a recent one is stored as such), with its audit record.
-    async fn insert_alert(&self, alert: &NewAlert, dedup_since: &str, audit: AuditEvent) -> StoreResult<InsertOutcome>;
+    async fn insert_alert(
+        &self,
+        alert: &NewAlert,
+        dedup_since: &str,
+        audit: AuditEvent,
+    ) -> StoreResult<InsertOutcome>;
     async fn get_alert(&self, id: &str) -> StoreResult<Option<StoredAlert>>;
     /// Alerts stored but not yet evaluated, oldest first.
     async fn unevaluated_alerts(&self, limit: i64) -> StoreResult<Vec<StoredAlert>>;
@@ -116,12 +121,29 @@ pub trait Store: Send + Sync + 'static {
     async fn record_plan(&self, alert_id: &str, plan: PlanRecord) -> StoreResult<Vec<String>>;
     /// Queues chains outside any alert (manual requests). With `supersede`, open scheduled or
     /// waiting actions on the same target are cancelled first (an analyst acted in between).
-    async fn enqueue(&self, chains: Vec<NewChain>, supersede: bool, audit: Vec<AuditEvent>) -> StoreResult<Vec<String>>;
+    async fn enqueue(
+        &self,
+        chains: Vec<NewChain>,
+        supersede: bool,
+        audit: Vec<AuditEvent>,
+    ) -> StoreResult<Vec<String>>;
     /// Atomically claims the oldest due action (or one whose claim expired), checking the
     /// blast-radius limits in the same transaction.
-    async fn claim_action(&self, worker: &str, now: &str, claim_until: &str, limits: &LimitPolicy) -> StoreResult<Claim>;
+    async fn claim_action(
+        &self,
+        worker: &str,
+        now: &str,
+        claim_until: &str,
+        limits: &LimitPolicy,
+    ) -> StoreResult<Claim>;
     /// Records how a claimed action ended and moves its chain on, if the claim is still ours.
-    async fn finish_action(&self, id: &str, worker: &str, outcome: ActionOutcome, audit: Vec<AuditEvent>) -> StoreResult<bool>;
+    async fn finish_action(
+        &self,
+        id: &str,
+        worker: &str,
+        outcome: ActionOutcome,
+        audit: Vec<AuditEvent>,
+    ) -> StoreResult<bool>;
     async fn get_action(&self, id: &str) -> StoreResult<Option<Action>>;
     async fn list_actions(&self, alert_id: Option<&str>) -> StoreResult<Vec<Action>>;
     /// Counts of actions per (kind, state), for metrics.
@@ -130,7 +152,14 @@ pub trait Store: Send + Sync + 'static {
     async fn get_approval(&self, id: &str) -> StoreResult<Option<Approval>>;
     /// Applies one approver's decision atomically: quorum, four-eyes, binding and
     /// decided-once are checked inside the transaction.
-    async fn decide_approval(&self, id: &str, approver: &Approver, approve: bool, reason: Option<String>, now: &str) -> Result<DecisionOutcome, DecideError>;
+    async fn decide_approval(
+        &self,
+        id: &str,
+        approver: &Approver,
+        approve: bool,
+        reason: Option<String>,
+        now: &str,
+    ) -> Result<DecisionOutcome, DecideError>;
     /// Resolves pending approvals past their expiry per their `on_timeout`; returns them.
     async fn expire_approvals(&self, now: &str) -> StoreResult<Vec<Approval>>;
     /// Marks approvals whose escalation is due as escalated; returns them.

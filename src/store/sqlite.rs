@@ -3,7 +3,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde_json::json;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Row, SqliteConnection, SqlitePool};
 
 use super::*;
@@ -27,8 +29,14 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(10))
             .foreign_keys(true);
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(options).await?;
-        let store = Self { pool, writer: tokio::sync::Mutex::new(()) };
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await?;
+        let store = Self {
+            pool,
+            writer: tokio::sync::Mutex::new(()),
+        };
         store.migrate().await?;
         Ok(store)
     }
@@ -40,10 +48,11 @@ impl SqliteStore {
             .execute(&mut *conn)
             .await?;
         for (version, name, sql) in super::migrations::SQLITE {
-            let done: Option<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
-                .bind(version)
-                .fetch_optional(&mut *conn)
-                .await?;
+            let done: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
+                    .bind(version)
+                    .fetch_optional(&mut *conn)
+                    .await?;
             if done.is_some() {
                 continue;
             }
@@ -52,12 +61,14 @@ impl SqliteStore {
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| StoreError::Migration(format!("{version} {name}: {e}")))?;
-            sqlx::query("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)")
-                .bind(version)
-                .bind(name)
-                .bind(now_rfc3339())
-                .execute(&mut *tx)
-                .await?;
+            sqlx::query(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+            )
+            .bind(version)
+            .bind(name)
+            .bind(now_rfc3339())
+            .execute(&mut *tx)
+            .await?;
             tx.commit().await?;
         }
         Ok(())
@@ -77,9 +88,10 @@ async fn append_audit_tx(conn: &mut SqliteConnection, events: Vec<AuditEvent>) -
     if events.is_empty() {
         return Ok(());
     }
-    let last: Option<(i64, String)> = sqlx::query_as("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
-        .fetch_optional(&mut *conn)
-        .await?;
+    let last: Option<(i64, String)> =
+        sqlx::query_as("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await?;
     let (mut seq, mut prev) = last.unwrap_or((0, GENESIS_HASH.to_owned()));
     for event in events {
         seq += 1;
@@ -110,21 +122,36 @@ async fn append_audit_tx(conn: &mut SqliteConnection, events: Vec<AuditEvent>) -
 }
 
 fn action_event(a: &Action, kind: &str, data: serde_json::Value) -> AuditEvent {
-    let mut e = AuditEvent::new(kind, "system").action(&a.id).subject(&a.target).data(data);
+    let mut e = AuditEvent::new(kind, "system")
+        .action(&a.id)
+        .subject(&a.target)
+        .data(data);
     e.alert_id = a.alert_id.clone();
     e.playbook = a.playbook.clone();
     e
 }
 
 async fn load_action(conn: &mut SqliteConnection, id: &str) -> StoreResult<Option<Action>> {
-    let row = sqlx::query("SELECT * FROM actions WHERE id = ?").bind(id).fetch_optional(&mut *conn).await?;
+    let row = sqlx::query("SELECT * FROM actions WHERE id = ?")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
     row.as_ref().map(action_from_row).transpose()
 }
 
 /// Makes an action due: it waits for approval (a new approval row) or is scheduled after its delay.
-async fn activate(conn: &mut SqliteConnection, a: &Action, now: &str, audit: &mut Vec<AuditEvent>) -> StoreResult<()> {
+async fn activate(
+    conn: &mut SqliteConnection,
+    a: &Action,
+    now: &str,
+    audit: &mut Vec<AuditEvent>,
+) -> StoreResult<()> {
     if let Some(req) = &a.approval {
-        sqlx::query("UPDATE actions SET state = 'pending_approval', updated_at = ? WHERE id = ?").bind(now).bind(&a.id).execute(&mut *conn).await?;
+        sqlx::query("UPDATE actions SET state = 'pending_approval', updated_at = ? WHERE id = ?")
+            .bind(now)
+            .bind(&a.id)
+            .execute(&mut *conn)
+            .await?;
         let approval_id = insert_approval(conn, a, req, now).await?;
         audit.push(action_event(a, "approval.requested", json!({"approval_id": approval_id, "approvers": req.approvers, "quorum": req.quorum, "reason": req.reason, "expires_in_secs": req.timeout_secs})));
     } else {
@@ -133,7 +160,13 @@ async fn activate(conn: &mut SqliteConnection, a: &Action, now: &str, audit: &mu
     Ok(())
 }
 
-async fn schedule(conn: &mut SqliteConnection, a: &Action, now: &str, delay_secs: i64, audit: &mut Vec<AuditEvent>) -> StoreResult<()> {
+async fn schedule(
+    conn: &mut SqliteConnection,
+    a: &Action,
+    now: &str,
+    delay_secs: i64,
+    audit: &mut Vec<AuditEvent>,
+) -> StoreResult<()> {
     let not_before = shift_time(now, delay_secs);
     let state = if delay_secs > 0 { "scheduled" } else { "ready" };
     sqlx::query("UPDATE actions SET state = ?, not_before = ?, deadline_at = ?, updated_at = ? WHERE id = ?")
@@ -144,11 +177,20 @@ async fn schedule(conn: &mut SqliteConnection, a: &Action, now: &str, delay_secs
         .bind(&a.id)
         .execute(&mut *conn)
         .await?;
-    audit.push(action_event(a, "action.scheduled", json!({"kind": a.kind, "mode": a.mode, "not_before": not_before, "state": state})));
+    audit.push(action_event(
+        a,
+        "action.scheduled",
+        json!({"kind": a.kind, "mode": a.mode, "not_before": not_before, "state": state}),
+    ));
     Ok(())
 }
 
-async fn insert_approval(conn: &mut SqliteConnection, a: &Action, req: &ApprovalRequest, now: &str) -> StoreResult<String> {
+async fn insert_approval(
+    conn: &mut SqliteConnection,
+    a: &Action,
+    req: &ApprovalRequest,
+    now: &str,
+) -> StoreResult<String> {
     let id = new_id("apr");
     sqlx::query(
         "INSERT INTO approvals (id, action_id, state, request, binding_hash, requested_by, decisions, created_at, expires_at, escalate_at, escalated)
@@ -168,12 +210,20 @@ async fn insert_approval(conn: &mut SqliteConnection, a: &Action, req: &Approval
 }
 
 /// Cancels the steps after `a` in its chain.
-async fn cancel_successors(conn: &mut SqliteConnection, a: &Action, why: &str, now: &str, audit: &mut Vec<AuditEvent>) -> StoreResult<()> {
-    let rows = sqlx::query("SELECT * FROM actions WHERE chain_id = ? AND step_index > ? AND state = 'waiting'")
-        .bind(&a.chain_id)
-        .bind(a.step_index)
-        .fetch_all(&mut *conn)
-        .await?;
+async fn cancel_successors(
+    conn: &mut SqliteConnection,
+    a: &Action,
+    why: &str,
+    now: &str,
+    audit: &mut Vec<AuditEvent>,
+) -> StoreResult<()> {
+    let rows = sqlx::query(
+        "SELECT * FROM actions WHERE chain_id = ? AND step_index > ? AND state = 'waiting'",
+    )
+    .bind(&a.chain_id)
+    .bind(a.step_index)
+    .fetch_all(&mut *conn)
+    .await?;
     for row in &rows {
         let s = action_from_row(row)?;
         sqlx::query("UPDATE actions SET state = 'cancelled', finished_at = ?, updated_at = ?, last_error = ? WHERE id = ?")
@@ -183,18 +233,29 @@ async fn cancel_successors(conn: &mut SqliteConnection, a: &Action, why: &str, n
             .bind(&s.id)
             .execute(&mut *conn)
             .await?;
-        audit.push(action_event(&s, "action.cancelled", json!({"reason": why, "after": a.id})));
+        audit.push(action_event(
+            &s,
+            "action.cancelled",
+            json!({"reason": why, "after": a.id}),
+        ));
     }
     Ok(())
 }
 
 /// Moves the chain past a finished `a`: the next step becomes due.
-async fn advance(conn: &mut SqliteConnection, a: &Action, now: &str, audit: &mut Vec<AuditEvent>) -> StoreResult<()> {
-    let row = sqlx::query("SELECT * FROM actions WHERE chain_id = ? AND step_index = ? AND state = 'waiting'")
-        .bind(&a.chain_id)
-        .bind(a.step_index + 1)
-        .fetch_optional(&mut *conn)
-        .await?;
+async fn advance(
+    conn: &mut SqliteConnection,
+    a: &Action,
+    now: &str,
+    audit: &mut Vec<AuditEvent>,
+) -> StoreResult<()> {
+    let row = sqlx::query(
+        "SELECT * FROM actions WHERE chain_id = ? AND step_index = ? AND state = 'waiting'",
+    )
+    .bind(&a.chain_id)
+    .bind(a.step_index + 1)
+    .fetch_optional(&mut *conn)
+    .await?;
     if let Some(row) = row {
         let next = action_from_row(&row)?;
         activate(conn, &next, now, audit).await?;
@@ -203,7 +264,13 @@ async fn advance(conn: &mut SqliteConnection, a: &Action, now: &str, audit: &mut
 }
 
 /// Cancels an open action (and what follows it) with its pending approvals.
-async fn cancel_action(conn: &mut SqliteConnection, a: &Action, why: &str, now: &str, audit: &mut Vec<AuditEvent>) -> StoreResult<()> {
+async fn cancel_action(
+    conn: &mut SqliteConnection,
+    a: &Action,
+    why: &str,
+    now: &str,
+    audit: &mut Vec<AuditEvent>,
+) -> StoreResult<()> {
     sqlx::query("UPDATE actions SET state = 'cancelled', finished_at = ?, updated_at = ?, last_error = ? WHERE id = ?")
         .bind(now)
         .bind(now)
@@ -217,7 +284,11 @@ async fn cancel_action(conn: &mut SqliteConnection, a: &Action, why: &str, now: 
         .execute(&mut *conn)
         .await?;
     if cancelled.rows_affected() > 0 {
-        audit.push(action_event(a, "approval.cancelled", json!({"reason": why})));
+        audit.push(action_event(
+            a,
+            "approval.cancelled",
+            json!({"reason": why}),
+        ));
     }
     audit.push(action_event(a, "action.cancelled", json!({"reason": why})));
     cancel_successors(conn, a, why, now, audit).await
@@ -225,8 +296,15 @@ async fn cancel_action(conn: &mut SqliteConnection, a: &Action, why: &str, now: 
 
 /// Inserts a chain; its first step becomes due. If an open action has the same target and
 /// kind as the first step, the chain attaches to it and nothing new is queued.
-async fn insert_chain(conn: &mut SqliteConnection, chain: &NewChain, now: &str, audit: &mut Vec<AuditEvent>) -> StoreResult<Vec<String>> {
-    let Some(first) = chain.steps.first() else { return Ok(vec![]) };
+async fn insert_chain(
+    conn: &mut SqliteConnection,
+    chain: &NewChain,
+    now: &str,
+    audit: &mut Vec<AuditEvent>,
+) -> StoreResult<Vec<String>> {
+    let Some(first) = chain.steps.first() else {
+        return Ok(vec![]);
+    };
     if chain.target != "*" {
         let open: Option<String> = sqlx::query_scalar(
             "SELECT id FROM actions WHERE target = ? AND kind = ? AND state IN ('waiting', 'pending_approval', 'scheduled', 'ready', 'running') LIMIT 1",
@@ -286,7 +364,9 @@ async fn insert_chain(conn: &mut SqliteConnection, chain: &NewChain, now: &str, 
         created.push(step.id.clone());
         predecessor = Some(step.id.clone());
     }
-    let first = load_action(conn, &chain.steps[0].id).await?.ok_or_else(|| corrupt("inserted action vanished"))?;
+    let first = load_action(conn, &chain.steps[0].id)
+        .await?
+        .ok_or_else(|| corrupt("inserted action vanished"))?;
     activate(conn, &first, now, audit).await?;
     Ok(created)
 }
@@ -315,7 +395,9 @@ fn alert_from_row(row: &SqliteRow) -> StoreResult<StoredAlert> {
 
 fn json_col<T: serde::de::DeserializeOwned>(row: &SqliteRow, col: &str) -> StoreResult<Option<T>> {
     let v: Option<String> = row.try_get(col)?;
-    v.map(|s| serde_json::from_str(&s)).transpose().map_err(corrupt)
+    v.map(|s| serde_json::from_str(&s))
+        .transpose()
+        .map_err(corrupt)
 }
 
 fn action_from_row(row: &SqliteRow) -> StoreResult<Action> {
@@ -393,12 +475,19 @@ fn audit_from_row(row: &SqliteRow) -> StoreResult<AuditRecord> {
 }
 
 async fn load_approval(conn: &mut SqliteConnection, id: &str) -> StoreResult<Option<Approval>> {
-    let row = sqlx::query("SELECT * FROM approvals WHERE id = ?").bind(id).fetch_optional(&mut *conn).await?;
+    let row = sqlx::query("SELECT * FROM approvals WHERE id = ?")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
     row.as_ref().map(approval_from_row).transpose()
 }
 
 /// Counts suspensions started within the window (optionally for one playbook).
-async fn suspensions_since(conn: &mut SqliteConnection, since: &str, playbook: Option<&str>) -> StoreResult<i64> {
+async fn suspensions_since(
+    conn: &mut SqliteConnection,
+    since: &str,
+    playbook: Option<&str>,
+) -> StoreResult<i64> {
     Ok(sqlx::query_scalar(
         "SELECT COUNT(*) FROM actions WHERE kind = 'suspend' AND mode = 'enforce' AND started_at >= ?1
            AND state IN ('running', 'succeeded') AND (?2 IS NULL OR playbook = ?2)",
@@ -410,8 +499,17 @@ async fn suspensions_since(conn: &mut SqliteConnection, since: &str, playbook: O
 }
 
 /// Settles an approval that reached a final state: the action runs, or ends with its chain.
-async fn settle(conn: &mut SqliteConnection, approval: &Approval, outcome: ApprovalState, now: &str, actor: &str, audit: &mut Vec<AuditEvent>) -> StoreResult<()> {
-    let Some(action) = load_action(conn, &approval.action_id).await? else { return Ok(()) };
+async fn settle(
+    conn: &mut SqliteConnection,
+    approval: &Approval,
+    outcome: ApprovalState,
+    now: &str,
+    actor: &str,
+    audit: &mut Vec<AuditEvent>,
+) -> StoreResult<()> {
+    let Some(action) = load_action(conn, &approval.action_id).await? else {
+        return Ok(());
+    };
     if action.state != ActionState::PendingApproval {
         return Ok(());
     }
@@ -423,16 +521,27 @@ async fn settle(conn: &mut SqliteConnection, approval: &Approval, outcome: Appro
     if proceed {
         let held_by_limit = approval.request.reason.ends_with("limit");
         if held_by_limit {
-            sqlx::query("UPDATE actions SET limit_override = 1 WHERE id = ?").bind(&action.id).execute(&mut *conn).await?;
+            sqlx::query("UPDATE actions SET limit_override = 1 WHERE id = ?")
+                .bind(&action.id)
+                .execute(&mut *conn)
+                .await?;
         }
         // The playbook's delay counts from the approval; a limit hold resumes at once.
         let delay = if held_by_limit { 0 } else { action.delay_secs };
-        let mut e = action_event(&action, "approval.settled", json!({"approval_id": approval.id, "outcome": outcome.as_str(), "action": "runs"}));
+        let mut e = action_event(
+            &action,
+            "approval.settled",
+            json!({"approval_id": approval.id, "outcome": outcome.as_str(), "action": "runs"}),
+        );
         e.actor = actor.into();
         audit.push(e);
         schedule(conn, &action, now, delay, audit).await
     } else {
-        let state = if outcome == ApprovalState::Expired { "expired" } else { "denied" };
+        let state = if outcome == ApprovalState::Expired {
+            "expired"
+        } else {
+            "denied"
+        };
         sqlx::query("UPDATE actions SET state = ?, finished_at = ?, updated_at = ? WHERE id = ?")
             .bind(state)
             .bind(now)
@@ -440,7 +549,11 @@ async fn settle(conn: &mut SqliteConnection, approval: &Approval, outcome: Appro
             .bind(&action.id)
             .execute(&mut *conn)
             .await?;
-        let mut e = action_event(&action, &format!("action.{state}"), json!({"approval_id": approval.id}));
+        let mut e = action_event(
+            &action,
+            &format!("action.{state}"),
+            json!({"approval_id": approval.id}),
+        );
         e.actor = actor.into();
         audit.push(e);
         cancel_successors(conn, &action, &format!("previous step {state}"), now, audit).await
@@ -449,7 +562,12 @@ async fn settle(conn: &mut SqliteConnection, approval: &Approval, outcome: Appro
 
 #[async_trait]
 impl Store for SqliteStore {
-    async fn insert_alert(&self, alert: &NewAlert, dedup_since: &str, mut audit: AuditEvent) -> StoreResult<InsertOutcome> {
+    async fn insert_alert(
+        &self,
+        alert: &NewAlert,
+        dedup_since: &str,
+        mut audit: AuditEvent,
+    ) -> StoreResult<InsertOutcome> {
         let _w = self.writer.lock().await;
         let mut tx = self.pool.begin().await?;
         let original: Option<String> = sqlx::query_scalar(
@@ -462,7 +580,12 @@ impl Store for SqliteStore {
         .fetch_optional(&mut *tx)
         .await?;
         let (state, outcome) = match &original {
-            Some(o) => (AlertState::Duplicate, InsertOutcome::Duplicate { original: o.clone() }),
+            Some(o) => (
+                AlertState::Duplicate,
+                InsertOutcome::Duplicate {
+                    original: o.clone(),
+                },
+            ),
             None => (AlertState::Received, InsertOutcome::Inserted),
         };
         sqlx::query(
@@ -491,15 +614,20 @@ impl Store for SqliteStore {
     }
 
     async fn get_alert(&self, id: &str) -> StoreResult<Option<StoredAlert>> {
-        let row = sqlx::query("SELECT * FROM alerts WHERE id = ?").bind(id).fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT * FROM alerts WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(alert_from_row).transpose()
     }
 
     async fn unevaluated_alerts(&self, limit: i64) -> StoreResult<Vec<StoredAlert>> {
-        let rows = sqlx::query("SELECT * FROM alerts WHERE state = 'received' ORDER BY received_at, id LIMIT ?")
-            .bind(limit)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT * FROM alerts WHERE state = 'received' ORDER BY received_at, id LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(alert_from_row).collect()
     }
 
@@ -507,10 +635,12 @@ impl Store for SqliteStore {
         let _w = self.writer.lock().await;
         let mut tx = self.pool.begin().await?;
         let now = now_rfc3339();
-        let updated = sqlx::query("UPDATE alerts SET state = 'evaluated' WHERE id = ? AND state = 'received'")
-            .bind(alert_id)
-            .execute(&mut *tx)
-            .await?;
+        let updated = sqlx::query(
+            "UPDATE alerts SET state = 'evaluated' WHERE id = ? AND state = 'received'",
+        )
+        .bind(alert_id)
+        .execute(&mut *tx)
+        .await?;
         if updated.rows_affected() == 0 {
             // Already evaluated (by another engine pass): the plan must not be applied twice.
             return Ok(vec![]);
@@ -530,7 +660,14 @@ impl Store for SqliteStore {
                     continue;
                 }
                 if let Some(action) = load_action(&mut tx, &approval.action_id).await? {
-                    cancel_action(&mut tx, &action, &format!("the source resolved the alert (resolved by {alert_id})"), &now, &mut plan.audit).await?;
+                    cancel_action(
+                        &mut tx,
+                        &action,
+                        &format!("the source resolved the alert (resolved by {alert_id})"),
+                        &now,
+                        &mut plan.audit,
+                    )
+                    .await?;
                 }
             }
         }
@@ -543,7 +680,12 @@ impl Store for SqliteStore {
         Ok(created)
     }
 
-    async fn enqueue(&self, chains: Vec<NewChain>, supersede: bool, mut audit: Vec<AuditEvent>) -> StoreResult<Vec<String>> {
+    async fn enqueue(
+        &self,
+        chains: Vec<NewChain>,
+        supersede: bool,
+        mut audit: Vec<AuditEvent>,
+    ) -> StoreResult<Vec<String>> {
         let _w = self.writer.lock().await;
         let mut tx = self.pool.begin().await?;
         let now = now_rfc3339();
@@ -558,8 +700,18 @@ impl Store for SqliteStore {
                 for row in &rows {
                     let a = action_from_row(row)?;
                     // Re-read: cancelling one may already have cancelled its successors.
-                    if load_action(&mut tx, &a.id).await?.is_some_and(|x| x.state.is_open()) {
-                        cancel_action(&mut tx, &a, "superseded by a manual action on the user", &now, &mut audit).await?;
+                    if load_action(&mut tx, &a.id)
+                        .await?
+                        .is_some_and(|x| x.state.is_open())
+                    {
+                        cancel_action(
+                            &mut tx,
+                            &a,
+                            "superseded by a manual action on the user",
+                            &now,
+                            &mut audit,
+                        )
+                        .await?;
                     }
                 }
             }
@@ -570,7 +722,13 @@ impl Store for SqliteStore {
         Ok(created)
     }
 
-    async fn claim_action(&self, worker: &str, now: &str, claim_until: &str, limits: &LimitPolicy) -> StoreResult<Claim> {
+    async fn claim_action(
+        &self,
+        worker: &str,
+        now: &str,
+        claim_until: &str,
+        limits: &LimitPolicy,
+    ) -> StoreResult<Claim> {
         let _w = self.writer.lock().await;
         let mut tx = self.pool.begin().await?;
         let row = sqlx::query(
@@ -581,13 +739,19 @@ impl Store for SqliteStore {
         .bind(now)
         .fetch_optional(&mut *tx)
         .await?;
-        let Some(row) = row else { return Ok(Claim::Empty) };
+        let Some(row) = row else {
+            return Ok(Claim::Empty);
+        };
         let mut action = action_from_row(&row)?;
         let reclaimed = action.state == ActionState::Running;
         let mut audit = vec![];
         // Blast-radius limits, in the claim's transaction so two workers cannot both take
         // the last slot.
-        if action.kind == "suspend" && action.mode == "enforce" && !action.limit_override && !reclaimed {
+        if action.kind == "suspend"
+            && action.mode == "enforce"
+            && !action.limit_override
+            && !reclaimed
+        {
             let mut held: Option<(String, bool)> = None;
             if let Some((max, per)) = limits.global {
                 let since = shift_time(now, -(per.as_secs() as i64));
@@ -599,7 +763,12 @@ impl Store for SqliteStore {
                 if tripped.is_some() || count >= max {
                     let tripped_now = tripped.is_none();
                     if tripped_now {
-                        sqlx::query("INSERT INTO limit_trips (scope, tripped_at) VALUES ('global', ?)").bind(now).execute(&mut *tx).await?;
+                        sqlx::query(
+                            "INSERT INTO limit_trips (scope, tripped_at) VALUES ('global', ?)",
+                        )
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
                         audit.push(AuditEvent::new("limit.tripped", "system").data(json!({"scope": "global", "max": max, "per_secs": per.as_secs(), "count": count})));
                     }
                     held = Some(("global_limit".into(), tripped_now));
@@ -608,12 +777,19 @@ impl Store for SqliteStore {
             if held.is_none()
                 && let Some(limit) = action.params.get("limit").filter(|l| !l.is_null())
             {
-                let max = limit.get("max").and_then(|m| m.as_i64()).unwrap_or(i64::MAX);
+                let max = limit
+                    .get("max")
+                    .and_then(|m| m.as_i64())
+                    .unwrap_or(i64::MAX);
                 let per = limit.get("per").and_then(|m| m.as_i64()).unwrap_or(3600);
                 let since = shift_time(now, -per);
                 let count = suspensions_since(&mut tx, &since, action.playbook.as_deref()).await?;
                 if count >= max {
-                    audit.push(action_event(&action, "limit.hit", json!({"scope": "playbook", "max": max, "per_secs": per, "count": count})));
+                    audit.push(action_event(
+                        &action,
+                        "limit.hit",
+                        json!({"scope": "playbook", "max": max, "per_secs": per, "count": count}),
+                    ));
                     held = Some(("playbook_limit".into(), true));
                 }
             }
@@ -628,13 +804,28 @@ impl Store for SqliteStore {
                     cancel_on_resolve: true,
                     reason: scope.clone(),
                 };
-                sqlx::query("UPDATE actions SET state = 'pending_approval', updated_at = ? WHERE id = ?").bind(now).bind(&action.id).execute(&mut *tx).await?;
+                sqlx::query(
+                    "UPDATE actions SET state = 'pending_approval', updated_at = ? WHERE id = ?",
+                )
+                .bind(now)
+                .bind(&action.id)
+                .execute(&mut *tx)
+                .await?;
                 let approval_id = insert_approval(&mut tx, &action, &req, now).await?;
-                audit.push(action_event(&action, "limit.held", json!({"scope": scope, "approval_id": approval_id})));
+                audit.push(action_event(
+                    &action,
+                    "limit.held",
+                    json!({"scope": scope, "approval_id": approval_id}),
+                ));
                 append_audit_tx(&mut tx, audit).await?;
                 tx.commit().await?;
                 action.state = ActionState::PendingApproval;
-                return Ok(Claim::Limited { action, approval_id, scope, tripped_now });
+                return Ok(Claim::Limited {
+                    action,
+                    approval_id,
+                    scope,
+                    tripped_now,
+                });
             }
         }
         sqlx::query(
@@ -661,7 +852,13 @@ impl Store for SqliteStore {
         Ok(Claim::Claimed(action))
     }
 
-    async fn finish_action(&self, id: &str, worker: &str, outcome: ActionOutcome, mut audit: Vec<AuditEvent>) -> StoreResult<bool> {
+    async fn finish_action(
+        &self,
+        id: &str,
+        worker: &str,
+        outcome: ActionOutcome,
+        mut audit: Vec<AuditEvent>,
+    ) -> StoreResult<bool> {
         let _w = self.writer.lock().await;
         let mut tx = self.pool.begin().await?;
         let now = now_rfc3339();
@@ -694,12 +891,27 @@ impl Store for SqliteStore {
             .await?,
         };
         let ours = updated.rows_affected() == 1;
-        if ours && let ActionOutcome::Done { continue_chain, state, .. } = &outcome {
-            let action = load_action(&mut tx, id).await?.ok_or_else(|| corrupt("finished action vanished"))?;
+        if ours
+            && let ActionOutcome::Done {
+                continue_chain,
+                state,
+                ..
+            } = &outcome
+        {
+            let action = load_action(&mut tx, id)
+                .await?
+                .ok_or_else(|| corrupt("finished action vanished"))?;
             if *continue_chain {
                 advance(&mut tx, &action, &now, &mut audit).await?;
             } else {
-                cancel_successors(&mut tx, &action, &format!("previous step {}", state.as_str()), &now, &mut audit).await?;
+                cancel_successors(
+                    &mut tx,
+                    &action,
+                    &format!("previous step {}", state.as_str()),
+                    &now,
+                    &mut audit,
+                )
+                .await?;
             }
         }
         // Audit what happened even when the claim was lost: the API calls were still made.
@@ -722,14 +934,20 @@ impl Store for SqliteStore {
     }
 
     async fn action_counts(&self) -> StoreResult<Vec<(String, String, i64)>> {
-        Ok(sqlx::query_as("SELECT kind, state, COUNT(*) FROM actions GROUP BY kind, state").fetch_all(&self.pool).await?)
+        Ok(
+            sqlx::query_as("SELECT kind, state, COUNT(*) FROM actions GROUP BY kind, state")
+                .fetch_all(&self.pool)
+                .await?,
+        )
     }
 
     async fn list_approvals(&self, state: Option<ApprovalState>) -> StoreResult<Vec<Approval>> {
-        let rows = sqlx::query("SELECT * FROM approvals WHERE ?1 IS NULL OR state = ?1 ORDER BY created_at, id")
-            .bind(state.map(|s| s.as_str()))
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(
+            "SELECT * FROM approvals WHERE ?1 IS NULL OR state = ?1 ORDER BY created_at, id",
+        )
+        .bind(state.map(|s| s.as_str()))
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(approval_from_row).collect()
     }
 
@@ -738,11 +956,22 @@ impl Store for SqliteStore {
         load_approval(&mut conn, id).await
     }
 
-    async fn decide_approval(&self, id: &str, approver: &Approver, approve: bool, reason: Option<String>, now: &str) -> Result<DecisionOutcome, DecideError> {
+    async fn decide_approval(
+        &self,
+        id: &str,
+        approver: &Approver,
+        approve: bool,
+        reason: Option<String>,
+        now: &str,
+    ) -> Result<DecisionOutcome, DecideError> {
         let _w = self.writer.lock().await;
         let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
-        let approval = load_approval(&mut tx, id).await?.ok_or(DecideError::NotFound)?;
-        let action = load_action(&mut tx, &approval.action_id).await?.ok_or(DecideError::NotFound)?;
+        let approval = load_approval(&mut tx, id)
+            .await?
+            .ok_or(DecideError::NotFound)?;
+        let action = load_action(&mut tx, &approval.action_id)
+            .await?
+            .ok_or(DecideError::NotFound)?;
         let new_state = super::apply_decision(&approval, &action, approver, approve)?;
         let mut decisions = approval.decisions.clone();
         decisions.push(Decision {
@@ -762,11 +991,15 @@ impl Store for SqliteStore {
             .map_err(StoreError::from)?;
         let actor = format!("approver:{}", approver.id);
         let mut audit = vec![{
-            let mut e = action_event(&action, "approval.decision", json!({
-                "approval_id": id, "decision": if approve { "approve" } else { "deny" }, "reason": reason,
-                "roles": approver.roles, "approvals": decisions.iter().filter(|d| d.decision == "approve").count(),
-                "quorum": approval.request.quorum, "state": state.as_str(),
-            }));
+            let mut e = action_event(
+                &action,
+                "approval.decision",
+                json!({
+                    "approval_id": id, "decision": if approve { "approve" } else { "deny" }, "reason": reason,
+                    "roles": approver.roles, "approvals": decisions.iter().filter(|d| d.decision == "approve").count(),
+                    "quorum": approval.request.quorum, "state": state.as_str(),
+                }),
+            );
             e.actor = actor.clone();
             e
         }];
@@ -777,7 +1010,11 @@ impl Store for SqliteStore {
             },
             Some(final_state) => {
                 settle(&mut tx, &approval, final_state, now, &actor, &mut audit).await?;
-                if final_state == ApprovalState::Approved { DecisionOutcome::Approved } else { DecisionOutcome::Denied }
+                if final_state == ApprovalState::Approved {
+                    DecisionOutcome::Approved
+                } else {
+                    DecisionOutcome::Denied
+                }
             }
         };
         append_audit_tx(&mut tx, audit).await?;
@@ -788,16 +1025,36 @@ impl Store for SqliteStore {
     async fn expire_approvals(&self, now: &str) -> StoreResult<Vec<Approval>> {
         let _w = self.writer.lock().await;
         let mut tx = self.pool.begin().await?;
-        let rows = sqlx::query("SELECT * FROM approvals WHERE state = 'pending' AND expires_at <= ?").bind(now).fetch_all(&mut *tx).await?;
+        let rows =
+            sqlx::query("SELECT * FROM approvals WHERE state = 'pending' AND expires_at <= ?")
+                .bind(now)
+                .fetch_all(&mut *tx)
+                .await?;
         let mut expired = vec![];
         let mut audit = vec![];
         for row in &rows {
             let approval = approval_from_row(row)?;
-            sqlx::query("UPDATE approvals SET state = 'expired', decided_at = ? WHERE id = ?").bind(now).bind(&approval.id).execute(&mut *tx).await?;
+            sqlx::query("UPDATE approvals SET state = 'expired', decided_at = ? WHERE id = ?")
+                .bind(now)
+                .bind(&approval.id)
+                .execute(&mut *tx)
+                .await?;
             if let Some(action) = load_action(&mut tx, &approval.action_id).await? {
-                audit.push(action_event(&action, "approval.expired", json!({"approval_id": approval.id, "on_timeout": approval.request.on_timeout})));
+                audit.push(action_event(
+                    &action,
+                    "approval.expired",
+                    json!({"approval_id": approval.id, "on_timeout": approval.request.on_timeout}),
+                ));
             }
-            settle(&mut tx, &approval, ApprovalState::Expired, now, "system", &mut audit).await?;
+            settle(
+                &mut tx,
+                &approval,
+                ApprovalState::Expired,
+                now,
+                "system",
+                &mut audit,
+            )
+            .await?;
             expired.push(approval);
         }
         append_audit_tx(&mut tx, audit).await?;
@@ -816,9 +1073,16 @@ impl Store for SqliteStore {
         let mut audit = vec![];
         for row in &rows {
             let approval = approval_from_row(row)?;
-            sqlx::query("UPDATE approvals SET escalated = 1 WHERE id = ?").bind(&approval.id).execute(&mut *tx).await?;
+            sqlx::query("UPDATE approvals SET escalated = 1 WHERE id = ?")
+                .bind(&approval.id)
+                .execute(&mut *tx)
+                .await?;
             if let Some(action) = load_action(&mut tx, &approval.action_id).await? {
-                audit.push(action_event(&action, "approval.escalated", json!({"approval_id": approval.id, "to": approval.request.escalate_to})));
+                audit.push(action_event(
+                    &action,
+                    "approval.escalated",
+                    json!({"approval_id": approval.id, "to": approval.request.escalate_to}),
+                ));
             }
             due.push(approval);
         }
@@ -830,8 +1094,14 @@ impl Store for SqliteStore {
     async fn reset_limits(&self, by: &str, now: &str) -> StoreResult<bool> {
         let _w = self.writer.lock().await;
         let mut tx = self.pool.begin().await?;
-        let r = sqlx::query("UPDATE limit_trips SET reset_at = ?, reset_by = ? WHERE reset_at IS NULL").bind(now).bind(by).execute(&mut *tx).await?;
-        let mut e = AuditEvent::new("limit.reset", format!("admin:{by}")).data(json!({"trips_reset": r.rows_affected()}));
+        let r =
+            sqlx::query("UPDATE limit_trips SET reset_at = ?, reset_by = ? WHERE reset_at IS NULL")
+                .bind(now)
+                .bind(by)
+                .execute(&mut *tx)
+                .await?;
+        let mut e = AuditEvent::new("limit.reset", format!("admin:{by}"))
+            .data(json!({"trips_reset": r.rows_affected()}));
         e.actor = format!("admin:{by}");
         append_audit_tx(&mut tx, vec![e]).await?;
         tx.commit().await?;
@@ -875,7 +1145,11 @@ impl Store for SqliteStore {
     }
 
     async fn audit_chain(&self, after_seq: i64, limit: i64) -> StoreResult<Vec<AuditRecord>> {
-        let rows = sqlx::query("SELECT * FROM audit WHERE seq > ? ORDER BY seq LIMIT ?").bind(after_seq).bind(limit).fetch_all(&self.pool).await?;
+        let rows = sqlx::query("SELECT * FROM audit WHERE seq > ? ORDER BY seq LIMIT ?")
+            .bind(after_seq)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(audit_from_row).collect()
     }
 

@@ -59,10 +59,12 @@ impl ActionState {
             .ok_or_else(|| StoreError::Corrupt(format!("action state {s:?}")))
     }
     pub fn is_open(self) -> bool {
-        matches!(self, Self::Waiting | Self::PendingApproval | Self::Scheduled | Self::Ready | Self::Running)
+        matches!(
+            self,
+            Self::Waiting | Self::PendingApproval | Self::Scheduled | Self::Ready | Self::Running
+        )
     }
 }
-
 
 /// Who must approve a step, as the store keeps it until the step comes due.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -235,14 +237,22 @@ pub enum Claim {
     Empty,
     Claimed(Action),
     /// A limit held the action back: it now waits for approval.
-    Limited { action: Action, approval_id: String, scope: String, tripped_now: bool },
+    Limited {
+        action: Action,
+        approval_id: String,
+        scope: String,
+        tripped_now: bool,
+    },
 }
 
 /// The outcome of a decision that the store applied.
 #[derive(Debug, Clone, PartialEq)]
 pub enum DecisionOutcome {
     /// Counted; more approvals are needed.
-    Recorded { approvals: i64, quorum: i64 },
+    Recorded {
+        approvals: i64,
+        quorum: i64,
+    },
     Approved,
     Denied,
 }
@@ -288,7 +298,12 @@ pub fn binding_hash(a: &Action) -> String {
 }
 
 /// The pure part of a decision: given the approval as stored and who decides, the new state.
-pub fn apply_decision(approval: &Approval, action: &Action, approver: &Approver, approve: bool) -> Result<Option<ApprovalState>, DecideError> {
+pub fn apply_decision(
+    approval: &Approval,
+    action: &Action,
+    approver: &Approver,
+    approve: bool,
+) -> Result<Option<ApprovalState>, DecideError> {
     if approval.state != ApprovalState::Pending {
         return Err(DecideError::AlreadyDecided(approval.state.as_str().into()));
     }
@@ -298,8 +313,14 @@ pub fn apply_decision(approval: &Approval, action: &Action, approver: &Approver,
     if approval.requested_by.as_deref() == Some(approver.id.as_str()) {
         return Err(DecideError::SelfApproval);
     }
-    if !approver.roles.iter().any(|r| approval.request.approvers.contains(r)) {
-        return Err(DecideError::NotAnApprover(approval.request.approvers.join(", ")));
+    if !approver
+        .roles
+        .iter()
+        .any(|r| approval.request.approvers.contains(r))
+    {
+        return Err(DecideError::NotAnApprover(
+            approval.request.approvers.join(", "),
+        ));
     }
     if approval.decisions.iter().any(|d| d.approver == approver.id) {
         return Err(DecideError::DuplicateApprover);
@@ -307,7 +328,12 @@ pub fn apply_decision(approval: &Approval, action: &Action, approver: &Approver,
     if !approve {
         return Ok(Some(ApprovalState::Denied));
     }
-    let approvals = approval.decisions.iter().filter(|d| d.decision == "approve").count() as i64 + 1;
+    let approvals = approval
+        .decisions
+        .iter()
+        .filter(|d| d.decision == "approve")
+        .count() as i64
+        + 1;
     Ok((approvals >= approval.request.quorum).then_some(ApprovalState::Approved))
 }
 

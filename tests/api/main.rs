@@ -8,5 +8,6 @@ mod formats;
 mod helpers;
 mod intake;
 mod oidc;
+mod playbooks;
 mod users_api;
 mod walking_path;
