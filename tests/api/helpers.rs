@@ -16,6 +16,13 @@ pub const CLIENT_ID: &str = "test-client";
 pub const CLIENT_SECRET: &str = "test-secret";
 pub const SOURCE_TOKEN: &str = "test-source-token";
 pub const ADMIN_TOKEN: &str = "test-admin-token";
+pub const JWT_SECRET: &str = "test-jwt-secret-0123456789";
+
+/// An approver/analyst token as the configured IdP would issue it.
+pub fn token(subject: &str, roles: &[&str]) -> String {
+    let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
+    lockout::approvals::issue_hs256(JWT_SECRET, subject, &roles, std::time::Duration::from_secs(600), Some("lockout-tests"), Some("lockout"))
+}
 pub const ALICE: &str = "A3K7MZQ2XJRVHBKWH7WLSPU4TE";
 pub const WENDY_OWNER: &str = "IR7VJHJ36JHINBFAD7V2T5MP3E";
 pub const ERIN_EAM: &str = "E7O5RTU6BNVZMFOAM5APWTY2XI";
@@ -135,6 +142,11 @@ worker:
   poll_interval_ms: 50
   requeue_delay_ms: 50
   action_deadline_secs: 30
+  scheduler_interval_ms: 100
+approvals:
+  hs256_secret: "{JWT_SECRET}"
+  issuer: lockout-tests
+  audience: lockout
 {extra}
 "#,
         db = dir.join("lockout.db").display(),
@@ -263,6 +275,37 @@ impl TestApp {
         }
     }
 
+    pub async fn get_json(&self, path: &str, bearer: &str) -> (u16, Value) {
+        let r = self.http.get(format!("{}{path}", self.address)).bearer_auth(bearer).send().await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn post_json(&self, path: &str, bearer: &str, body: &Value) -> (u16, Value) {
+        let r = self.http.post(format!("{}{path}", self.address)).bearer_auth(bearer).json(body).send().await.unwrap();
+        (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
+    }
+
+    /// The pending approval for an alert's action, polling (bounded) until it exists.
+    pub async fn pending_approval_for(&self, alert_id: &str) -> Value {
+        self.wait_for_audit("approval.requested", alert_id).await;
+        let (status, body) = self.get_json("/v1/approvals?state=pending", &token("viewer@example.com", &["secops"])).await;
+        assert_eq!(status, 200, "{body}");
+        body["approvals"].as_array().unwrap().iter().find(|a| a["alert"]["id"] == alert_id).cloned().unwrap_or_else(|| panic!("no pending approval for {alert_id}: {body}"))
+    }
+
+    /// Polls (bounded) until the action reaches `state`.
+    pub async fn wait_for_action_state(&self, action_id: &str, state: lockout::store::ActionState) -> lockout::store::Action {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let a = self.ctx.store.get_action(action_id).await.unwrap().unwrap();
+            if a.state == state {
+                return a;
+            }
+            assert!(Instant::now() < deadline, "action {action_id} is {:?}, not {state:?}, after 20 s", a.state);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// Polls (bounded) until the audit trail holds a record of `kind`, and returns them all.
     pub async fn wait_for_audit(&self, kind: &str, alert_id: &str) -> Vec<AuditRecord> {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -277,6 +320,51 @@ impl TestApp {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+}
+
+/// A loopback webhook receiver that records every body it gets (notify targets).
+pub struct Receiver {
+    pub url: String,
+    pub bodies: Arc<std::sync::Mutex<Vec<Value>>>,
+    pub fail: Arc<std::sync::atomic::AtomicBool>,
+}
+
+pub fn start_receiver() -> Receiver {
+    use actix_web::{App, HttpResponse, HttpServer, web};
+    let bodies: Arc<std::sync::Mutex<Vec<Value>>> = Default::default();
+    let fail: Arc<std::sync::atomic::AtomicBool> = Default::default();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://127.0.0.1:{}/hook", listener.local_addr().unwrap().port());
+    let (b, f) = (bodies.clone(), fail.clone());
+    let server = HttpServer::new(move || {
+        let (b, f) = (b.clone(), f.clone());
+        App::new().route(
+            "/hook",
+            web::post().to(move |body: web::Json<Value>| {
+                let (b, f) = (b.clone(), f.clone());
+                async move {
+                    if f.load(std::sync::atomic::Ordering::SeqCst) {
+                        return HttpResponse::ServiceUnavailable().finish();
+                    }
+                    b.lock().unwrap().push(body.into_inner());
+                    HttpResponse::Ok().finish()
+                }
+            }),
+        )
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)
+    .unwrap()
+    .run();
+    tokio::spawn(server);
+    Receiver { url, bodies, fail }
+}
+
+impl Receiver {
+    pub fn texts(&self) -> Vec<String> {
+        self.bodies.lock().unwrap().iter().map(|b| b["text"].as_str().unwrap_or_default().to_owned()).collect()
     }
 }
 
