@@ -817,6 +817,11 @@ impl Store for SqliteStore {
                     "limit.held",
                     json!({"scope": scope, "approval_id": approval_id}),
                 ));
+                audit.push(action_event(
+                    &action,
+                    "approval.requested",
+                    json!({"approval_id": approval_id, "approvers": req.approvers, "quorum": 1, "reason": scope, "expires_in_secs": req.timeout_secs}),
+                ));
                 append_audit_tx(&mut tx, audit).await?;
                 tx.commit().await?;
                 action.state = ActionState::PendingApproval;

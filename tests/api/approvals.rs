@@ -21,7 +21,11 @@ steps:
 }
 
 async fn app_with(approval: &str) -> TestApp {
-    spawn_app_with(AppOptions { playbooks: vec![("approval.yaml", playbook(approval))], ..AppOptions::default() }).await
+    spawn_app_with(AppOptions {
+        playbooks: vec![("approval.yaml", playbook(approval))],
+        ..AppOptions::default()
+    })
+    .await
 }
 
 async fn alert(app: &TestApp, email: &str, id: Option<&str>) -> String {
@@ -34,7 +38,11 @@ async fn alert(app: &TestApp, email: &str, id: Option<&str>) -> String {
 }
 
 fn suspends(app: &TestApp) -> usize {
-    app.fake().requests().iter().filter(|r| r.path.ends_with(":suspend")).count()
+    app.fake()
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with(":suspend"))
+        .count()
 }
 
 #[tokio::test]
@@ -44,30 +52,61 @@ async fn approve_then_suspend() {
     let pending = app.pending_approval_for(&alert_id).await;
     assert_eq!(pending["action"]["kind"], "suspend");
     assert_eq!(pending["action"]["target"], "alice@example.com");
-    assert_eq!(pending["alert"]["title"], "brute force against 1Password sign-in");
+    assert_eq!(
+        pending["alert"]["title"],
+        "brute force against 1Password sign-in"
+    );
     assert_eq!(pending["quorum"], 1);
     let id = pending["id"].as_str().unwrap();
     // Nothing happens before the approval.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(suspends(&app), 0);
-    let (single_status, single) = app.get_json(&format!("/v1/approvals/{id}"), &token("bob@example.com", &["secops"])).await;
+    let (single_status, single) = app
+        .get_json(
+            &format!("/v1/approvals/{id}"),
+            &token("bob@example.com", &["secops"]),
+        )
+        .await;
     assert_eq!(single_status, 200);
     assert_eq!(single["action"]["will"], "suspend alice@example.com");
 
-    let (status, body) = app.post_json(&format!("/v1/approvals/{id}/approve"), &token("bob@example.com", &["secops"]), &json!({"reason": "confirmed with the SOC"})).await;
-    assert_eq!((status, body["state"].as_str()), (200, Some("approved")), "{body}");
+    let (status, body) = app
+        .post_json(
+            &format!("/v1/approvals/{id}/approve"),
+            &token("bob@example.com", &["secops"]),
+            &json!({"reason": "confirmed with the SOC"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["state"].as_str()),
+        (200, Some("approved")),
+        "{body}"
+    );
     let records = app.wait_for_audit("action.succeeded", &alert_id).await;
     assert_eq!(suspends(&app), 1);
-    let decision = records.iter().find(|r| r.event.kind == "approval.decision").unwrap();
+    let decision = records
+        .iter()
+        .find(|r| r.event.kind == "approval.decision")
+        .unwrap();
     assert_eq!(decision.event.actor, "approver:bob@example.com");
     assert_eq!(decision.event.data["reason"], "confirmed with the SOC");
     let k = kinds(&records);
-    let pos = |k2: &str| k.iter().position(|x| *x == k2).unwrap_or_else(|| panic!("{k2} missing in {k:?}"));
+    let pos = |k2: &str| {
+        k.iter()
+            .position(|x| *x == k2)
+            .unwrap_or_else(|| panic!("{k2} missing in {k:?}"))
+    };
     assert!(pos("approval.requested") < pos("approval.decision"));
     assert!(pos("approval.decision") < pos("action.claimed"));
 
     // Decided once: a second decision is a conflict.
-    let (status, _) = app.post_json(&format!("/v1/approvals/{id}/approve"), &token("carol@example.com", &["secops"]), &json!({})).await;
+    let (status, _) = app
+        .post_json(
+            &format!("/v1/approvals/{id}/approve"),
+            &token("carol@example.com", &["secops"]),
+            &json!({}),
+        )
+        .await;
     assert_eq!(status, 409);
 }
 
@@ -75,14 +114,27 @@ async fn approve_then_suspend() {
 async fn a_quorum_of_two_needs_two_different_people() {
     let app = app_with("{ approvers: [secops], quorum: 2, timeout: 30m }").await;
     let alert_id = alert(&app, "bob@example.com", None).await;
-    let id = app.pending_approval_for(&alert_id).await["id"].as_str().unwrap().to_owned();
+    let id = app.pending_approval_for(&alert_id).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let approve = |who: &'static str| {
         let app = &app;
         let id = id.clone();
-        async move { app.post_json(&format!("/v1/approvals/{id}/approve"), &token(who, &["secops"]), &json!({})).await }
+        async move {
+            app.post_json(
+                &format!("/v1/approvals/{id}/approve"),
+                &token(who, &["secops"]),
+                &json!({}),
+            )
+            .await
+        }
     };
     let (s, body) = approve("alice@example.com").await;
-    assert_eq!((s, body["state"].as_str(), body["approvals"].as_i64()), (200, Some("pending"), Some(1)));
+    assert_eq!(
+        (s, body["state"].as_str(), body["approvals"].as_i64()),
+        (200, Some("pending"), Some(1))
+    );
     let (s, body) = approve("alice@example.com").await;
     assert_eq!(s, 409, "the same person twice does not count: {body}");
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
@@ -97,19 +149,51 @@ async fn a_quorum_of_two_needs_two_different_people() {
 async fn deny_needs_a_reason_and_nothing_happens() {
     let app = app_with("{ approvers: [secops], timeout: 30m }").await;
     let alert_id = alert(&app, "dave@example.com", None).await;
-    let id = app.pending_approval_for(&alert_id).await["id"].as_str().unwrap().to_owned();
-    let (s, body) = app.post_json(&format!("/v1/approvals/{id}/deny"), &token("bob@example.com", &["secops"]), &json!({})).await;
+    let id = app.pending_approval_for(&alert_id).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (s, body) = app
+        .post_json(
+            &format!("/v1/approvals/{id}/deny"),
+            &token("bob@example.com", &["secops"]),
+            &json!({}),
+        )
+        .await;
     assert_eq!(s, 422, "{body}");
     assert_eq!(body["error"]["code"], "reason_required");
     // Without the role, no decision at all.
-    let (s, _) = app.post_json(&format!("/v1/approvals/{id}/deny"), &token("eve@example.com", &["helpdesk"]), &json!({"reason": "x"})).await;
+    let (s, _) = app
+        .post_json(
+            &format!("/v1/approvals/{id}/deny"),
+            &token("eve@example.com", &["helpdesk"]),
+            &json!({"reason": "x"}),
+        )
+        .await;
     assert_eq!(s, 403);
-    let (s, _) = app.post_json(&format!("/v1/approvals/{id}/deny"), "not-a-jwt", &json!({"reason": "x"})).await;
+    let (s, _) = app
+        .post_json(
+            &format!("/v1/approvals/{id}/deny"),
+            "not-a-jwt",
+            &json!({"reason": "x"}),
+        )
+        .await;
     assert_eq!(s, 401);
-    let (s, body) = app.post_json(&format!("/v1/approvals/{id}/deny"), &token("bob@example.com", &["secops"]), &json!({"reason": "known pentest"})).await;
+    let (s, body) = app
+        .post_json(
+            &format!("/v1/approvals/{id}/deny"),
+            &token("bob@example.com", &["secops"]),
+            &json!({"reason": "known pentest"}),
+        )
+        .await;
     assert_eq!((s, body["state"].as_str()), (200, Some("denied")));
     let records = app.wait_for_audit("action.denied", &alert_id).await;
-    assert!(records.iter().any(|r| r.event.kind == "approval.decision" && r.event.data["reason"] == "known pentest"));
+    assert!(
+        records
+            .iter()
+            .any(|r| r.event.kind == "approval.decision"
+                && r.event.data["reason"] == "known pentest")
+    );
     let actions = app.ctx.store.list_actions(Some(&alert_id)).await.unwrap();
     assert_eq!(actions[0].state, ActionState::Denied);
     assert_eq!(suspends(&app), 0);
@@ -119,17 +203,36 @@ async fn deny_needs_a_reason_and_nothing_happens() {
 async fn a_resolved_alert_cancels_its_pending_approval() {
     let app = app_with("{ approvers: [secops], timeout: 30m }").await;
     let alert_id = alert(&app, "alice@example.com", Some("siem-77")).await;
-    let id = app.pending_approval_for(&alert_id).await["id"].as_str().unwrap().to_owned();
+    let id = app.pending_approval_for(&alert_id).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let mut resolved = brute_force_alert("alice@example.com");
     resolved["id"] = json!("siem-77");
     resolved["status"] = json!("resolved");
-    let r: Value = app.post_alert("generic", &resolved).await.json().await.unwrap();
+    let r: Value = app
+        .post_alert("generic", &resolved)
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(r["alert_ids"].as_array().unwrap().len(), 1);
     let records = app.wait_for_audit("approval.cancelled", &alert_id).await;
     assert!(records.iter().any(|r| r.event.kind == "action.cancelled"));
-    let (_, a) = app.get_json(&format!("/v1/approvals/{id}"), &token("bob@example.com", &["secops"])).await;
+    let (_, a) = app
+        .get_json(
+            &format!("/v1/approvals/{id}"),
+            &token("bob@example.com", &["secops"]),
+        )
+        .await;
     assert_eq!(a["state"], "cancelled");
-    let (s, _) = app.post_json(&format!("/v1/approvals/{id}/approve"), &token("bob@example.com", &["secops"]), &json!({})).await;
+    let (s, _) = app
+        .post_json(
+            &format!("/v1/approvals/{id}/approve"),
+            &token("bob@example.com", &["secops"]),
+            &json!({}),
+        )
+        .await;
     assert_eq!(s, 409);
     assert_eq!(suspends(&app), 0);
 }
@@ -140,13 +243,21 @@ async fn expiry_resolves_to_the_playbooks_default() {
     let alert_id = alert(&app, "alice@example.com", None).await;
     app.pending_approval_for(&alert_id).await;
     let records = app.wait_for_audit("action.expired", &alert_id).await;
-    assert!(records.iter().any(|r| r.event.kind == "approval.expired" && r.event.data["on_timeout"] == "deny"));
+    assert!(
+        records
+            .iter()
+            .any(|r| r.event.kind == "approval.expired" && r.event.data["on_timeout"] == "deny")
+    );
     assert_eq!(suspends(&app), 0);
 
     let app = app_with("{ approvers: [secops], timeout: 1s, on_timeout: approve }").await;
     let alert_id = alert(&app, "bob@example.com", None).await;
     let records = app.wait_for_audit("action.succeeded", &alert_id).await;
-    assert!(records.iter().any(|r| r.event.kind == "approval.expired" && r.event.data["on_timeout"] == "approve"));
+    assert!(
+        records
+            .iter()
+            .any(|r| r.event.kind == "approval.expired" && r.event.data["on_timeout"] == "approve")
+    );
     assert_eq!(suspends(&app), 1);
 }
 
@@ -154,25 +265,60 @@ async fn expiry_resolves_to_the_playbooks_default() {
 async fn four_eyes_the_requester_cannot_approve_a_manual_action() {
     let app = spawn_app().await;
     let analyst = token("ana@example.com", &["secops"]);
-    let (s, body) = app.post_json(&format!("/v1/users/{ALICE}/suspend"), &analyst, &json!({"reason": "INC-42 phished", "approval_required": true})).await;
+    let (s, body) = app
+        .post_json(
+            &format!("/v1/users/{ALICE}/suspend"),
+            &analyst,
+            &json!({"reason": "INC-42 phished", "approval_required": true}),
+        )
+        .await;
     assert_eq!(s, 202, "{body}");
     assert_eq!(body["state"], "pending_approval");
     let approval = body["approval_id"].as_str().unwrap().to_owned();
-    let (s, body) = app.post_json(&format!("/v1/approvals/{approval}/approve"), &analyst, &json!({})).await;
+    let (s, body) = app
+        .post_json(
+            &format!("/v1/approvals/{approval}/approve"),
+            &analyst,
+            &json!({}),
+        )
+        .await;
     assert_eq!(s, 403, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("four-eyes"));
-    let (s, _) = app.post_json(&format!("/v1/approvals/{approval}/approve"), &token("olga@example.com", &["secops"]), &json!({})).await;
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("four-eyes")
+    );
+    let (s, _) = app
+        .post_json(
+            &format!("/v1/approvals/{approval}/approve"),
+            &token("olga@example.com", &["secops"]),
+            &json!({}),
+        )
+        .await;
     assert_eq!(s, 200);
     let action = body_action(&app, &approval).await;
-    let done = app.wait_for_action_state(&action, ActionState::Succeeded).await;
+    let done = app
+        .wait_for_action_state(&action, ActionState::Succeeded)
+        .await;
     assert_eq!(done.requested_by.as_deref(), Some("ana@example.com"));
     let records = app.audit(&format!("action_id={action}")).await;
     assert!(records.iter().any(|r| r.event.kind == "manual.suspend" && r.event.actor == "analyst:ana@example.com"));
-    assert!(records.iter().any(|r| r.event.kind == "api.call" && r.event.actor == "analyst:ana@example.com"));
+    assert!(
+        records
+            .iter()
+            .any(|r| r.event.kind == "api.call" && r.event.actor == "analyst:ana@example.com")
+    );
 }
 
 async fn body_action(app: &TestApp, approval: &str) -> String {
-    app.ctx.store.get_approval(approval).await.unwrap().unwrap().action_id
+    app.ctx
+        .store
+        .get_approval(approval)
+        .await
+        .unwrap()
+        .unwrap()
+        .action_id
 }
 
 #[tokio::test]
@@ -182,19 +328,54 @@ async fn manual_actions_need_an_analyst_and_respect_global_guards() {
         ..AppOptions::default()
     })
     .await;
-    let (s, _) = app.post_json(&format!("/v1/users/{ALICE}/suspend"), &token("x@example.com", &["helpdesk"]), &json!({"reason": "r"})).await;
+    let (s, _) = app
+        .post_json(
+            &format!("/v1/users/{ALICE}/suspend"),
+            &token("x@example.com", &["helpdesk"]),
+            &json!({"reason": "r"}),
+        )
+        .await;
     assert_eq!(s, 403);
-    let (s, body) = app.post_json("/v1/users/wendy_appleseed@agilebits.com/suspend", &token("ana@example.com", &["secops"]), &json!({"reason": "r"})).await;
+    let (s, body) = app
+        .post_json(
+            "/v1/users/wendy_appleseed@agilebits.com/suspend",
+            &token("ana@example.com", &["secops"]),
+            &json!({"reason": "r"}),
+        )
+        .await;
     assert_eq!(s, 403, "{body}");
     assert_eq!(body["error"]["code"], "protected");
-    let (s, body) = app.post_json(&format!("/v1/users/{ALICE}/suspend"), &token("ana@example.com", &["secops"]), &json!({"reason": ""})).await;
+    let (s, body) = app
+        .post_json(
+            &format!("/v1/users/{ALICE}/suspend"),
+            &token("ana@example.com", &["secops"]),
+            &json!({"reason": ""}),
+        )
+        .await;
     assert_eq!(s, 422, "{body}");
-    let (s, body) = app.post_json(&format!("/v1/users/{ALICE}/suspend"), &token("ana@example.com", &["secops"]), &json!({"reason": "INC-1"})).await;
+    let (s, body) = app
+        .post_json(
+            &format!("/v1/users/{ALICE}/suspend"),
+            &token("ana@example.com", &["secops"]),
+            &json!({"reason": "INC-1"}),
+        )
+        .await;
     assert_eq!(s, 202, "{body}");
-    app.wait_for_action_state(body["action_id"].as_str().unwrap(), ActionState::Succeeded).await;
-    let (s, user) = app.get_json(&format!("/v1/users/{ALICE}"), &token("ana@example.com", &["analyst"])).await;
+    app.wait_for_action_state(body["action_id"].as_str().unwrap(), ActionState::Succeeded)
+        .await;
+    let (s, user) = app
+        .get_json(
+            &format!("/v1/users/{ALICE}"),
+            &token("ana@example.com", &["analyst"]),
+        )
+        .await;
     assert_eq!((s, user["state"].as_str()), (200, Some("SUSPENDED")));
-    let (s, list) = app.get_json("/v1/users?state=suspended", &token("ana@example.com", &["analyst"])).await;
+    let (s, list) = app
+        .get_json(
+            "/v1/users?state=suspended",
+            &token("ana@example.com", &["analyst"]),
+        )
+        .await;
     assert_eq!(s, 200);
     assert_eq!(list["users"].as_array().unwrap().len(), 2);
 }

@@ -21,7 +21,14 @@ pub const JWT_SECRET: &str = "test-jwt-secret-0123456789";
 /// An approver/analyst token as the configured IdP would issue it.
 pub fn token(subject: &str, roles: &[&str]) -> String {
     let roles: Vec<String> = roles.iter().map(|r| r.to_string()).collect();
-    lockout::approvals::issue_hs256(JWT_SECRET, subject, &roles, std::time::Duration::from_secs(600), Some("lockout-tests"), Some("lockout"))
+    lockout::approvals::issue_hs256(
+        JWT_SECRET,
+        subject,
+        &roles,
+        std::time::Duration::from_secs(600),
+        Some("lockout-tests"),
+        Some("lockout"),
+    )
 }
 pub const ALICE: &str = "A3K7MZQ2XJRVHBKWH7WLSPU4TE";
 pub const WENDY_OWNER: &str = "IR7VJHJ36JHINBFAD7V2T5MP3E";
@@ -276,32 +283,64 @@ impl TestApp {
     }
 
     pub async fn get_json(&self, path: &str, bearer: &str) -> (u16, Value) {
-        let r = self.http.get(format!("{}{path}", self.address)).bearer_auth(bearer).send().await.unwrap();
+        let r = self
+            .http
+            .get(format!("{}{path}", self.address))
+            .bearer_auth(bearer)
+            .send()
+            .await
+            .unwrap();
         (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
     }
 
     pub async fn post_json(&self, path: &str, bearer: &str, body: &Value) -> (u16, Value) {
-        let r = self.http.post(format!("{}{path}", self.address)).bearer_auth(bearer).json(body).send().await.unwrap();
+        let r = self
+            .http
+            .post(format!("{}{path}", self.address))
+            .bearer_auth(bearer)
+            .json(body)
+            .send()
+            .await
+            .unwrap();
         (r.status().as_u16(), r.json().await.unwrap_or(Value::Null))
     }
 
     /// The pending approval for an alert's action, polling (bounded) until it exists.
     pub async fn pending_approval_for(&self, alert_id: &str) -> Value {
         self.wait_for_audit("approval.requested", alert_id).await;
-        let (status, body) = self.get_json("/v1/approvals?state=pending", &token("viewer@example.com", &["secops"])).await;
+        let (status, body) = self
+            .get_json(
+                "/v1/approvals?state=pending",
+                &token("viewer@example.com", &["secops"]),
+            )
+            .await;
         assert_eq!(status, 200, "{body}");
-        body["approvals"].as_array().unwrap().iter().find(|a| a["alert"]["id"] == alert_id).cloned().unwrap_or_else(|| panic!("no pending approval for {alert_id}: {body}"))
+        body["approvals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["alert"]["id"] == alert_id)
+            .cloned()
+            .unwrap_or_else(|| panic!("no pending approval for {alert_id}: {body}"))
     }
 
     /// Polls (bounded) until the action reaches `state`.
-    pub async fn wait_for_action_state(&self, action_id: &str, state: lockout::store::ActionState) -> lockout::store::Action {
+    pub async fn wait_for_action_state(
+        &self,
+        action_id: &str,
+        state: lockout::store::ActionState,
+    ) -> lockout::store::Action {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let a = self.ctx.store.get_action(action_id).await.unwrap().unwrap();
             if a.state == state {
                 return a;
             }
-            assert!(Instant::now() < deadline, "action {action_id} is {:?}, not {state:?}, after 20 s", a.state);
+            assert!(
+                Instant::now() < deadline,
+                "action {action_id} is {:?}, not {state:?}, after 20 s",
+                a.state
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -335,7 +374,10 @@ pub fn start_receiver() -> Receiver {
     let bodies: Arc<std::sync::Mutex<Vec<Value>>> = Default::default();
     let fail: Arc<std::sync::atomic::AtomicBool> = Default::default();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://127.0.0.1:{}/hook", listener.local_addr().unwrap().port());
+    let url = format!(
+        "http://127.0.0.1:{}/hook",
+        listener.local_addr().unwrap().port()
+    );
     let (b, f) = (bodies.clone(), fail.clone());
     let server = HttpServer::new(move || {
         let (b, f) = (b.clone(), f.clone());
@@ -364,7 +406,12 @@ pub fn start_receiver() -> Receiver {
 
 impl Receiver {
     pub fn texts(&self) -> Vec<String> {
-        self.bodies.lock().unwrap().iter().map(|b| b["text"].as_str().unwrap_or_default().to_owned()).collect()
+        self.bodies
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|b| b["text"].as_str().unwrap_or_default().to_owned())
+            .collect()
     }
 }
 

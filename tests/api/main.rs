@@ -1,9 +1,11 @@
 //! Integration tests: one binary, one module per feature. Each test starts the real app on a
 //! random port against the fake Users API (also on a random port), with its own SQLite file.
 
+mod actions;
 mod alertmanager_real;
 mod approvals;
 mod cli;
+mod crash;
 mod fake_contract;
 mod formats;
 mod helpers;

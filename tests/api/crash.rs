@@ -1,0 +1,175 @@
+//! Crash safety with real processes: `lockout serve` aborts at a failure point (as a power cut
+//! or SIGKILL would), then a new process on the same store finishes the work exactly once.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use lockout::store::{ActionState, SqliteStore, Store};
+use serde_json::Value;
+
+use crate::helpers::*;
+
+struct Serve(Child);
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn serve(config: &std::path::Path) -> Serve {
+    Serve(
+        Command::new(env!("CARGO_BIN_EXE_lockout"))
+            .arg("--config")
+            .arg(config)
+            .arg("serve")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+async fn wait_ready(http: &reqwest::Client, base: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while http
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .map(|r| r.status() != 200)
+        .unwrap_or(true)
+    {
+        assert!(Instant::now() < deadline, "lockout serve did not come up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Writes the config with `failpoint` (or none) on a fixed port.
+fn configure(
+    dir: &std::path::Path,
+    fake: &lockout::sandbox::RunningFake,
+    port: u16,
+    failpoint: Option<&str>,
+) -> std::path::PathBuf {
+    write_settings(dir, fake, &AppOptions::default());
+    let path = dir.join("lockout.yaml");
+    let mut yaml = std::fs::read_to_string(&path).unwrap();
+    yaml = yaml.replace(
+        "listen: \"127.0.0.1:0\"",
+        &format!("listen: \"127.0.0.1:{port}\""),
+    );
+    yaml = yaml.replace(
+        "  scheduler_interval_ms: 100",
+        "  scheduler_interval_ms: 100\n  claim_ttl_secs: 1",
+    );
+    if let Some(f) = failpoint {
+        yaml = yaml.replace(
+            "  claim_ttl_secs: 1",
+            &format!("  claim_ttl_secs: 1\n  danger_failpoint: {f}"),
+        );
+    }
+    std::fs::write(&path, yaml).unwrap();
+    path
+}
+
+async fn crash_then_recover(failpoint: &str, suspends_before_restart: usize) {
+    let fake = start_fake(fake_config(lockout::sandbox::sample_users()));
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let config = configure(dir.path(), &fake, port, Some(failpoint));
+    let mut first = serve(&config);
+    wait_ready(&http, &base).await;
+    let resp: Value = http
+        .post(format!("{base}/v1/alerts/generic"))
+        .bearer_auth(SOURCE_TOKEN)
+        .json(&brute_force_alert("alice@example.com"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let alert_id = resp["alert_ids"][0].as_str().unwrap().to_owned();
+    // The process dies at the failure point.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = first.0.try_wait().unwrap() {
+            assert!(!status.success(), "it aborted");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the failpoint {failpoint} was not reached"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let suspend_path = format!("/users/{ALICE}:suspend");
+    assert_eq!(
+        fake.handle.requests_to(&suspend_path).len(),
+        suspends_before_restart
+    );
+
+    // A new process, same store: the expired claim is taken again and finished.
+    let config = configure(dir.path(), &fake, port, None);
+    let _second = serve(&config);
+    wait_ready(&http, &base).await;
+    let store = SqliteStore::open(dir.path().join("lockout.db").to_str().unwrap())
+        .await
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let action = loop {
+        let actions = store.list_actions(Some(&alert_id)).await.unwrap();
+        if let Some(a) = actions.first().filter(|a| !a.state.is_open()) {
+            break a.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the action was not finished after restart: {actions:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(
+        fake.handle.requests_to(&suspend_path).len(),
+        1,
+        "exactly one :suspend in effect"
+    );
+    assert_eq!(
+        fake.handle.user(ALICE).unwrap().state,
+        lockout::users_api::UserState::Suspended
+    );
+    let records = store.audit_chain(0, 1000).await.unwrap();
+    let kinds: Vec<&str> = records
+        .iter()
+        .filter(|r| r.event.action_id.as_deref() == Some(action.id.as_str()))
+        .map(|r| r.event.kind.as_str())
+        .collect();
+    assert!(
+        kinds.contains(&"action.claimed") && kinds.contains(&"action.reclaimed"),
+        "both attempts are audited: {kinds:?}"
+    );
+    assert!(
+        matches!(action.state, ActionState::Succeeded | ActionState::Skipped),
+        "{action:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_crash_between_claim_and_call_completes_once_after_restart() {
+    crash_then_recover("after_claim", 0).await;
+}
+
+#[tokio::test]
+async fn a_crash_after_the_call_does_not_suspend_twice() {
+    crash_then_recover("after_call", 1).await;
+}
