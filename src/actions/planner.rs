@@ -6,20 +6,27 @@ use crate::alerts::{Alert, AlertStatus};
 use crate::audit::AuditEvent;
 use crate::context::AppContext;
 use crate::domain::new_id;
-use crate::playbooks::{ApprovalSpec, OnTimeout, PlannedChain, evaluate};
+use crate::playbooks::{ApprovalSpec, OnTimeout, PlannedChain, PlaybookSet, evaluate};
 use crate::store::{ApprovalRequest, NewChain, NewStep, PlanRecord, StoreError, StoredAlert};
 
-/// Evaluates every stored alert not yet evaluated (new ones, and any left by a crash).
+/// Evaluates every stored alert not yet evaluated (new ones, and any left by a crash), a batch
+/// at a time: evaluation is pure, and each batch of plans is committed in one transaction.
 pub async fn plan_pending(ctx: &AppContext) -> Result<usize, StoreError> {
     let mut total = 0;
     loop {
-        let batch = ctx.store.unevaluated_alerts(100).await?;
+        let batch = ctx.store.unevaluated_alerts(256).await?;
         if batch.is_empty() {
             return Ok(total);
         }
+        let playbooks = ctx.playbooks();
+        let mut plans = Vec::with_capacity(batch.len());
         for stored in &batch {
-            plan_alert(ctx, stored).await?;
-            total += 1;
+            plans.push((stored.id.clone(), plan_record(ctx, &playbooks, stored)?));
+        }
+        total += batch.len();
+        let created = ctx.store.record_plans(plans).await?;
+        if !created.is_empty() {
+            ctx.actions_waiting.notify_waiters();
         }
     }
 }
@@ -66,10 +73,24 @@ pub fn new_chain(c: &PlannedChain, alert_id: Option<&str>, deadline: Duration) -
     }
 }
 
+/// Plans one stored alert and commits it.
 pub async fn plan_alert(ctx: &AppContext, stored: &StoredAlert) -> Result<(), StoreError> {
+    let record = plan_record(ctx, &ctx.playbooks(), stored)?;
+    let created = ctx.store.record_plan(&stored.id, record).await?;
+    if !created.is_empty() {
+        ctx.actions_waiting.notify_waiters();
+    }
+    Ok(())
+}
+
+/// What the engine decides for a stored alert, ready to commit. No I/O.
+fn plan_record(
+    ctx: &AppContext,
+    playbooks: &PlaybookSet,
+    stored: &StoredAlert,
+) -> Result<PlanRecord, StoreError> {
     let alert: Alert = serde_json::from_value(stored.alert.clone())
         .map_err(|e| StoreError::Corrupt(format!("alert {}: {e}", stored.id)))?;
-    let playbooks = ctx.playbooks();
     let mut record = PlanRecord::default();
     // Invariant 7: lockout's own actions come back as alerts. Never remediate on them.
     if let Some(why) = super::loops::self_inflicted(&alert, &ctx.self_actors) {
@@ -78,10 +99,9 @@ pub async fn plan_alert(ctx: &AppContext, stored: &StoredAlert) -> Result<(), St
                 .alert(&alert.id)
                 .data(json!({"reason": why})),
         );
-        ctx.store.record_plan(&alert.id, record).await?;
-        return Ok(());
+        return Ok(record);
     }
-    let plan = evaluate(&playbooks, &alert);
+    let plan = evaluate(playbooks, &alert);
     record.audit.push(
         AuditEvent::new("plan.made", "system")
             .alert(&alert.id)
@@ -121,11 +141,7 @@ pub async fn plan_alert(ctx: &AppContext, stored: &StoredAlert) -> Result<(), St
     if alert.status == AlertStatus::Resolved {
         record.cancel_correlation = Some(stored.correlation.clone());
     }
-    let created = ctx.store.record_plan(&alert.id, record).await?;
-    if !created.is_empty() {
-        ctx.actions_waiting.notify_waiters();
-    }
-    Ok(())
+    Ok(record)
 }
 
 /// The planner task: runs at start (crash recovery) and whenever intake stores an alert.

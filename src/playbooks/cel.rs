@@ -2,7 +2,9 @@
 //! that a typo (`alert.subjetcs`) is a load error rather than a condition that is silently false.
 
 use cel::common::ast::{EntryExpr, Expr};
-use cel::{Context, IdedExpr, Program, Value};
+use std::sync::Arc;
+
+use cel::{Context, Env, IdedExpr, Program, Value};
 
 /// The fields of `alert` that expressions may read.
 pub const ALERT_FIELDS: &[&str] = &[
@@ -58,11 +60,22 @@ impl CelExpr {
         })
     }
 
-    pub fn eval(&self, alert: &Value) -> Result<Value, String> {
-        let mut ctx = Context::default();
-        ctx.add_variable_from_value("alert", alert.clone());
-        self.program.execute(&ctx).map_err(|e| e.to_string())
+    pub fn eval(&self, ctx: &Context) -> Result<Value, String> {
+        self.program.execute(ctx).map_err(|e| e.to_string())
     }
+}
+
+thread_local! {
+    // Building the standard environment registers every function: do it once per thread,
+    // not per evaluation.
+    static STDLIB: Arc<Env> = Arc::new(Env::stdlib());
+}
+
+/// A context in which `alert` is bound, shared by every expression evaluated for one alert.
+pub fn alert_context(alert: &Value) -> Context<'static, 'static> {
+    let mut ctx = STDLIB.with(|env| Context::with_env(env.clone()));
+    ctx.add_variable_from_value("alert", alert.clone());
+    ctx
 }
 
 fn is_bound_somewhere(e: &IdedExpr, name: &str) -> bool {

@@ -60,7 +60,7 @@ pub fn alert_value(alert: &Alert) -> cel::Value {
 }
 
 pub fn evaluate(set: &PlaybookSet, alert: &Alert) -> Plan {
-    let value = alert_value(alert);
+    let value = super::cel::alert_context(&alert_value(alert));
     let mut plan = Plan::default();
     for pb in &set.playbooks {
         evaluate_one(pb, alert, &value, &mut plan);
@@ -89,7 +89,7 @@ fn skip(plan: &mut Plan, pb: &Playbook, kind: &str, target: Option<String>, reas
     });
 }
 
-fn evaluate_one(pb: &Playbook, alert: &Alert, value: &cel::Value, plan: &mut Plan) {
+fn evaluate_one(pb: &Playbook, alert: &Alert, value: &cel::Context, plan: &mut Plan) {
     if !pb.enabled {
         return skip(plan, pb, "disabled", None, "playbook is disabled".into());
     }
@@ -234,7 +234,7 @@ fn evaluate_one(pb: &Playbook, alert: &Alert, value: &cel::Value, plan: &mut Pla
 
 /// The users a playbook acts on: its `target` expression (a string or list of strings), or by
 /// default every subject of the alert.
-fn targets(pb: &Playbook, alert: &Alert, value: &cel::Value) -> Result<Vec<UserRef>, String> {
+fn targets(pb: &Playbook, alert: &Alert, value: &cel::Context) -> Result<Vec<UserRef>, String> {
     let Some(expr) = &pb.target else {
         return Ok(alert.subjects.iter().filter_map(|s| s.user_ref()).collect());
     };

@@ -16,7 +16,7 @@ CREATE TABLE alerts (
     duplicate_of TEXT,
     alert        TEXT NOT NULL
 );
-CREATE INDEX alerts_by_fingerprint ON alerts (source, fingerprint, received_at);
+CREATE INDEX alerts_by_fingerprint ON alerts (fingerprint, received_at);
 CREATE INDEX alerts_by_state ON alerts (state, received_at);
 CREATE INDEX alerts_by_correlation ON alerts (correlation);
 

@@ -115,10 +115,14 @@ pub trait Store: Send + Sync + 'static {
     async fn get_alert(&self, id: &str) -> StoreResult<Option<StoredAlert>>;
     /// Alerts stored but not yet evaluated, oldest first.
     async fn unevaluated_alerts(&self, limit: i64) -> StoreResult<Vec<StoredAlert>>;
-    /// Commits a plan: its chains (a chain whose first step matches an open action for the same
-    /// target and kind attaches to it instead), the alert marked evaluated, cancellations for a
-    /// resolved alert, and the audit records. Returns the action ids created.
-    async fn record_plan(&self, alert_id: &str, plan: PlanRecord) -> StoreResult<Vec<String>>;
+    /// Commits plans, each: its chains (a chain whose first step matches an open action for
+    /// the same target and kind attaches to it instead), its alert marked evaluated,
+    /// cancellations for a resolved alert, and the audit records. One transaction for the
+    /// batch. Returns the action ids created.
+    async fn record_plans(&self, plans: Vec<(String, PlanRecord)>) -> StoreResult<Vec<String>>;
+    async fn record_plan(&self, alert_id: &str, plan: PlanRecord) -> StoreResult<Vec<String>> {
+        self.record_plans(vec![(alert_id.to_owned(), plan)]).await
+    }
     /// Queues chains outside any alert (manual requests). With `supersede`, open scheduled or
     /// waiting actions on the same target are cancelled first (an analyst acted in between).
     async fn enqueue(

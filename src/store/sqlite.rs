@@ -1,12 +1,15 @@
 use std::str::FromStr;
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use serde_json::json;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
 };
 use sqlx::{Row, SqliteConnection, SqlitePool};
+use tokio::sync::{mpsc, oneshot};
 
 use super::*;
 use crate::audit::{GENESIS_HASH, chain_hash};
@@ -17,8 +20,20 @@ use crate::domain::{new_id, now_rfc3339, shift_time};
 /// also what serialises audit appends, claims and limit checks.
 pub struct SqliteStore {
     pool: SqlitePool,
-    writer: tokio::sync::Mutex<()>,
+    writer: Arc<tokio::sync::Mutex<()>>,
+    /// Intake inserts go through one task that commits them in batches: one fsync for many
+    /// alerts (group commit), each caller answered only after its batch is on disk.
+    intake: mpsc::Sender<IntakeRequest>,
 }
+
+struct IntakeRequest {
+    alert: NewAlert,
+    dedup_since: String,
+    audit: AuditEvent,
+    reply: oneshot::Sender<Result<InsertOutcome, String>>,
+}
+
+const INTAKE_BATCH: usize = 512;
 
 impl SqliteStore {
     pub async fn open(path: &str) -> StoreResult<Self> {
@@ -33,11 +48,15 @@ impl SqliteStore {
             .max_connections(4)
             .connect_with(options)
             .await?;
+        let writer = Arc::new(tokio::sync::Mutex::new(()));
+        let (intake, rx) = mpsc::channel(4096);
         let store = Self {
-            pool,
-            writer: tokio::sync::Mutex::new(()),
+            pool: pool.clone(),
+            writer: writer.clone(),
+            intake,
         };
         store.migrate().await?;
+        tokio::spawn(intake_batcher(pool, writer, rx));
         Ok(store)
     }
 
@@ -80,6 +99,125 @@ impl SqliteStore {
     }
 }
 
+/// Commits queued intake inserts in batches. A failed batch answers every caller with the
+/// error: nothing of it was committed, so nothing was acknowledged.
+async fn intake_batcher(
+    pool: SqlitePool,
+    writer: Arc<tokio::sync::Mutex<()>>,
+    mut rx: mpsc::Receiver<IntakeRequest>,
+) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < INTAKE_BATCH {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let _w = writer.lock().await;
+        let result = insert_batch(&pool, &batch).await;
+        match result {
+            Ok(outcomes) => {
+                for (r, o) in batch.into_iter().zip(outcomes) {
+                    let _ = r.reply.send(Ok(o));
+                }
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                for r in batch {
+                    let _ = r.reply.send(Err(msg.clone()));
+                }
+            }
+        }
+    }
+}
+
+/// One transaction for a batch: one de-duplication query, one multi-row insert of alerts, one
+/// of audit records. A re-delivery inside the batch is a duplicate of its first copy.
+async fn insert_batch(
+    pool: &SqlitePool,
+    batch: &[IntakeRequest],
+) -> StoreResult<Vec<InsertOutcome>> {
+    use std::collections::HashMap;
+    let mut tx = pool.begin().await?;
+    let oldest = batch
+        .iter()
+        .map(|r| r.dedup_since.as_str())
+        .min()
+        .unwrap_or_default()
+        .to_owned();
+    let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+        "SELECT source, fingerprint, id, received_at FROM alerts WHERE state != 'duplicate' AND received_at >= ",
+    );
+    q.push_bind(&oldest).push(" AND fingerprint IN (");
+    let mut sep = q.separated(", ");
+    for r in batch {
+        sep.push_bind(&r.alert.fingerprint);
+    }
+    q.push(") ORDER BY received_at");
+    let rows: Vec<(String, String, String, String)> =
+        q.build_query_as().fetch_all(&mut *tx).await?;
+    // (source, fingerprint) → (first id, received_at)
+    let mut seen: HashMap<(String, String), (String, String)> = HashMap::new();
+    for (source, fp, id, at) in rows {
+        seen.entry((source, fp)).or_insert((id, at));
+    }
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let mut audits = Vec::with_capacity(batch.len());
+    let mut rows = Vec::with_capacity(batch.len());
+    for r in batch {
+        let key = (r.alert.source.clone(), r.alert.fingerprint.clone());
+        let original = seen
+            .get(&key)
+            .filter(|(_, at)| at.as_str() >= r.dedup_since.as_str())
+            .map(|(id, _)| id.clone());
+        let mut audit = r.audit.clone();
+        let outcome = match &original {
+            Some(o) => {
+                audit.kind = "alert.duplicate".into();
+                if let serde_json::Value::Object(m) = &mut audit.data {
+                    m.insert("duplicate_of".into(), o.clone().into());
+                }
+                InsertOutcome::Duplicate {
+                    original: o.clone(),
+                }
+            }
+            None => {
+                seen.insert(key, (r.alert.id.clone(), r.alert.received_at.clone()));
+                InsertOutcome::Inserted
+            }
+        };
+        let state = if original.is_some() {
+            AlertState::Duplicate
+        } else {
+            AlertState::Received
+        };
+        rows.push((&r.alert, state, original, r.alert.alert.to_string()));
+        outcomes.push(outcome);
+        audits.push(audit);
+    }
+    for chunk in rows.chunks(300) {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO alerts (id, source, fingerprint, correlation, received_at, status, state, duplicate_of, alert) ",
+        );
+        q.push_values(chunk, |mut b, (a, state, original, json)| {
+            b.push_bind(&a.id)
+                .push_bind(&a.source)
+                .push_bind(&a.fingerprint)
+                .push_bind(&a.correlation)
+                .push_bind(&a.received_at)
+                .push_bind(&a.status)
+                .push_bind(state.as_str())
+                .push_bind(original)
+                .push_bind(json);
+        });
+        q.build().execute(&mut *tx).await?;
+    }
+    append_audit_tx(&mut tx, audits).await?;
+    tx.commit().await?;
+    Ok(outcomes)
+}
+
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
@@ -93,30 +231,42 @@ async fn append_audit_tx(conn: &mut SqliteConnection, events: Vec<AuditEvent>) -
             .fetch_optional(&mut *conn)
             .await?;
     let (mut seq, mut prev) = last.unwrap_or((0, GENESIS_HASH.to_owned()));
+    let at = now_rfc3339();
+    let mut rows = Vec::with_capacity(events.len());
     for event in events {
         seq += 1;
         let id = new_id("aud");
-        let at = now_rfc3339();
         let hash = chain_hash(&prev, seq, &id, &at, &event);
-        sqlx::query(
-            "INSERT INTO audit (seq, id, at, kind, actor, alert_id, action_id, playbook, subject, data, prev_hash, hash)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(seq)
-        .bind(&id)
-        .bind(&at)
-        .bind(&event.kind)
-        .bind(&event.actor)
-        .bind(&event.alert_id)
-        .bind(&event.action_id)
-        .bind(&event.playbook)
-        .bind(&event.subject)
-        .bind(event.data.to_string())
-        .bind(&prev)
-        .bind(&hash)
-        .execute(&mut *conn)
-        .await?;
-        prev = hash;
+        let data = event.data.to_string();
+        rows.push((
+            seq,
+            id,
+            event,
+            data,
+            std::mem::replace(&mut prev, hash.clone()),
+            hash,
+        ));
+    }
+    // Multi-row inserts: one statement per 500 records (12 parameters each).
+    for chunk in rows.chunks(500) {
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO audit (seq, id, at, kind, actor, alert_id, action_id, playbook, subject, data, prev_hash, hash) ",
+        );
+        q.push_values(chunk, |mut b, (seq, id, e, data, prev, hash)| {
+            b.push_bind(*seq)
+                .push_bind(id)
+                .push_bind(&at)
+                .push_bind(&e.kind)
+                .push_bind(&e.actor)
+                .push_bind(&e.alert_id)
+                .push_bind(&e.action_id)
+                .push_bind(&e.playbook)
+                .push_bind(&e.subject)
+                .push_bind(data)
+                .push_bind(prev)
+                .push_bind(hash);
+        });
+        q.build().execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -566,51 +716,23 @@ impl Store for SqliteStore {
         &self,
         alert: &NewAlert,
         dedup_since: &str,
-        mut audit: AuditEvent,
+        audit: AuditEvent,
     ) -> StoreResult<InsertOutcome> {
-        let _w = self.writer.lock().await;
-        let mut tx = self.pool.begin().await?;
-        let original: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM alerts WHERE source = ? AND fingerprint = ? AND received_at >= ? AND state != 'duplicate'
-             ORDER BY received_at LIMIT 1",
-        )
-        .bind(&alert.source)
-        .bind(&alert.fingerprint)
-        .bind(dedup_since)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let (state, outcome) = match &original {
-            Some(o) => (
-                AlertState::Duplicate,
-                InsertOutcome::Duplicate {
-                    original: o.clone(),
-                },
-            ),
-            None => (AlertState::Received, InsertOutcome::Inserted),
+        let (reply, answer) = oneshot::channel();
+        let request = IntakeRequest {
+            alert: alert.clone(),
+            dedup_since: dedup_since.to_owned(),
+            audit,
+            reply,
         };
-        sqlx::query(
-            "INSERT INTO alerts (id, source, fingerprint, correlation, received_at, status, state, duplicate_of, alert) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&alert.id)
-        .bind(&alert.source)
-        .bind(&alert.fingerprint)
-        .bind(&alert.correlation)
-        .bind(&alert.received_at)
-        .bind(&alert.status)
-        .bind(state.as_str())
-        .bind(&original)
-        .bind(alert.alert.to_string())
-        .execute(&mut *tx)
-        .await?;
-        if let Some(o) = &original {
-            audit.kind = "alert.duplicate".into();
-            if let serde_json::Value::Object(m) = &mut audit.data {
-                m.insert("duplicate_of".into(), o.clone().into());
-            }
-        }
-        append_audit_tx(&mut tx, vec![audit]).await?;
-        tx.commit().await?;
-        Ok(outcome)
+        self.intake
+            .send(request)
+            .await
+            .map_err(|_| StoreError::Database("the intake writer stopped".into()))?;
+        answer
+            .await
+            .map_err(|_| StoreError::Database("the intake writer stopped".into()))?
+            .map_err(StoreError::Database)
     }
 
     async fn get_alert(&self, id: &str) -> StoreResult<Option<StoredAlert>> {
@@ -631,51 +753,60 @@ impl Store for SqliteStore {
         rows.iter().map(alert_from_row).collect()
     }
 
-    async fn record_plan(&self, alert_id: &str, mut plan: PlanRecord) -> StoreResult<Vec<String>> {
+    async fn record_plans(&self, plans: Vec<(String, PlanRecord)>) -> StoreResult<Vec<String>> {
         let _w = self.writer.lock().await;
         let mut tx = self.pool.begin().await?;
         let now = now_rfc3339();
-        let updated = sqlx::query(
-            "UPDATE alerts SET state = 'evaluated' WHERE id = ? AND state = 'received'",
-        )
-        .bind(alert_id)
-        .execute(&mut *tx)
-        .await?;
-        if updated.rows_affected() == 0 {
-            // Already evaluated (by another engine pass): the plan must not be applied twice.
-            return Ok(vec![]);
+        let mut created = vec![];
+        let mut audit = vec![];
+        // Only alerts still unevaluated take their plan: another pass may have done one already.
+        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "UPDATE alerts SET state = 'evaluated' WHERE state = 'received' AND id IN (",
+        );
+        let mut sep = q.separated(", ");
+        for (id, _) in &plans {
+            sep.push_bind(id);
         }
-        if let Some(correlation) = &plan.cancel_correlation {
-            let rows = sqlx::query(
-                "SELECT ap.* FROM approvals ap JOIN actions ac ON ac.id = ap.action_id JOIN alerts al ON al.id = ac.alert_id
-                 WHERE ap.state = 'pending' AND al.correlation = ? AND al.status = 'firing' AND al.id != ?",
-            )
-            .bind(correlation)
-            .bind(alert_id)
-            .fetch_all(&mut *tx)
-            .await?;
-            for row in &rows {
-                let approval = approval_from_row(row)?;
-                if !approval.request.cancel_on_resolve {
-                    continue;
-                }
-                if let Some(action) = load_action(&mut tx, &approval.action_id).await? {
-                    cancel_action(
-                        &mut tx,
-                        &action,
-                        &format!("the source resolved the alert (resolved by {alert_id})"),
-                        &now,
-                        &mut plan.audit,
-                    )
-                    .await?;
+        q.push(") RETURNING id");
+        let fresh: std::collections::HashSet<String> = if plans.is_empty() {
+            Default::default()
+        } else {
+            q.build_query_scalar::<String>()
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .collect()
+        };
+        for (alert_id, mut plan) in plans {
+            if !fresh.contains(&alert_id) {
+                continue;
+            }
+            if let Some(correlation) = &plan.cancel_correlation {
+                let rows = sqlx::query(
+                    "SELECT ap.* FROM approvals ap JOIN actions ac ON ac.id = ap.action_id JOIN alerts al ON al.id = ac.alert_id
+                     WHERE ap.state = 'pending' AND al.correlation = ? AND al.status = 'firing' AND al.id != ?",
+                )
+                .bind(correlation)
+                .bind(&alert_id)
+                .fetch_all(&mut *tx)
+                .await?;
+                for row in &rows {
+                    let approval = approval_from_row(row)?;
+                    if !approval.request.cancel_on_resolve {
+                        continue;
+                    }
+                    if let Some(action) = load_action(&mut tx, &approval.action_id).await? {
+                        let why = format!("the source resolved the alert (resolved by {alert_id})");
+                        cancel_action(&mut tx, &action, &why, &now, &mut plan.audit).await?;
+                    }
                 }
             }
+            for chain in &plan.chains {
+                created.extend(insert_chain(&mut tx, chain, &now, &mut plan.audit).await?);
+            }
+            audit.append(&mut plan.audit);
         }
-        let mut created = vec![];
-        for chain in &plan.chains {
-            created.extend(insert_chain(&mut tx, chain, &now, &mut plan.audit).await?);
-        }
-        append_audit_tx(&mut tx, plan.audit).await?;
+        append_audit_tx(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(created)
     }
