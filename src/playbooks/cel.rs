@@ -26,7 +26,23 @@ const SUBJECT_FIELDS: &[&str] = &["email", "user_id", "name"];
 
 pub struct CelExpr {
     pub source: String,
+    /// The source on one line, for skip reasons.
+    pub display: String,
     program: Program,
+    /// Terms of a top-level `&&` that can be checked without the interpreter: when one fails,
+    /// the whole condition is false (or would error), so evaluation can stop early.
+    guards: Vec<Guard>,
+}
+
+/// A conjunct of the condition that Rust can check directly on the alert.
+#[derive(Debug, Clone, PartialEq)]
+enum Guard {
+    /// `alert.labels.K == 'V'`
+    LabelEquals(String, String),
+    /// `alert.source == 'V'`
+    Source(String),
+    /// `alert.severity in ['high', 'critical']`
+    SeverityIn(Vec<String>),
 }
 
 impl std::fmt::Debug for CelExpr {
@@ -54,14 +70,89 @@ impl CelExpr {
         if let Some(p) = problems.into_iter().next() {
             return Err(p);
         }
+        let mut guards = vec![];
+        collect_guards(program.expression(), &mut guards);
         Ok(Self {
             source: source.into(),
+            display: source.split_whitespace().collect::<Vec<_>>().join(" "),
             program,
+            guards,
         })
     }
 
     pub fn eval(&self, ctx: &Context) -> Result<Value, String> {
         self.program.execute(ctx).map_err(|e| e.to_string())
+    }
+}
+
+impl CelExpr {
+    /// False when a guard already rules the alert out (the condition cannot be true).
+    pub fn may_match(&self, alert: &crate::alerts::Alert) -> bool {
+        self.guards.iter().all(|g| match g {
+            Guard::LabelEquals(k, v) => alert.labels.get(k).is_some_and(|x| x == v),
+            Guard::Source(v) => &alert.source == v,
+            Guard::SeverityIn(list) => {
+                let sev = serde_json::to_value(alert.severity).ok();
+                let sev = sev.as_ref().and_then(|v| v.as_str()).unwrap_or_default();
+                list.iter().any(|l| l == sev)
+            }
+        })
+    }
+}
+
+fn string_literal(e: &IdedExpr) -> Option<String> {
+    match &e.expr {
+        Expr::Literal(cel::common::ast::LiteralValue::String(s)) => Some(s.inner().to_owned()),
+        _ => None,
+    }
+}
+
+/// `alert.F` → F
+fn alert_field(e: &IdedExpr) -> Option<&str> {
+    match &e.expr {
+        Expr::Select(s)
+            if matches!(&s.operand.expr, Expr::Ident(id) if id == "alert") && !s.test =>
+        {
+            Some(&s.field)
+        }
+        _ => None,
+    }
+}
+
+/// `alert.labels.K` → K
+fn label_key(e: &IdedExpr) -> Option<&str> {
+    match &e.expr {
+        Expr::Select(s) if alert_field(&s.operand) == Some("labels") && !s.test => Some(&s.field),
+        _ => None,
+    }
+}
+
+fn collect_guards(e: &IdedExpr, out: &mut Vec<Guard>) {
+    let Expr::Call(c) = &e.expr else { return };
+    match c.func_name.as_str() {
+        "_&&_" => c.args.iter().for_each(|a| collect_guards(a, out)),
+        "_==_" if c.args.len() == 2 => {
+            let (a, b) = (&c.args[0], &c.args[1]);
+            for (x, y) in [(a, b), (b, a)] {
+                if let (Some(k), Some(v)) = (label_key(x), string_literal(y)) {
+                    out.push(Guard::LabelEquals(k.to_owned(), v));
+                    return;
+                }
+                if let (Some("source"), Some(v)) = (alert_field(x), string_literal(y)) {
+                    out.push(Guard::Source(v));
+                    return;
+                }
+            }
+        }
+        "@in" if c.args.len() == 2 && alert_field(&c.args[0]) == Some("severity") => {
+            if let Expr::List(l) = &c.args[1].expr {
+                let values: Option<Vec<String>> = l.elements.iter().map(string_literal).collect();
+                if let Some(v) = values {
+                    out.push(Guard::SeverityIn(v));
+                }
+            }
+        }
+        _ => {}
     }
 }
 
@@ -193,6 +284,21 @@ fn is_alert_subjects(e: Option<&IdedExpr>) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn guards_are_taken_from_the_top_level_conjunction_only() {
+        let e = CelExpr::compile("alert.severity in ['high'] && alert.labels.detection == 'x' && (alert.source == 'a' || alert.title == 'b')").unwrap();
+        assert_eq!(
+            e.guards,
+            vec![
+                Guard::SeverityIn(vec!["high".into()]),
+                Guard::LabelEquals("detection".into(), "x".into())
+            ]
+        );
+        let e =
+            CelExpr::compile("alert.labels.detection == 'x' || alert.severity in ['low']").unwrap();
+        assert!(e.guards.is_empty(), "a disjunction guards nothing");
+    }
 
     #[test]
     fn typos_in_field_names_are_load_errors() {

@@ -38,12 +38,12 @@ pub struct PlannedChain {
 /// Why a playbook (or one of its targets or steps) did not lead to an action.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Skip {
-    pub playbook: String,
+    pub playbook: std::sync::Arc<str>,
     /// `no_match`, `condition_error`, `target_error`, `no_target`, `protected`, `disabled`,
     /// `step_condition`.
     pub kind: String,
     pub target: Option<String>,
-    pub reason: String,
+    pub reason: std::sync::Arc<str>,
 }
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -55,8 +55,7 @@ pub struct Plan {
 
 /// The alert as CEL sees it: the canonical alert's JSON.
 pub fn alert_value(alert: &Alert) -> cel::Value {
-    let json = serde_json::to_value(alert).expect("alerts serialise");
-    cel::to_value(json).expect("JSON converts to CEL")
+    cel::to_value(alert).expect("alerts convert to CEL")
 }
 
 pub fn evaluate(set: &PlaybookSet, alert: &Alert) -> Plan {
@@ -80,18 +79,24 @@ pub fn evaluate(set: &PlaybookSet, alert: &Alert) -> Plan {
     plan
 }
 
-fn skip(plan: &mut Plan, pb: &Playbook, kind: &str, target: Option<String>, reason: String) {
+fn skip(
+    plan: &mut Plan,
+    pb: &Playbook,
+    kind: &str,
+    target: Option<String>,
+    reason: impl Into<std::sync::Arc<str>>,
+) {
     plan.skipped.push(Skip {
-        playbook: pb.name.clone(),
+        playbook: pb.shared_name.clone(),
         kind: kind.into(),
         target,
-        reason,
+        reason: reason.into(),
     });
 }
 
 fn evaluate_one(pb: &Playbook, alert: &Alert, value: &cel::Context, plan: &mut Plan) {
     if !pb.enabled {
-        return skip(plan, pb, "disabled", None, "playbook is disabled".into());
+        return skip(plan, pb, "disabled", None, "playbook is disabled");
     }
     if !pb.sources.is_empty() && !pb.sources.iter().any(|s| s == &alert.source) {
         return skip(
@@ -112,6 +117,9 @@ fn evaluate_one(pb: &Playbook, alert: &Alert, value: &cel::Context, plan: &mut P
         );
     }
     if let Some(when) = &pb.when {
+        if !when.may_match(alert) {
+            return skip(plan, pb, "no_match", None, pb.when_false.clone());
+        }
         match when.eval(value) {
             Ok(cel::Value::Bool(true)) => {}
             Ok(cel::Value::Bool(false)) => {
@@ -189,13 +197,7 @@ fn evaluate_one(pb: &Playbook, alert: &Alert, value: &cel::Context, plan: &mut P
         Err(e) => return skip(plan, pb, "target_error", None, e),
     };
     if targets.is_empty() && needs_target {
-        return skip(
-            plan,
-            pb,
-            "no_target",
-            None,
-            "the alert names no user".into(),
-        );
+        return skip(plan, pb, "no_target", None, "the alert names no user");
     }
     plan.matched.push(pb.name.clone());
     let reason = format!("playbook {} matched alert {:?}", pb.name, alert.title);

@@ -296,6 +296,9 @@ pub struct Step {
 #[derive(Debug)]
 pub struct Playbook {
     pub name: String,
+    /// The name and the "on.when is false" reason, shared by every skip record.
+    pub shared_name: std::sync::Arc<str>,
+    pub when_false: std::sync::Arc<str>,
     pub description: String,
     pub enabled: bool,
     pub mode: Mode,
@@ -588,6 +591,14 @@ pub fn load_str(file: &str, text: &str, ctx: &LoadContext) -> Result<Playbook, V
         return Err(errors);
     }
     Ok(Playbook {
+        shared_name: parsed.name.as_str().into(),
+        when_false: format!(
+            "on.when is false: {}",
+            when.as_ref()
+                .map(|w| w.display.as_str())
+                .unwrap_or_default()
+        )
+        .into(),
         name: parsed.name,
         description: parsed.description,
         enabled: parsed.enabled,
