@@ -7,6 +7,7 @@ WORKDIR /src
 # Cache dependencies: build a stub crate with the real manifest first.
 COPY Cargo.toml Cargo.lock rust-toolchain.toml ./
 RUN mkdir -p src benches && echo 'fn main() {}' > src/main.rs && echo '' > src/lib.rs \
+    && echo 'fn main() {}' > benches/eval.rs \
     && cargo build --release --locked \
     && rm -rf src
 COPY src ./src

@@ -64,6 +64,7 @@ pub struct AppContext {
     /// Wakes the workers when actions were queued.
     pub actions_waiting: Notify,
     pub sandbox: bool,
+    pub metrics: crate::metrics::Metrics,
 }
 
 /// The parts of [`AppContext`] that `startup` builds first.
@@ -111,6 +112,7 @@ impl AppContext {
             alerts_waiting: Notify::new(),
             actions_waiting: Notify::new(),
             sandbox: p.sandbox,
+            metrics: Default::default(),
         }
     }
 
@@ -163,6 +165,25 @@ impl AppContext {
             .iter()
             .find(|p| p.covers(id.as_deref(), email.as_ref()))
             .map(|p| format!("{p:?}"))
+    }
+
+    /// Counts Users API calls and their latency.
+    pub fn record_calls(&self, calls: &[crate::users_api::ApiCall]) {
+        for c in calls {
+            let status = c
+                .status
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| "error".into());
+            self.metrics.inc(
+                "lockout_users_api_calls_total",
+                &[("operation", &c.operation), ("status", &status)],
+            );
+            self.metrics.observe(
+                "lockout_users_api_call_duration_seconds",
+                &[("operation", &c.operation)],
+                c.latency_ms as f64 / 1000.0,
+            );
+        }
     }
 
     /// Crashes the process at a named point when configured to (crash-safety tests).

@@ -9,6 +9,7 @@ pub mod config;
 pub mod context;
 pub mod domain;
 pub mod http;
+pub mod metrics;
 pub mod notify;
 pub mod playbooks;
 pub mod sandbox;

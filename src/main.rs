@@ -58,6 +58,13 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Print the OpenAPI document of the HTTP API.
+    Openapi,
+    /// Print the effective configuration, secrets redacted.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Issue an approver token (HS256, from approvals.hs256_secret), e.g. for the sandbox.
     Token {
         #[arg(long)]
@@ -67,6 +74,12 @@ enum Command {
         #[arg(long, default_value_t = 3600)]
         ttl_secs: u64,
     },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Load and validate the configuration; print it with secrets redacted.
+    Check,
 }
 
 #[derive(Subcommand)]
@@ -170,6 +183,21 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Playbooks { command } => playbooks(cli.config.as_deref(), command),
+        Command::Openapi => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&lockout::http::openapi::document())?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => {
+            let (settings, origin) = Settings::load(cli.config.as_deref())?;
+            println!("# configuration from {origin:?}; valid");
+            println!("{settings:#?}");
+            Ok(ExitCode::SUCCESS)
+        }
         command => {
             let (settings, _) = Settings::load(cli.config.as_deref())?;
             match command {

@@ -24,6 +24,8 @@ pub async fn plan_pending(ctx: &AppContext) -> Result<usize, StoreError> {
             plans.push((stored.id.clone(), plan_record(ctx, &playbooks, stored)?));
         }
         total += batch.len();
+        ctx.metrics
+            .add("lockout_plans_total", &[], batch.len() as u64);
         let created = ctx.store.record_plans(plans).await?;
         if !created.is_empty() {
             ctx.actions_waiting.notify_waiters();

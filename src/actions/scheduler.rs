@@ -17,6 +17,11 @@ pub async fn tick(ctx: &AppContext, announced: &mut HashSet<String>) -> Result<u
     let now = now_rfc3339();
     let expired = ctx.store.expire_approvals(&now).await?;
     if !expired.is_empty() {
+        ctx.metrics.add(
+            "lockout_approvals_total",
+            &[("outcome", "expired")],
+            expired.len() as u64,
+        );
         ctx.actions_waiting.notify_waiters();
     }
     for a in ctx.store.due_escalations(&now).await? {

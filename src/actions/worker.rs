@@ -47,8 +47,17 @@ pub async fn try_run_next(ctx: &AppContext, worker: &str) -> Result<Outcome, Sto
     let (outcome, mut audit) = execute(ctx, &action, &log).instrument(span).await;
     ctx.failpoint("before_commit");
     // API calls first, then the outcome: the order they happened in.
-    let mut events: Vec<AuditEvent> = log
-        .take()
+    let calls = log.take();
+    ctx.record_calls(&calls);
+    let outcome_name = match &outcome {
+        ActionOutcome::Done { state, .. } => state.as_str(),
+        ActionOutcome::Retry { .. } => "retry",
+    };
+    ctx.metrics.inc(
+        "lockout_actions_total",
+        &[("kind", &action.kind), ("outcome", outcome_name)],
+    );
+    let mut events: Vec<AuditEvent> = calls
         .into_iter()
         .map(|call| {
             event(&action, "api.call").data(serde_json::to_value(call).expect("calls serialise"))

@@ -21,6 +21,10 @@ pub async fn receive(
     mut payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
     let Some(source) = ctx.sources.get(source.as_str()) else {
+        ctx.metrics.inc(
+            "lockout_alerts_rejected_total",
+            &[("source", "unknown"), ("reason", "unknown_source")],
+        );
         return Err(ApiError::not_found(format!(
             "no alert source named {:?}",
             source.as_str()
@@ -102,8 +106,16 @@ pub async fn receive(
             alert: serde_json::to_value(&alert).map_err(ApiError::internal)?,
         };
         match ctx.store.insert_alert(&stored, &dedup_since, audit).await? {
-            InsertOutcome::Inserted => alert_ids.push(alert.id),
+            InsertOutcome::Inserted => {
+                ctx.metrics
+                    .inc("lockout_alerts_received_total", &[("source", &source.name)]);
+                alert_ids.push(alert.id)
+            }
             InsertOutcome::Duplicate { original } => {
+                ctx.metrics.inc(
+                    "lockout_alerts_duplicate_total",
+                    &[("source", &source.name)],
+                );
                 duplicates.push(json!({"alert_id": alert.id, "duplicate_of": original}))
             }
         }
@@ -116,6 +128,10 @@ pub async fn receive(
 
 /// Refused requests leave an audit record (never the body or credentials).
 async fn reject(ctx: &AppContext, source: &str, reason: &str, detail: &str) {
+    ctx.metrics.inc(
+        "lockout_alerts_rejected_total",
+        &[("source", source), ("reason", reason)],
+    );
     let e = AuditEvent::new("alert.rejected", format!("source:{source}"))
         .data(json!({"reason": reason, "detail": detail.chars().take(300).collect::<String>(), "at": now_rfc3339()}));
     if let Err(err) = ctx.store.append_audit(vec![e]).await {

@@ -64,7 +64,7 @@ pub async fn list(
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let state = match q.state.as_deref() {
-        None | Some("") => None,
+        None => None,
         Some(s) => Some(ApprovalState::parse(s).map_err(|_| {
             ApiError::bad_request("invalid_query", format!("unknown approval state {s:?}"))
         })?),
@@ -151,6 +151,13 @@ async fn decide(
             DecideError::Store(s) => ApiError::internal(s),
         })?;
     ctx.actions_waiting.notify_waiters();
+    let counted = match &outcome {
+        DecisionOutcome::Recorded { .. } => "recorded",
+        DecisionOutcome::Approved => "approved",
+        DecisionOutcome::Denied => "denied",
+    };
+    ctx.metrics
+        .inc("lockout_approvals_total", &[("outcome", counted)]);
     let body = match outcome {
         DecisionOutcome::Recorded { approvals, quorum } => {
             json!({"id": id, "state": "pending", "approvals": approvals, "quorum": quorum})

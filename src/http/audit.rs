@@ -17,7 +17,13 @@ pub async fn list(
     q: web::Query<AuditQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let q = q.into_inner();
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "limit must be between 1 and 1000",
+        ));
+    }
     let records = ctx
         .store
         .query_audit(&AuditQuery {
@@ -31,11 +37,38 @@ pub async fn list(
     Ok(HttpResponse::Ok().json(json!({ "records": records, "next_after_seq": next })))
 }
 
+/// The export's query: `format` and the same filters as `GET /v1/audit` (spelled out, since
+/// query strings cannot be flattened into typed fields).
 #[derive(Deserialize)]
 pub struct ExportQuery {
     pub format: String,
-    #[serde(flatten)]
-    pub filter: AuditQuery,
+    pub after_seq: Option<i64>,
+    pub limit: Option<i64>,
+    pub kind: Option<String>,
+    pub alert_id: Option<String>,
+    pub action_id: Option<String>,
+    pub subject: Option<String>,
+    pub playbook: Option<String>,
+    pub actor: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+}
+
+impl ExportQuery {
+    fn filter(&self) -> AuditQuery {
+        AuditQuery {
+            after_seq: self.after_seq,
+            limit: self.limit,
+            kind: self.kind.clone(),
+            alert_id: self.alert_id.clone(),
+            action_id: self.action_id.clone(),
+            subject: self.subject.clone(),
+            playbook: self.playbook.clone(),
+            actor: self.actor.clone(),
+            since: self.since.clone(),
+            until: self.until.clone(),
+        }
+    }
 }
 
 /// `GET /v1/audit/export?format=csv|jsonl`: every matching record, streamed page by page.
@@ -57,10 +90,11 @@ pub async fn export(
         }
     };
     let ctx = ctx.into_inner();
-    let start = q.filter.after_seq.unwrap_or(0);
+    let filter = q.filter();
+    let start = filter.after_seq.unwrap_or(0);
     let body = stream::unfold(Some((start, true)), move |state| {
         let ctx = ctx.clone();
-        let filter = q.filter.clone();
+        let filter = filter.clone();
         async move {
             let (after, first) = state?;
             let page = match ctx

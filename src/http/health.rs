@@ -34,3 +34,58 @@ pub async fn readyz(ctx: web::Data<AppContext>) -> Result<HttpResponse, ApiError
         Err(ApiError::unavailable("not_ready", "the service is not ready").details(body))
     }
 }
+
+/// `GET /metrics`: Prometheus text format. Queue gauges are read from the store at scrape time.
+pub async fn metrics(ctx: web::Data<AppContext>) -> Result<HttpResponse, ApiError> {
+    let mut gauges = vec![];
+    let mut depth: std::collections::BTreeMap<String, i64> = Default::default();
+    for (_, state, n) in ctx.store.action_counts().await? {
+        if crate::store::ActionState::parse(&state).is_ok_and(|s| s.is_open()) {
+            *depth.entry(state).or_default() += n;
+        }
+    }
+    for s in [
+        "waiting",
+        "pending_approval",
+        "scheduled",
+        "ready",
+        "running",
+    ] {
+        gauges.push((
+            "lockout_queue_depth",
+            vec![("state", s.to_owned())],
+            *depth.get(s).unwrap_or(&0) as f64,
+        ));
+    }
+    let oldest = ctx
+        .store
+        .list_approvals(Some(crate::store::ApprovalState::Pending))
+        .await?
+        .iter()
+        .filter_map(|a| crate::domain::parse_time(&a.created_at))
+        .min()
+        .map(|t| {
+            (time::OffsetDateTime::now_utc() - t)
+                .as_seconds_f64()
+                .max(0.0)
+        })
+        .unwrap_or(0.0);
+    gauges.push((
+        "lockout_oldest_pending_approval_age_seconds",
+        vec![],
+        oldest,
+    ));
+    ctx.metrics.add("lockout_token_requests_total", &[], 0);
+    let mut text = ctx.metrics.render(&gauges);
+    // The client counts its own token requests.
+    text = text.replace(
+        "# TYPE lockout_token_requests_total counter\nlockout_token_requests_total 0\n",
+        &format!(
+            "# TYPE lockout_token_requests_total counter\nlockout_token_requests_total {}\n",
+            ctx.users.token_requests()
+        ),
+    );
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(text))
+}

@@ -10,6 +10,7 @@ mod audit;
 mod auth;
 pub mod error;
 mod health;
+pub mod openapi;
 mod playbooks;
 mod users;
 
@@ -22,6 +23,14 @@ pub use error::ApiError;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/healthz").route(web::get().to(health::healthz)))
         .service(web::resource("/readyz").route(web::get().to(health::readyz)))
+        .service(web::resource("/metrics").route(web::get().to(health::metrics)))
+        .service(web::resource("/openapi.json").route(
+            web::get().to(|| async { actix_web::HttpResponse::Ok().json(openapi::document()) }),
+        ))
+        .service(
+            utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}")
+                .config(utoipa_swagger_ui::Config::from("/openapi.json")),
+        )
         .service(web::resource("/v1/alerts/{source}").route(web::post().to(alerts::receive)))
         .service(web::resource("/v1/audit").route(web::get().to(audit::list)))
         .service(web::resource("/v1/audit/export").route(web::get().to(audit::export)))

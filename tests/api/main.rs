@@ -11,6 +11,7 @@ mod formats;
 mod helpers;
 mod intake;
 mod oidc;
+mod ops;
 mod playbooks;
 mod users_api;
 mod walking_path;
