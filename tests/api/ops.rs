@@ -151,7 +151,7 @@ fn the_dockerfile_copies_only_what_exists_and_runs_unprivileged() {
     let user = dockerfile
         .lines()
         .filter(|l| l.starts_with("USER "))
-        .last()
+        .next_back()
         .expect("a USER line");
     assert!(!user.contains("root"), "{user}");
     for line in dockerfile
