@@ -150,8 +150,7 @@ fn the_dockerfile_copies_only_what_exists_and_runs_unprivileged() {
     assert!(dockerfile.contains("ca-certificates"));
     let user = dockerfile
         .lines()
-        .filter(|l| l.starts_with("USER "))
-        .next_back()
+        .rfind(|l| l.starts_with("USER "))
         .expect("a USER line");
     assert!(!user.contains("root"), "{user}");
     for line in dockerfile
