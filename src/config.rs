@@ -756,9 +756,13 @@ impl Settings {
 
     /// Checks across fields, after deserialising.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !(self.store.url.starts_with("sqlite:")) {
+        let url = &self.store.url;
+        if !(url.starts_with("sqlite:")
+            || url.starts_with("postgres:")
+            || url.starts_with("postgresql:"))
+        {
             return Err(ConfigError::Invalid(format!(
-                "store.url must start with sqlite:// (got {:?})",
+                "store.url must start with sqlite:// or postgres:// (got {:?})",
                 self.store.url.split('@').next_back().unwrap_or_default()
             )));
         }

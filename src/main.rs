@@ -12,7 +12,7 @@ use lockout::config::Settings;
 use lockout::domain::UserRef;
 use lockout::sandbox::{FakeConfig, SeedUser, sample_users};
 use lockout::startup::{Application, users_api_client};
-use lockout::store::{SqliteStore, Store};
+use lockout::store::{SqlStore, Store};
 use lockout::users_api::{CallLog, StateFilter, User, UsersApiClient};
 use secrecy::ExposeSecret;
 use serde_json::json;
@@ -372,7 +372,7 @@ async fn audit_export(settings: &Settings, format: &str) -> anyhow::Result<ExitC
     if format != "jsonl" && format != "csv" {
         bail!("--format must be jsonl or csv");
     }
-    let store = SqliteStore::open(settings.sqlite_path()).await?;
+    let store = SqlStore::connect(&settings.store.url).await?;
     let mut after = 0;
     if format == "csv" {
         print!("{}", lockout::audit::CSV_HEADER);
@@ -394,7 +394,7 @@ async fn audit_export(settings: &Settings, format: &str) -> anyhow::Result<ExitC
 }
 
 async fn audit_verify(settings: &Settings) -> anyhow::Result<ExitCode> {
-    let store = SqliteStore::open(settings.sqlite_path()).await?;
+    let store = SqlStore::connect(&settings.store.url).await?;
     let mut prev = GENESIS_HASH.to_owned();
     let mut after = 0;
     let mut total = 0;
@@ -505,7 +505,7 @@ async fn operator_change(
     as_json: bool,
     log: &CallLog,
 ) -> anyhow::Result<()> {
-    let store = SqliteStore::open(settings.sqlite_path()).await?;
+    let store = SqlStore::connect(&settings.store.url).await?;
     let operator = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
     let kind = if suspend { "suspend" } else { "reactivate" };
     let result = async {

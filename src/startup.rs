@@ -26,7 +26,7 @@ use crate::playbooks::{LoadContext, ProtectedPattern};
 use crate::playbooks::{LoadError, load_dir};
 use crate::sandbox::{FakeConfig, RunningFake, SeedUser, sample_users};
 use crate::store::LimitPolicy;
-use crate::store::{SqliteStore, Store, StoreError};
+use crate::store::{SqlStore, Store, StoreError};
 use crate::users_api::{
     ApiVersion, CallLog, ClientAuth, ClientConfig, Directory, RetryPolicy, UsersApiClient,
     UsersApiError,
@@ -97,7 +97,7 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
-        let store: Arc<dyn Store> = Arc::new(SqliteStore::open(settings.sqlite_path()).await?);
+        let store: Arc<dyn Store> = Arc::new(SqlStore::connect(&settings.store.url).await?);
         let (users, fake) = users_api_client(&settings).await?;
         if fake.is_some() {
             tracing::warn!(

@@ -106,3 +106,114 @@ CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 
 CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
 "#,
 )];
+
+pub const POSTGRES: &[(i64, &str, &str)] = &[(
+    1,
+    "initial",
+    r#"
+CREATE TABLE alerts (
+    id           TEXT PRIMARY KEY,
+    source       TEXT NOT NULL,
+    fingerprint  TEXT NOT NULL,
+    correlation  TEXT NOT NULL,
+    received_at  TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    duplicate_of TEXT,
+    alert        TEXT NOT NULL
+);
+CREATE INDEX alerts_by_fingerprint ON alerts (fingerprint, received_at);
+CREATE INDEX alerts_by_state ON alerts (state, received_at);
+CREATE INDEX alerts_by_correlation ON alerts (correlation);
+
+CREATE TABLE actions (
+    id               TEXT PRIMARY KEY,
+    chain_id         TEXT NOT NULL,
+    step_index       BIGINT NOT NULL,
+    predecessor      TEXT,
+    alert_id         TEXT,
+    playbook         TEXT,
+    kind             TEXT NOT NULL,
+    target           TEXT NOT NULL,
+    params           TEXT NOT NULL,
+    approval         TEXT,
+    mode             TEXT NOT NULL,
+    reason           TEXT NOT NULL,
+    origin           TEXT NOT NULL,
+    requested_by     TEXT,
+    state            TEXT NOT NULL,
+    attempts         BIGINT NOT NULL DEFAULT 0,
+    delay_secs       BIGINT NOT NULL,
+    deadline_secs    BIGINT NOT NULL,
+    not_before       TEXT NOT NULL,
+    deadline_at      TEXT NOT NULL,
+    claimed_by       TEXT,
+    claim_expires_at TEXT,
+    user_id          TEXT,
+    last_error       TEXT,
+    result           TEXT,
+    limit_override   BIGINT NOT NULL DEFAULT 0,
+    created_at       TEXT NOT NULL,
+    updated_at       TEXT NOT NULL,
+    started_at       TEXT,
+    finished_at      TEXT
+);
+CREATE INDEX actions_due ON actions (state, not_before);
+CREATE INDEX actions_by_target ON actions (target, kind, state);
+CREATE INDEX actions_by_chain ON actions (chain_id, step_index);
+CREATE INDEX actions_by_alert ON actions (alert_id);
+CREATE INDEX actions_started ON actions (kind, started_at);
+
+CREATE TABLE approvals (
+    id           TEXT PRIMARY KEY,
+    action_id    TEXT NOT NULL,
+    state        TEXT NOT NULL,
+    request      TEXT NOT NULL,
+    binding_hash TEXT NOT NULL,
+    requested_by TEXT,
+    decisions    TEXT NOT NULL,
+    created_at   TEXT NOT NULL,
+    expires_at   TEXT NOT NULL,
+    escalate_at  TEXT,
+    escalated    BIGINT NOT NULL DEFAULT 0,
+    decided_at   TEXT
+);
+CREATE INDEX approvals_by_state ON approvals (state, expires_at);
+CREATE INDEX approvals_by_action ON approvals (action_id);
+
+CREATE TABLE limit_trips (
+    id         BIGSERIAL PRIMARY KEY,
+    scope      TEXT NOT NULL,
+    tripped_at TEXT NOT NULL,
+    reset_at   TEXT,
+    reset_by   TEXT
+);
+
+CREATE TABLE audit (
+    seq       BIGINT PRIMARY KEY,
+    id        TEXT NOT NULL UNIQUE,
+    at        TEXT NOT NULL,
+    kind      TEXT NOT NULL,
+    actor     TEXT NOT NULL,
+    alert_id  TEXT,
+    action_id TEXT,
+    playbook  TEXT,
+    subject   TEXT,
+    data      TEXT NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash      TEXT NOT NULL
+);
+CREATE INDEX audit_by_alert ON audit (alert_id);
+CREATE INDEX audit_by_subject ON audit (subject);
+CREATE INDEX audit_by_kind ON audit (kind);
+
+-- The service never changes audit rows: make the database refuse it too.
+CREATE FUNCTION lockout_audit_append_only() RETURNS trigger AS $fn$
+BEGIN
+    RAISE EXCEPTION 'audit records are append-only';
+END
+$fn$ LANGUAGE plpgsql;
+CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit FOR EACH ROW EXECUTE FUNCTION lockout_audit_append_only();
+CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit FOR EACH ROW EXECUTE FUNCTION lockout_audit_append_only();
+"#,
+)];

@@ -4,7 +4,7 @@
 //! commits together with its audit records; audit rows are only ever inserted.
 
 mod migrations;
-mod sqlite;
+mod sql;
 mod types;
 
 use async_trait::async_trait;
@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditEvent, AuditRecord};
 
-pub use sqlite::SqliteStore;
+pub use sql::{SqlStore, SqliteStore};
 pub use types::*;
 
 #[derive(Debug, thiserror::Error)]

@@ -466,15 +466,18 @@ async fn the_audit_chain_verifies_exports_and_catches_tampering() {
         String::from_utf8_lossy(&out.stdout)
     );
     // Someone with database access edits a record.
-    let store = lockout::store::SqliteStore::open(dir.path().join("lockout.db").to_str().unwrap())
-        .await
-        .unwrap();
+    let store = store_of(dir.path()).await;
     // The service itself cannot: the schema refuses updates of audit rows.
     let refused = sqlx::query("UPDATE audit SET actor = 'nobody' WHERE seq = 3")
         .execute(store.pool())
         .await;
     assert!(refused.is_err());
-    sqlx::query("DROP TRIGGER audit_no_update")
+    let drop_trigger = if store.is_postgres() {
+        "DROP TRIGGER audit_no_update ON audit"
+    } else {
+        "DROP TRIGGER audit_no_update"
+    };
+    sqlx::query(drop_trigger)
         .execute(store.pool())
         .await
         .unwrap();

@@ -108,9 +108,7 @@ async fn an_operator_suspension_is_made_and_audited() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no_owner_remain"));
 
-    let store = lockout::store::SqliteStore::open(dir.path().join("lockout.db").to_str().unwrap())
-        .await
-        .unwrap();
+    let store = store_of(dir.path()).await;
     use lockout::store::Store;
     let records = store.audit_chain(0, 100).await.unwrap();
     let ops: Vec<_> = records

@@ -5,7 +5,7 @@ use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use lockout::store::{ActionState, SqliteStore, Store};
+use lockout::store::{ActionState, Store};
 use serde_json::Value;
 
 use crate::helpers::*;
@@ -60,9 +60,17 @@ fn configure(
     port: u16,
     failpoint: Option<&str>,
 ) -> std::path::PathBuf {
-    write_settings(dir, fake, &AppOptions::default());
     let path = dir.join("lockout.yaml");
+    if !path.exists() {
+        // Written once: the restart must find the same store.
+        write_settings(dir, fake, &AppOptions::default());
+    }
     let mut yaml = std::fs::read_to_string(&path).unwrap();
+    yaml = yaml
+        .lines()
+        .filter(|l| !l.contains("danger_failpoint") && !l.contains("claim_ttl_secs"))
+        .collect::<Vec<_>>()
+        .join("\n");
     yaml = yaml.replace(
         "listen: \"127.0.0.1:0\"",
         &format!("listen: \"127.0.0.1:{port}\""),
@@ -124,9 +132,7 @@ async fn crash_then_recover(failpoint: &str, suspends_before_restart: usize) {
     let config = configure(dir.path(), &fake, port, None);
     let _second = serve(&config);
     wait_ready(&http, &base).await;
-    let store = SqliteStore::open(dir.path().join("lockout.db").to_str().unwrap())
-        .await
-        .unwrap();
+    let store = store_of(dir.path()).await;
     let deadline = Instant::now() + Duration::from_secs(30);
     let action = loop {
         let actions = store.list_actions(Some(&alert_id)).await.unwrap();

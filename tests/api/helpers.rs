@@ -115,6 +115,58 @@ impl Default for AppOptions {
     }
 }
 
+/// Which store the integration suite runs on: SQLite (default) or, with
+/// `LOCKOUT_TEST_STORE=postgres`, a fresh PostgreSQL database per test on the server at
+/// `LOCKOUT_TEST_DATABASE_URL` (default `postgres://root@127.0.0.1:5432/test`).
+pub fn test_store_url(dir: &std::path::Path) -> String {
+    if std::env::var("LOCKOUT_TEST_STORE").as_deref() == Ok("postgres") {
+        fresh_pg_database()
+    } else {
+        format!("sqlite://{}", dir.join("lockout.db").display())
+    }
+}
+
+pub fn pg_base_url() -> String {
+    std::env::var("LOCKOUT_TEST_DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/test".into())
+}
+
+/// Creates an empty database for one test and returns its URL.
+pub fn fresh_pg_database() -> String {
+    let base = pg_base_url();
+    let name = format!("lockout_t_{}", uuid::Uuid::now_v7().simple());
+    let out = std::process::Command::new("psql")
+        .arg(&base)
+        .args(["-q", "-c", &format!("CREATE DATABASE {name}")])
+        .output()
+        .expect("psql runs");
+    assert!(
+        out.status.success(),
+        "CREATE DATABASE failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (head, _) = base.rsplit_once('/').expect("a database URL");
+    format!("{head}/{name}")
+}
+
+/// Whether a PostgreSQL server answers (for tests that need one).
+pub fn postgres_available() -> bool {
+    std::process::Command::new("psql")
+        .arg(pg_base_url())
+        .args(["-q", "-c", "SELECT 1"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// The store a test app used, opened from its config (SQLite or PostgreSQL alike).
+pub async fn store_of(dir: &std::path::Path) -> lockout::store::SqlStore {
+    let settings = Settings::load(Some(&dir.join("lockout.yaml"))).unwrap().0;
+    lockout::store::SqlStore::connect(&settings.store.url)
+        .await
+        .unwrap()
+}
+
 /// Writes a config file and loads it with the real loader, as `lockout serve` would.
 pub fn write_settings(dir: &std::path::Path, fake: &RunningFake, opts: &AppOptions) -> Settings {
     let playbook_dir = dir.join("playbooks");
@@ -129,7 +181,7 @@ server:
   admin_token: "{ADMIN_TOKEN}"
   http_workers: 2
 store:
-  url: "sqlite://{db}"
+  url: "{db}"
 playbooks:
   dir: "{playbooks}"
 users_api:
@@ -156,7 +208,7 @@ approvals:
   audience: lockout
 {extra}
 "#,
-        db = dir.join("lockout.db").display(),
+        db = test_store_url(dir),
         playbooks = playbook_dir.display(),
         base = fake.base_url,
         account = fake.handle.account_id(),

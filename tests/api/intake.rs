@@ -247,9 +247,7 @@ async fn alerts_stored_before_a_crash_are_evaluated_on_restart() {
     let app = spawn_app().await;
     let (fake, dir) = app.shutdown().await;
     // An alert committed (202 answered) but never evaluated, as a crash would leave it.
-    let store = lockout::store::SqliteStore::open(dir.path().join("lockout.db").to_str().unwrap())
-        .await
-        .unwrap();
+    let store = store_of(dir.path()).await;
     let parsed = lockout::alerts::parse(
         lockout::config::SourceFormat::Generic,
         &Default::default(),

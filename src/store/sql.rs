@@ -1,29 +1,61 @@
-use std::str::FromStr;
+use std::sync::{Arc, Once};
 use std::time::Duration;
-
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use serde_json::json;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
-};
-use sqlx::{Row, SqliteConnection, SqlitePool};
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::{AnyConnection, AnyPool, Executor, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::*;
 use crate::audit::{GENESIS_HASH, chain_hash};
 use crate::domain::{new_id, now_rfc3339, shift_time};
 
-/// The embedded store. SQLite allows one writer at a time, so writes queue on one async
-/// mutex (no busy-retry storms); reads run in parallel on the pool (WAL mode). The mutex is
-/// also what serialises audit appends, claims and limit checks.
-pub struct SqliteStore {
-    pool: SqlitePool,
-    writer: Arc<tokio::sync::Mutex<()>>,
+/// The store, on SQLite (embedded default) or PostgreSQL (several replicas), through sqlx's
+/// `Any` driver: one implementation, the same SQL for both (`$N` placeholders, in order).
+///
+/// Writes are serialised: in-process by an async mutex (SQLite allows one writer; no
+/// busy-retry storms), and across replicas on PostgreSQL by a transaction-scoped advisory
+/// lock taken first in every write transaction. That one rule is what keeps the audit chain
+/// single and verifiable, and what makes the blast-radius limits hold in the claim's
+/// transaction across replicas.
+pub struct SqlStore {
+    shared: Arc<Shared>,
     /// Intake inserts go through one task that commits them in batches: one fsync for many
     /// alerts (group commit), each caller answered only after its batch is on disk.
     intake: mpsc::Sender<IntakeRequest>,
+}
+
+/// The embedded default.
+pub type SqliteStore = SqlStore;
+
+struct Shared {
+    pool: AnyPool,
+    writer: tokio::sync::Mutex<()>,
+    postgres: bool,
+}
+
+/// Key of the advisory lock that serialises writers on PostgreSQL.
+const WRITE_LOCK: i64 = 0x6c6f_636b_6f75;
+
+type WriteGuard<'a> = (
+    tokio::sync::MutexGuard<'a, ()>,
+    sqlx::Transaction<'static, sqlx::Any>,
+);
+
+impl Shared {
+    /// A write transaction: the in-process writer lock, and on PostgreSQL the cluster-wide one.
+    async fn write_tx(&self) -> StoreResult<WriteGuard<'_>> {
+        let guard = self.writer.lock().await;
+        let mut tx = self.pool.begin().await?;
+        if self.postgres {
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(WRITE_LOCK)
+                .execute(&mut *tx)
+                .await?;
+        }
+        Ok((guard, tx))
+    }
 }
 
 struct IntakeRequest {
@@ -35,77 +67,108 @@ struct IntakeRequest {
 
 const INTAKE_BATCH: usize = 512;
 
-impl SqliteStore {
+static DRIVERS: Once = Once::new();
+
+impl SqlStore {
+    /// Opens a SQLite file (the embedded default).
     pub async fn open(path: &str) -> StoreResult<Self> {
-        let options = SqliteConnectOptions::from_str(&format!("sqlite://{path}"))?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // FULL: a commit is on disk before intake answers 202, even across power loss.
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(10))
-            .foreign_keys(true);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await?;
-        let writer = Arc::new(tokio::sync::Mutex::new(()));
+        Self::connect(&format!("sqlite://{path}")).await
+    }
+
+    /// Connects by URL: `sqlite://PATH` or `postgres://…`. Applies migrations.
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+        let postgres = url.starts_with("postgres:") || url.starts_with("postgresql:");
+        let pool = if postgres {
+            AnyPoolOptions::new()
+                .max_connections(10)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(url)
+                .await?
+        } else {
+            let path = url
+                .trim_start_matches("sqlite://")
+                .trim_start_matches("sqlite:");
+            AnyPoolOptions::new()
+                .max_connections(4)
+                .after_connect(|conn, _| {
+                    Box::pin(async move {
+                        // WAL: readers do not block the writer. FULL: a commit is on disk before
+                        // intake answers 202, even across power loss.
+                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;")
+                            .await
+                            .map(|_| ())
+                    })
+                })
+                .connect(&format!("sqlite://{path}?mode=rwc"))
+                .await?
+        };
+        let shared = Arc::new(Shared {
+            pool,
+            writer: tokio::sync::Mutex::new(()),
+            postgres,
+        });
         let (intake, rx) = mpsc::channel(4096);
         let store = Self {
-            pool: pool.clone(),
-            writer: writer.clone(),
+            shared: shared.clone(),
             intake,
         };
         store.migrate().await?;
-        tokio::spawn(intake_batcher(pool, writer, rx));
+        tokio::spawn(intake_batcher(shared, rx));
         Ok(store)
     }
 
+    pub fn is_postgres(&self) -> bool {
+        self.shared.postgres
+    }
+
     async fn migrate(&self) -> StoreResult<()> {
-        let _w = self.writer.lock().await;
-        let mut conn = self.pool.acquire().await?;
-        sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
-            .execute(&mut *conn)
+        let sh = &self.shared;
+        let migrations = if sh.postgres {
+            super::migrations::POSTGRES
+        } else {
+            super::migrations::SQLITE
+        };
+        // Under the write lock: two replicas starting together migrate once.
+        let (_w, mut tx) = sh.write_tx().await?;
+        sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
+            .execute(&mut *tx)
             .await?;
-        for (version, name, sql) in super::migrations::SQLITE {
+        for (version, name, sql) in migrations {
             let done: Option<i64> =
-                sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
+                sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
                     .bind(version)
-                    .fetch_optional(&mut *conn)
+                    .fetch_optional(&mut *tx)
                     .await?;
             if done.is_some() {
                 continue;
             }
-            let mut tx = self.pool.begin().await?;
             sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| StoreError::Migration(format!("{version} {name}: {e}")))?;
             sqlx::query(
-                "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
             )
             .bind(version)
             .bind(name)
             .bind(now_rfc3339())
             .execute(&mut *tx)
             .await?;
-            tx.commit().await?;
         }
+        tx.commit().await?;
         Ok(())
     }
 
     /// The pool, for tests that need to reach under the trait (e.g. to tamper with a row).
-    pub fn pool(&self) -> &SqlitePool {
-        &self.pool
+    pub fn pool(&self) -> &AnyPool {
+        &self.shared.pool
     }
 }
 
 /// Commits queued intake inserts in batches. A failed batch answers every caller with the
 /// error: nothing of it was committed, so nothing was acknowledged.
-async fn intake_batcher(
-    pool: SqlitePool,
-    writer: Arc<tokio::sync::Mutex<()>>,
-    mut rx: mpsc::Receiver<IntakeRequest>,
-) {
+async fn intake_batcher(shared: Arc<Shared>, mut rx: mpsc::Receiver<IntakeRequest>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
         while batch.len() < INTAKE_BATCH {
@@ -114,8 +177,7 @@ async fn intake_batcher(
                 Err(_) => break,
             }
         }
-        let _w = writer.lock().await;
-        let result = insert_batch(&pool, &batch).await;
+        let result = insert_batch(&shared, &batch).await;
         match result {
             Ok(outcomes) => {
                 for (r, o) in batch.into_iter().zip(outcomes) {
@@ -132,31 +194,41 @@ async fn intake_batcher(
     }
 }
 
+/// `($1, $2, …), (…)` for `rows` rows of `cols` columns, numbered from `$start`.
+fn values_clause(start: usize, rows: usize, cols: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let cells: Vec<String> = (0..cols)
+                .map(|c| format!("${}", start + r * cols + c))
+                .collect();
+            format!("({})", cells.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// One transaction for a batch: one de-duplication query, one multi-row insert of alerts, one
 /// of audit records. A re-delivery inside the batch is a duplicate of its first copy.
-async fn insert_batch(
-    pool: &SqlitePool,
-    batch: &[IntakeRequest],
-) -> StoreResult<Vec<InsertOutcome>> {
+async fn insert_batch(shared: &Shared, batch: &[IntakeRequest]) -> StoreResult<Vec<InsertOutcome>> {
     use std::collections::HashMap;
-    let mut tx = pool.begin().await?;
+    let (_w, mut tx) = shared.write_tx().await?;
     let oldest = batch
         .iter()
         .map(|r| r.dedup_since.as_str())
         .min()
         .unwrap_or_default()
         .to_owned();
-    let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-        "SELECT source, fingerprint, id, received_at FROM alerts WHERE state != 'duplicate' AND received_at >= ",
+    let list: Vec<String> = (0..batch.len()).map(|i| format!("${}", i + 2)).collect();
+    let sql = format!(
+        "SELECT source, fingerprint, id, received_at FROM alerts WHERE state != 'duplicate' AND received_at >= $1 AND fingerprint IN ({}) ORDER BY received_at",
+        list.join(", ")
     );
-    q.push_bind(&oldest).push(" AND fingerprint IN (");
-    let mut sep = q.separated(", ");
+    let mut q = sqlx::query_as::<_, (String, String, String, String)>(sqlx::AssertSqlSafe(sql))
+        .bind(&oldest);
     for r in batch {
-        sep.push_bind(&r.alert.fingerprint);
+        q = q.bind(&r.alert.fingerprint);
     }
-    q.push(") ORDER BY received_at");
-    let rows: Vec<(String, String, String, String)> =
-        q.build_query_as().fetch_all(&mut *tx).await?;
+    let rows = q.fetch_all(&mut *tx).await?;
     // (source, fingerprint) → (first id, received_at)
     let mut seen: HashMap<(String, String), (String, String)> = HashMap::new();
     for (source, fp, id, at) in rows {
@@ -197,21 +269,24 @@ async fn insert_batch(
         audits.push(audit);
     }
     for chunk in rows.chunks(300) {
-        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "INSERT INTO alerts (id, source, fingerprint, correlation, received_at, status, state, duplicate_of, alert) ",
+        let sql = format!(
+            "INSERT INTO alerts (id, source, fingerprint, correlation, received_at, status, state, duplicate_of, alert) VALUES {}",
+            values_clause(1, chunk.len(), 9)
         );
-        q.push_values(chunk, |mut b, (a, state, original, json)| {
-            b.push_bind(&a.id)
-                .push_bind(&a.source)
-                .push_bind(&a.fingerprint)
-                .push_bind(&a.correlation)
-                .push_bind(&a.received_at)
-                .push_bind(&a.status)
-                .push_bind(state.as_str())
-                .push_bind(original)
-                .push_bind(json);
-        });
-        q.build().execute(&mut *tx).await?;
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (a, state, original, json) in chunk {
+            q = q
+                .bind(&a.id)
+                .bind(&a.source)
+                .bind(&a.fingerprint)
+                .bind(&a.correlation)
+                .bind(&a.received_at)
+                .bind(&a.status)
+                .bind(state.as_str())
+                .bind(original.clone())
+                .bind(json);
+        }
+        q.execute(&mut *tx).await?;
     }
     append_audit_tx(&mut tx, audits).await?;
     tx.commit().await?;
@@ -222,7 +297,7 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
 
-async fn append_audit_tx(conn: &mut SqliteConnection, events: Vec<AuditEvent>) -> StoreResult<()> {
+async fn append_audit_tx(conn: &mut AnyConnection, events: Vec<AuditEvent>) -> StoreResult<()> {
     if events.is_empty() {
         return Ok(());
     }
@@ -249,24 +324,27 @@ async fn append_audit_tx(conn: &mut SqliteConnection, events: Vec<AuditEvent>) -
     }
     // Multi-row inserts: one statement per 500 records (12 parameters each).
     for chunk in rows.chunks(500) {
-        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "INSERT INTO audit (seq, id, at, kind, actor, alert_id, action_id, playbook, subject, data, prev_hash, hash) ",
+        let sql = format!(
+            "INSERT INTO audit (seq, id, at, kind, actor, alert_id, action_id, playbook, subject, data, prev_hash, hash) VALUES {}",
+            values_clause(1, chunk.len(), 12)
         );
-        q.push_values(chunk, |mut b, (seq, id, e, data, prev, hash)| {
-            b.push_bind(*seq)
-                .push_bind(id)
-                .push_bind(&at)
-                .push_bind(&e.kind)
-                .push_bind(&e.actor)
-                .push_bind(&e.alert_id)
-                .push_bind(&e.action_id)
-                .push_bind(&e.playbook)
-                .push_bind(&e.subject)
-                .push_bind(data)
-                .push_bind(prev)
-                .push_bind(hash);
-        });
-        q.build().execute(&mut *conn).await?;
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (seq, id, e, data, prev, hash) in chunk {
+            q = q
+                .bind(*seq)
+                .bind(id)
+                .bind(&at)
+                .bind(&e.kind)
+                .bind(&e.actor)
+                .bind(e.alert_id.clone())
+                .bind(e.action_id.clone())
+                .bind(e.playbook.clone())
+                .bind(e.subject.clone())
+                .bind(data)
+                .bind(prev)
+                .bind(hash);
+        }
+        q.execute(&mut *conn).await?;
     }
     Ok(())
 }
@@ -281,8 +359,8 @@ fn action_event(a: &Action, kind: &str, data: serde_json::Value) -> AuditEvent {
     e
 }
 
-async fn load_action(conn: &mut SqliteConnection, id: &str) -> StoreResult<Option<Action>> {
-    let row = sqlx::query("SELECT * FROM actions WHERE id = ?")
+async fn load_action(conn: &mut AnyConnection, id: &str) -> StoreResult<Option<Action>> {
+    let row = sqlx::query("SELECT * FROM actions WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut *conn)
         .await?;
@@ -291,13 +369,13 @@ async fn load_action(conn: &mut SqliteConnection, id: &str) -> StoreResult<Optio
 
 /// Makes an action due: it waits for approval (a new approval row) or is scheduled after its delay.
 async fn activate(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     a: &Action,
     now: &str,
     audit: &mut Vec<AuditEvent>,
 ) -> StoreResult<()> {
     if let Some(req) = &a.approval {
-        sqlx::query("UPDATE actions SET state = 'pending_approval', updated_at = ? WHERE id = ?")
+        sqlx::query("UPDATE actions SET state = 'pending_approval', updated_at = $1 WHERE id = $2")
             .bind(now)
             .bind(&a.id)
             .execute(&mut *conn)
@@ -311,7 +389,7 @@ async fn activate(
 }
 
 async fn schedule(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     a: &Action,
     now: &str,
     delay_secs: i64,
@@ -319,7 +397,7 @@ async fn schedule(
 ) -> StoreResult<()> {
     let not_before = shift_time(now, delay_secs);
     let state = if delay_secs > 0 { "scheduled" } else { "ready" };
-    sqlx::query("UPDATE actions SET state = ?, not_before = ?, deadline_at = ?, updated_at = ? WHERE id = ?")
+    sqlx::query("UPDATE actions SET state = $1, not_before = $2, deadline_at = $3, updated_at = $4 WHERE id = $5")
         .bind(state)
         .bind(&not_before)
         .bind(shift_time(&not_before, a.deadline_secs))
@@ -336,7 +414,7 @@ async fn schedule(
 }
 
 async fn insert_approval(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     a: &Action,
     req: &ApprovalRequest,
     now: &str,
@@ -344,7 +422,7 @@ async fn insert_approval(
     let id = new_id("apr");
     sqlx::query(
         "INSERT INTO approvals (id, action_id, state, request, binding_hash, requested_by, decisions, created_at, expires_at, escalate_at, escalated)
-         VALUES (?, ?, 'pending', ?, ?, ?, '[]', ?, ?, ?, 0)",
+         VALUES ($1, $2, 'pending', $3, $4, $5, '[]', $6, $7, $8, 0)",
     )
     .bind(&id)
     .bind(&a.id)
@@ -361,14 +439,14 @@ async fn insert_approval(
 
 /// Cancels the steps after `a` in its chain.
 async fn cancel_successors(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     a: &Action,
     why: &str,
     now: &str,
     audit: &mut Vec<AuditEvent>,
 ) -> StoreResult<()> {
     let rows = sqlx::query(
-        "SELECT * FROM actions WHERE chain_id = ? AND step_index > ? AND state = 'waiting'",
+        "SELECT * FROM actions WHERE chain_id = $1 AND step_index > $2 AND state = 'waiting'",
     )
     .bind(&a.chain_id)
     .bind(a.step_index)
@@ -376,7 +454,7 @@ async fn cancel_successors(
     .await?;
     for row in &rows {
         let s = action_from_row(row)?;
-        sqlx::query("UPDATE actions SET state = 'cancelled', finished_at = ?, updated_at = ?, last_error = ? WHERE id = ?")
+        sqlx::query("UPDATE actions SET state = 'cancelled', finished_at = $1, updated_at = $2, last_error = $3 WHERE id = $4")
             .bind(now)
             .bind(now)
             .bind(why)
@@ -394,13 +472,13 @@ async fn cancel_successors(
 
 /// Moves the chain past a finished `a`: the next step becomes due.
 async fn advance(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     a: &Action,
     now: &str,
     audit: &mut Vec<AuditEvent>,
 ) -> StoreResult<()> {
     let row = sqlx::query(
-        "SELECT * FROM actions WHERE chain_id = ? AND step_index = ? AND state = 'waiting'",
+        "SELECT * FROM actions WHERE chain_id = $1 AND step_index = $2 AND state = 'waiting'",
     )
     .bind(&a.chain_id)
     .bind(a.step_index + 1)
@@ -415,20 +493,20 @@ async fn advance(
 
 /// Cancels an open action (and what follows it) with its pending approvals.
 async fn cancel_action(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     a: &Action,
     why: &str,
     now: &str,
     audit: &mut Vec<AuditEvent>,
 ) -> StoreResult<()> {
-    sqlx::query("UPDATE actions SET state = 'cancelled', finished_at = ?, updated_at = ?, last_error = ? WHERE id = ?")
+    sqlx::query("UPDATE actions SET state = 'cancelled', finished_at = $1, updated_at = $2, last_error = $3 WHERE id = $4")
         .bind(now)
         .bind(now)
         .bind(why)
         .bind(&a.id)
         .execute(&mut *conn)
         .await?;
-    let cancelled = sqlx::query("UPDATE approvals SET state = 'cancelled', decided_at = ? WHERE action_id = ? AND state = 'pending'")
+    let cancelled = sqlx::query("UPDATE approvals SET state = 'cancelled', decided_at = $1 WHERE action_id = $2 AND state = 'pending'")
         .bind(now)
         .bind(&a.id)
         .execute(&mut *conn)
@@ -447,7 +525,7 @@ async fn cancel_action(
 /// Inserts a chain; its first step becomes due. If an open action has the same target and
 /// kind as the first step, the chain attaches to it and nothing new is queued.
 async fn insert_chain(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     chain: &NewChain,
     now: &str,
     audit: &mut Vec<AuditEvent>,
@@ -457,7 +535,7 @@ async fn insert_chain(
     };
     if chain.target != "*" {
         let open: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM actions WHERE target = ? AND kind = ? AND state IN ('waiting', 'pending_approval', 'scheduled', 'ready', 'running') LIMIT 1",
+            "SELECT id FROM actions WHERE target = $1 AND kind = $2 AND state IN ('waiting', 'pending_approval', 'scheduled', 'ready', 'running') LIMIT 1",
         )
         .bind(&chain.target)
         .bind(&first.kind)
@@ -480,7 +558,7 @@ async fn insert_chain(
         sqlx::query(
             "INSERT INTO actions (id, chain_id, step_index, predecessor, alert_id, playbook, kind, target, params, approval, mode, reason, origin, requested_by,
                                   state, attempts, delay_secs, deadline_secs, not_before, deadline_at, created_at, updated_at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'waiting', 0, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'waiting', 0, $15, $16, $17, $18, $19, $20)",
         )
         .bind(&step.id)
         .bind(&chain.id)
@@ -521,7 +599,7 @@ async fn insert_chain(
     Ok(created)
 }
 
-fn alert_from_row(row: &SqliteRow) -> StoreResult<StoredAlert> {
+fn alert_from_row(row: &AnyRow) -> StoreResult<StoredAlert> {
     let state: String = row.try_get("state")?;
     let state = match state.as_str() {
         "received" => AlertState::Received,
@@ -543,14 +621,14 @@ fn alert_from_row(row: &SqliteRow) -> StoreResult<StoredAlert> {
     })
 }
 
-fn json_col<T: serde::de::DeserializeOwned>(row: &SqliteRow, col: &str) -> StoreResult<Option<T>> {
+fn json_col<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> StoreResult<Option<T>> {
     let v: Option<String> = row.try_get(col)?;
     v.map(|s| serde_json::from_str(&s))
         .transpose()
         .map_err(corrupt)
 }
 
-fn action_from_row(row: &SqliteRow) -> StoreResult<Action> {
+fn action_from_row(row: &AnyRow) -> StoreResult<Action> {
     let state: String = row.try_get("state")?;
     Ok(Action {
         id: row.try_get("id")?,
@@ -586,7 +664,7 @@ fn action_from_row(row: &SqliteRow) -> StoreResult<Action> {
     })
 }
 
-fn approval_from_row(row: &SqliteRow) -> StoreResult<Approval> {
+fn approval_from_row(row: &AnyRow) -> StoreResult<Approval> {
     let state: String = row.try_get("state")?;
     Ok(Approval {
         id: row.try_get("id")?,
@@ -604,7 +682,7 @@ fn approval_from_row(row: &SqliteRow) -> StoreResult<Approval> {
     })
 }
 
-fn audit_from_row(row: &SqliteRow) -> StoreResult<AuditRecord> {
+fn audit_from_row(row: &AnyRow) -> StoreResult<AuditRecord> {
     let data: String = row.try_get("data")?;
     Ok(AuditRecord {
         seq: row.try_get("seq")?,
@@ -624,8 +702,8 @@ fn audit_from_row(row: &SqliteRow) -> StoreResult<AuditRecord> {
     })
 }
 
-async fn load_approval(conn: &mut SqliteConnection, id: &str) -> StoreResult<Option<Approval>> {
-    let row = sqlx::query("SELECT * FROM approvals WHERE id = ?")
+async fn load_approval(conn: &mut AnyConnection, id: &str) -> StoreResult<Option<Approval>> {
+    let row = sqlx::query("SELECT * FROM approvals WHERE id = $1")
         .bind(id)
         .fetch_optional(&mut *conn)
         .await?;
@@ -634,13 +712,13 @@ async fn load_approval(conn: &mut SqliteConnection, id: &str) -> StoreResult<Opt
 
 /// Counts suspensions started within the window (optionally for one playbook).
 async fn suspensions_since(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     since: &str,
     playbook: Option<&str>,
 ) -> StoreResult<i64> {
     Ok(sqlx::query_scalar(
-        "SELECT COUNT(*) FROM actions WHERE kind = 'suspend' AND mode = 'enforce' AND started_at >= ?1
-           AND state IN ('running', 'succeeded') AND (?2 IS NULL OR playbook = ?2)",
+        "SELECT COUNT(*) FROM actions WHERE kind = 'suspend' AND mode = 'enforce' AND started_at >= $1
+           AND state IN ('running', 'succeeded') AND ($2 IS NULL OR playbook = $2)",
     )
     .bind(since)
     .bind(playbook)
@@ -650,7 +728,7 @@ async fn suspensions_since(
 
 /// Settles an approval that reached a final state: the action runs, or ends with its chain.
 async fn settle(
-    conn: &mut SqliteConnection,
+    conn: &mut AnyConnection,
     approval: &Approval,
     outcome: ApprovalState,
     now: &str,
@@ -671,7 +749,7 @@ async fn settle(
     if proceed {
         let held_by_limit = approval.request.reason.ends_with("limit");
         if held_by_limit {
-            sqlx::query("UPDATE actions SET limit_override = 1 WHERE id = ?")
+            sqlx::query("UPDATE actions SET limit_override = 1 WHERE id = $1")
                 .bind(&action.id)
                 .execute(&mut *conn)
                 .await?;
@@ -692,13 +770,15 @@ async fn settle(
         } else {
             "denied"
         };
-        sqlx::query("UPDATE actions SET state = ?, finished_at = ?, updated_at = ? WHERE id = ?")
-            .bind(state)
-            .bind(now)
-            .bind(now)
-            .bind(&action.id)
-            .execute(&mut *conn)
-            .await?;
+        sqlx::query(
+            "UPDATE actions SET state = $1, finished_at = $2, updated_at = $3 WHERE id = $4",
+        )
+        .bind(state)
+        .bind(now)
+        .bind(now)
+        .bind(&action.id)
+        .execute(&mut *conn)
+        .await?;
         let mut e = action_event(
             &action,
             &format!("action.{state}"),
@@ -711,7 +791,7 @@ async fn settle(
 }
 
 #[async_trait]
-impl Store for SqliteStore {
+impl Store for SqlStore {
     async fn insert_alert(
         &self,
         alert: &NewAlert,
@@ -736,46 +816,42 @@ impl Store for SqliteStore {
     }
 
     async fn get_alert(&self, id: &str) -> StoreResult<Option<StoredAlert>> {
-        let row = sqlx::query("SELECT * FROM alerts WHERE id = ?")
+        let row = sqlx::query("SELECT * FROM alerts WHERE id = $1")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&self.shared.pool)
             .await?;
         row.as_ref().map(alert_from_row).transpose()
     }
 
     async fn unevaluated_alerts(&self, limit: i64) -> StoreResult<Vec<StoredAlert>> {
         let rows = sqlx::query(
-            "SELECT * FROM alerts WHERE state = 'received' ORDER BY received_at, id LIMIT ?",
+            "SELECT * FROM alerts WHERE state = 'received' ORDER BY received_at, id LIMIT $1",
         )
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.shared.pool)
         .await?;
         rows.iter().map(alert_from_row).collect()
     }
 
     async fn record_plans(&self, plans: Vec<(String, PlanRecord)>) -> StoreResult<Vec<String>> {
-        let _w = self.writer.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let (_w, mut tx) = self.shared.write_tx().await?;
         let now = now_rfc3339();
         let mut created = vec![];
         let mut audit = vec![];
         // Only alerts still unevaluated take their plan: another pass may have done one already.
-        let mut q = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
-            "UPDATE alerts SET state = 'evaluated' WHERE state = 'received' AND id IN (",
+        let list: Vec<String> = (0..plans.len()).map(|i| format!("${}", i + 1)).collect();
+        let sql = format!(
+            "UPDATE alerts SET state = 'evaluated' WHERE state = 'received' AND id IN ({}) RETURNING id",
+            list.join(", ")
         );
-        let mut sep = q.separated(", ");
+        let mut q = sqlx::query_scalar::<_, String>(sqlx::AssertSqlSafe(sql));
         for (id, _) in &plans {
-            sep.push_bind(id);
+            q = q.bind(id);
         }
-        q.push(") RETURNING id");
         let fresh: std::collections::HashSet<String> = if plans.is_empty() {
             Default::default()
         } else {
-            q.build_query_scalar::<String>()
-                .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
-                .collect()
+            q.fetch_all(&mut *tx).await?.into_iter().collect()
         };
         for (alert_id, mut plan) in plans {
             if !fresh.contains(&alert_id) {
@@ -784,7 +860,7 @@ impl Store for SqliteStore {
             if let Some(correlation) = &plan.cancel_correlation {
                 let rows = sqlx::query(
                     "SELECT ap.* FROM approvals ap JOIN actions ac ON ac.id = ap.action_id JOIN alerts al ON al.id = ac.alert_id
-                     WHERE ap.state = 'pending' AND al.correlation = ? AND al.status = 'firing' AND al.id != ?",
+                     WHERE ap.state = 'pending' AND al.correlation = $1 AND al.status = 'firing' AND al.id != $2",
                 )
                 .bind(correlation)
                 .bind(&alert_id)
@@ -817,13 +893,12 @@ impl Store for SqliteStore {
         supersede: bool,
         mut audit: Vec<AuditEvent>,
     ) -> StoreResult<Vec<String>> {
-        let _w = self.writer.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let (_w, mut tx) = self.shared.write_tx().await?;
         let now = now_rfc3339();
         let mut created = vec![];
         for chain in &chains {
             if supersede && chain.target != "*" {
-                let rows = sqlx::query("SELECT * FROM actions WHERE target = ? AND state IN ('waiting', 'pending_approval', 'scheduled', 'ready') AND chain_id != ? ORDER BY step_index")
+                let rows = sqlx::query("SELECT * FROM actions WHERE target = $1 AND state IN ('waiting', 'pending_approval', 'scheduled', 'ready') AND chain_id != $2 ORDER BY step_index")
                     .bind(&chain.target)
                     .bind(&chain.id)
                     .fetch_all(&mut *tx)
@@ -860,11 +935,10 @@ impl Store for SqliteStore {
         claim_until: &str,
         limits: &LimitPolicy,
     ) -> StoreResult<Claim> {
-        let _w = self.writer.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let (_w, mut tx) = self.shared.write_tx().await?;
         let row = sqlx::query(
             "SELECT * FROM actions
-             WHERE (state IN ('scheduled', 'ready') AND not_before <= ?1) OR (state = 'running' AND claim_expires_at < ?1)
+             WHERE (state IN ('scheduled', 'ready') AND not_before <= $1) OR (state = 'running' AND claim_expires_at < $1)
              ORDER BY not_before, id LIMIT 1",
         )
         .bind(now)
@@ -886,7 +960,7 @@ impl Store for SqliteStore {
             let mut held: Option<(String, bool)> = None;
             if let Some((max, per)) = limits.global {
                 let since = shift_time(now, -(per.as_secs() as i64));
-                let tripped: Option<i64> = sqlx::query_scalar("SELECT id FROM limit_trips WHERE scope = 'global' AND reset_at IS NULL AND tripped_at >= ? LIMIT 1")
+                let tripped: Option<i64> = sqlx::query_scalar("SELECT id FROM limit_trips WHERE scope = 'global' AND reset_at IS NULL AND tripped_at >= $1 LIMIT 1")
                     .bind(&since)
                     .fetch_optional(&mut *tx)
                     .await?;
@@ -895,7 +969,7 @@ impl Store for SqliteStore {
                     let tripped_now = tripped.is_none();
                     if tripped_now {
                         sqlx::query(
-                            "INSERT INTO limit_trips (scope, tripped_at) VALUES ('global', ?)",
+                            "INSERT INTO limit_trips (scope, tripped_at) VALUES ('global', $1)",
                         )
                         .bind(now)
                         .execute(&mut *tx)
@@ -936,7 +1010,7 @@ impl Store for SqliteStore {
                     reason: scope.clone(),
                 };
                 sqlx::query(
-                    "UPDATE actions SET state = 'pending_approval', updated_at = ? WHERE id = ?",
+                    "UPDATE actions SET state = 'pending_approval', updated_at = $1 WHERE id = $2",
                 )
                 .bind(now)
                 .bind(&action.id)
@@ -965,7 +1039,7 @@ impl Store for SqliteStore {
             }
         }
         sqlx::query(
-            "UPDATE actions SET state = 'running', claimed_by = ?, claim_expires_at = ?, attempts = attempts + 1, updated_at = ?, started_at = COALESCE(started_at, ?) WHERE id = ?",
+            "UPDATE actions SET state = 'running', claimed_by = $1, claim_expires_at = $2, attempts = attempts + 1, updated_at = $3, started_at = COALESCE(started_at, $4) WHERE id = $5",
         )
         .bind(worker)
         .bind(claim_until)
@@ -995,13 +1069,12 @@ impl Store for SqliteStore {
         outcome: ActionOutcome,
         mut audit: Vec<AuditEvent>,
     ) -> StoreResult<bool> {
-        let _w = self.writer.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let (_w, mut tx) = self.shared.write_tx().await?;
         let now = now_rfc3339();
         let updated = match &outcome {
             ActionOutcome::Done { state, user_id, result, error, .. } => sqlx::query(
-                "UPDATE actions SET state = ?, user_id = COALESCE(?, user_id), result = ?, last_error = ?, claimed_by = NULL, claim_expires_at = NULL, updated_at = ?, finished_at = ?
-                 WHERE id = ? AND state = 'running' AND claimed_by = ?",
+                "UPDATE actions SET state = $1, user_id = COALESCE($2, user_id), result = $3, last_error = $4, claimed_by = NULL, claim_expires_at = NULL, updated_at = $5, finished_at = $6
+                 WHERE id = $7 AND state = 'running' AND claimed_by = $8",
             )
             .bind(state.as_str())
             .bind(user_id)
@@ -1014,8 +1087,8 @@ impl Store for SqliteStore {
             .execute(&mut *tx)
             .await?,
             ActionOutcome::Retry { not_before, user_id, error } => sqlx::query(
-                "UPDATE actions SET state = 'ready', not_before = ?, user_id = COALESCE(?, user_id), last_error = ?, claimed_by = NULL, claim_expires_at = NULL, updated_at = ?
-                 WHERE id = ? AND state = 'running' AND claimed_by = ?",
+                "UPDATE actions SET state = 'ready', not_before = $1, user_id = COALESCE($2, user_id), last_error = $3, claimed_by = NULL, claim_expires_at = NULL, updated_at = $4
+                 WHERE id = $5 AND state = 'running' AND claimed_by = $6",
             )
             .bind(not_before)
             .bind(user_id)
@@ -1057,14 +1130,14 @@ impl Store for SqliteStore {
     }
 
     async fn get_action(&self, id: &str) -> StoreResult<Option<Action>> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.shared.pool.acquire().await?;
         load_action(&mut conn, id).await
     }
 
     async fn list_actions(&self, alert_id: Option<&str>) -> StoreResult<Vec<Action>> {
-        let rows = sqlx::query("SELECT * FROM actions WHERE ?1 IS NULL OR alert_id = ?1 ORDER BY created_at, chain_id, step_index")
+        let rows = sqlx::query("SELECT * FROM actions WHERE $1 IS NULL OR alert_id = $1 ORDER BY created_at, chain_id, step_index")
             .bind(alert_id)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.shared.pool)
             .await?;
         rows.iter().map(action_from_row).collect()
     }
@@ -1072,23 +1145,23 @@ impl Store for SqliteStore {
     async fn action_counts(&self) -> StoreResult<Vec<(String, String, i64)>> {
         Ok(
             sqlx::query_as("SELECT kind, state, COUNT(*) FROM actions GROUP BY kind, state")
-                .fetch_all(&self.pool)
+                .fetch_all(&self.shared.pool)
                 .await?,
         )
     }
 
     async fn list_approvals(&self, state: Option<ApprovalState>) -> StoreResult<Vec<Approval>> {
         let rows = sqlx::query(
-            "SELECT * FROM approvals WHERE ?1 IS NULL OR state = ?1 ORDER BY created_at, id",
+            "SELECT * FROM approvals WHERE $1 IS NULL OR state = $1 ORDER BY created_at, id",
         )
         .bind(state.map(|s| s.as_str()))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.shared.pool)
         .await?;
         rows.iter().map(approval_from_row).collect()
     }
 
     async fn get_approval(&self, id: &str) -> StoreResult<Option<Approval>> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.shared.pool.acquire().await?;
         load_approval(&mut conn, id).await
     }
 
@@ -1100,8 +1173,7 @@ impl Store for SqliteStore {
         reason: Option<String>,
         now: &str,
     ) -> Result<DecisionOutcome, DecideError> {
-        let _w = self.writer.lock().await;
-        let mut tx = self.pool.begin().await.map_err(StoreError::from)?;
+        let (_w, mut tx) = self.shared.write_tx().await?;
         let approval = load_approval(&mut tx, id)
             .await?
             .ok_or(DecideError::NotFound)?;
@@ -1117,7 +1189,7 @@ impl Store for SqliteStore {
             at: now.into(),
         });
         let state = new_state.unwrap_or(ApprovalState::Pending);
-        sqlx::query("UPDATE approvals SET decisions = ?, state = ?, decided_at = ? WHERE id = ? AND state = 'pending'")
+        sqlx::query("UPDATE approvals SET decisions = $1, state = $2, decided_at = $3 WHERE id = $4 AND state = 'pending'")
             .bind(serde_json::to_string(&decisions).map_err(corrupt)?)
             .bind(state.as_str())
             .bind(new_state.map(|_| now))
@@ -1159,10 +1231,9 @@ impl Store for SqliteStore {
     }
 
     async fn expire_approvals(&self, now: &str) -> StoreResult<Vec<Approval>> {
-        let _w = self.writer.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let (_w, mut tx) = self.shared.write_tx().await?;
         let rows =
-            sqlx::query("SELECT * FROM approvals WHERE state = 'pending' AND expires_at <= ?")
+            sqlx::query("SELECT * FROM approvals WHERE state = 'pending' AND expires_at <= $1")
                 .bind(now)
                 .fetch_all(&mut *tx)
                 .await?;
@@ -1170,7 +1241,7 @@ impl Store for SqliteStore {
         let mut audit = vec![];
         for row in &rows {
             let approval = approval_from_row(row)?;
-            sqlx::query("UPDATE approvals SET state = 'expired', decided_at = ? WHERE id = ?")
+            sqlx::query("UPDATE approvals SET state = 'expired', decided_at = $1 WHERE id = $2")
                 .bind(now)
                 .bind(&approval.id)
                 .execute(&mut *tx)
@@ -1199,9 +1270,8 @@ impl Store for SqliteStore {
     }
 
     async fn due_escalations(&self, now: &str) -> StoreResult<Vec<Approval>> {
-        let _w = self.writer.lock().await;
-        let mut tx = self.pool.begin().await?;
-        let rows = sqlx::query("SELECT * FROM approvals WHERE state = 'pending' AND escalated = 0 AND escalate_at IS NOT NULL AND escalate_at <= ?")
+        let (_w, mut tx) = self.shared.write_tx().await?;
+        let rows = sqlx::query("SELECT * FROM approvals WHERE state = 'pending' AND escalated = 0 AND escalate_at IS NOT NULL AND escalate_at <= $1")
             .bind(now)
             .fetch_all(&mut *tx)
             .await?;
@@ -1209,7 +1279,7 @@ impl Store for SqliteStore {
         let mut audit = vec![];
         for row in &rows {
             let approval = approval_from_row(row)?;
-            sqlx::query("UPDATE approvals SET escalated = 1 WHERE id = ?")
+            sqlx::query("UPDATE approvals SET escalated = 1 WHERE id = $1")
                 .bind(&approval.id)
                 .execute(&mut *tx)
                 .await?;
@@ -1228,14 +1298,14 @@ impl Store for SqliteStore {
     }
 
     async fn reset_limits(&self, by: &str, now: &str) -> StoreResult<bool> {
-        let _w = self.writer.lock().await;
-        let mut tx = self.pool.begin().await?;
-        let r =
-            sqlx::query("UPDATE limit_trips SET reset_at = ?, reset_by = ? WHERE reset_at IS NULL")
-                .bind(now)
-                .bind(by)
-                .execute(&mut *tx)
-                .await?;
+        let (_w, mut tx) = self.shared.write_tx().await?;
+        let r = sqlx::query(
+            "UPDATE limit_trips SET reset_at = $1, reset_by = $2 WHERE reset_at IS NULL",
+        )
+        .bind(now)
+        .bind(by)
+        .execute(&mut *tx)
+        .await?;
         let mut e = AuditEvent::new("limit.reset", format!("admin:{by}"))
             .data(json!({"trips_reset": r.rows_affected()}));
         e.actor = format!("admin:{by}");
@@ -1245,8 +1315,7 @@ impl Store for SqliteStore {
     }
 
     async fn append_audit(&self, events: Vec<AuditEvent>) -> StoreResult<()> {
-        let _w = self.writer.lock().await;
-        let mut tx = self.pool.begin().await?;
+        let (_w, mut tx) = self.shared.write_tx().await?;
         append_audit_tx(&mut tx, events).await?;
         tx.commit().await?;
         Ok(())
@@ -1254,16 +1323,16 @@ impl Store for SqliteStore {
 
     async fn query_audit(&self, q: &AuditQuery) -> StoreResult<Vec<AuditRecord>> {
         let rows = sqlx::query(
-            "SELECT * FROM audit WHERE seq > ?1
-               AND (?2 IS NULL OR kind = ?2 OR kind LIKE ?2 || '.%')
-               AND (?3 IS NULL OR alert_id = ?3)
-               AND (?4 IS NULL OR action_id = ?4)
-               AND (?5 IS NULL OR subject = ?5)
-               AND (?6 IS NULL OR playbook = ?6)
-               AND (?7 IS NULL OR actor = ?7)
-               AND (?8 IS NULL OR at >= ?8)
-               AND (?9 IS NULL OR at < ?9)
-             ORDER BY seq LIMIT ?10",
+            "SELECT * FROM audit WHERE seq > $1
+               AND ($2 IS NULL OR kind = $2 OR kind LIKE $2 || '.%')
+               AND ($3 IS NULL OR alert_id = $3)
+               AND ($4 IS NULL OR action_id = $4)
+               AND ($5 IS NULL OR subject = $5)
+               AND ($6 IS NULL OR playbook = $6)
+               AND ($7 IS NULL OR actor = $7)
+               AND ($8 IS NULL OR at >= $8)
+               AND ($9 IS NULL OR at < $9)
+             ORDER BY seq LIMIT $10",
         )
         .bind(q.after_seq.unwrap_or(0))
         .bind(&q.kind)
@@ -1275,22 +1344,22 @@ impl Store for SqliteStore {
         .bind(&q.since)
         .bind(&q.until)
         .bind(q.limit.unwrap_or(100).clamp(1, 1000))
-        .fetch_all(&self.pool)
+        .fetch_all(&self.shared.pool)
         .await?;
         rows.iter().map(audit_from_row).collect()
     }
 
     async fn audit_chain(&self, after_seq: i64, limit: i64) -> StoreResult<Vec<AuditRecord>> {
-        let rows = sqlx::query("SELECT * FROM audit WHERE seq > ? ORDER BY seq LIMIT ?")
+        let rows = sqlx::query("SELECT * FROM audit WHERE seq > $1 ORDER BY seq LIMIT $2")
             .bind(after_seq)
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(&self.shared.pool)
             .await?;
         rows.iter().map(audit_from_row).collect()
     }
 
     async fn ping(&self) -> StoreResult<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        sqlx::query("SELECT 1").execute(&self.shared.pool).await?;
         Ok(())
     }
 }
