@@ -13,5 +13,6 @@ mod intake;
 mod oidc;
 mod ops;
 mod playbooks;
+mod store_contract;
 mod users_api;
 mod walking_path;

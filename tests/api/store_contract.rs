@@ -1,0 +1,245 @@
+//! One contract for the store, run against SQLite and PostgreSQL: alerts and de-duplication,
+//! plans, chains and exclusive claims, approvals decided once, limits inside the claim
+//! transaction, the audit chain under concurrent appends, cursors. PostgreSQL scenarios are
+//! skipped (with the reason printed) only outside CI when no server answers.
+
+use std::sync::Arc;
+
+use lockout::audit::{AuditEvent, GENESIS_HASH, verify};
+use lockout::domain::{new_id, now_rfc3339, shift_time};
+use lockout::store::*;
+use serde_json::json;
+
+use crate::helpers::*;
+
+async fn stores() -> Vec<(&'static str, Arc<dyn Store>, Option<tempfile::TempDir>)> {
+    let dir = tempfile::tempdir().unwrap();
+    let sqlite: Arc<dyn Store> = Arc::new(SqlStore::open(dir.path().join("c.db").to_str().unwrap()).await.unwrap());
+    let mut out = vec![("sqlite", sqlite, Some(dir))];
+    if postgres_available() {
+        let pg: Arc<dyn Store> = Arc::new(SqlStore::connect(&fresh_pg_database()).await.unwrap());
+        out.push(("postgres", pg, None));
+    } else if std::env::var("CI").is_ok() {
+        panic!("PostgreSQL is not reachable at {} in CI", pg_base_url());
+    } else {
+        eprintln!("SKIPPED the PostgreSQL half of the store contract: no server at {}", pg_base_url());
+    }
+    out
+}
+
+fn alert(id: &str, fingerprint: &str) -> NewAlert {
+    NewAlert {
+        id: id.into(),
+        source: "generic".into(),
+        fingerprint: fingerprint.into(),
+        received_at: now_rfc3339(),
+        status: "firing".into(),
+        correlation: format!("c-{fingerprint}"),
+        alert: json!({"id": id}),
+    }
+}
+
+fn event(kind: &str) -> AuditEvent {
+    AuditEvent::new(kind, "test").data(json!({}))
+}
+
+fn chain(target: &str, kinds: &[&str], approval: Option<ApprovalRequest>) -> NewChain {
+    NewChain {
+        id: new_id("chn"),
+        alert_id: None,
+        playbook: Some("contract".into()),
+        target: target.into(),
+        mode: "enforce".into(),
+        reason: "contract".into(),
+        origin: "playbook".into(),
+        requested_by: None,
+        deadline_secs: 3600,
+        steps: kinds
+            .iter()
+            .enumerate()
+            .map(|(i, k)| NewStep {
+                id: new_id("act"),
+                kind: (*k).into(),
+                params: json!({"action": {"kind": k}}),
+                approval: if i == 0 { approval.clone() } else { None },
+                delay_secs: 0,
+            })
+            .collect(),
+    }
+}
+
+fn since_long_ago() -> String {
+    shift_time(&now_rfc3339(), -86400)
+}
+
+async fn claim(store: &dyn Store, worker: &str, limits: &LimitPolicy) -> Claim {
+    let now = now_rfc3339();
+    store.claim_action(worker, &now, &shift_time(&now, 60), limits).await.unwrap()
+}
+
+#[tokio::test]
+async fn alerts_are_stored_once_and_duplicates_are_marked() {
+    for (name, store, _dir) in stores().await {
+        assert_eq!(store.insert_alert(&alert("a1", "fp-a"), &since_long_ago(), event("alert.received")).await.unwrap(), InsertOutcome::Inserted, "{name}");
+        assert_eq!(
+            store.insert_alert(&alert("a2", "fp-a"), &since_long_ago(), event("alert.received")).await.unwrap(),
+            InsertOutcome::Duplicate { original: "a1".into() },
+            "{name}"
+        );
+        // Twenty concurrent deliveries of one alert: one is new, nineteen are duplicates.
+        let mut tasks = tokio::task::JoinSet::new();
+        for i in 0..20 {
+            let store = store.clone();
+            tasks.spawn(async move { store.insert_alert(&alert(&format!("b{i}"), "fp-b"), &since_long_ago(), event("alert.received")).await.unwrap() });
+        }
+        let mut inserted = 0;
+        while let Some(r) = tasks.join_next().await {
+            inserted += (r.unwrap() == InsertOutcome::Inserted) as usize;
+        }
+        assert_eq!(inserted, 1, "{name}");
+        let pending = store.unevaluated_alerts(100).await.unwrap();
+        assert_eq!(pending.len(), 2, "{name}: duplicates are never evaluated");
+        // A plan is recorded once, whoever records it.
+        let first = store.record_plan("a1", PlanRecord { chains: vec![chain("alice@example.com", &["suspend"], None)], ..Default::default() }).await.unwrap();
+        let again = store.record_plan("a1", PlanRecord { chains: vec![chain("alice@example.com", &["suspend"], None)], ..Default::default() }).await.unwrap();
+        assert_eq!((first.len(), again.len()), (1, 0), "{name}");
+        assert_eq!(store.get_alert("a1").await.unwrap().unwrap().state, AlertState::Evaluated, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn chains_advance_and_claims_are_exclusive() {
+    for (name, store, _dir) in stores().await {
+        let ids = store.enqueue(vec![chain("bob@example.com", &["suspend", "reactivate"], None)], false, vec![]).await.unwrap();
+        assert_eq!(store.get_action(&ids[1]).await.unwrap().unwrap().state, ActionState::Waiting, "{name}");
+        let Claim::Claimed(a) = claim(store.as_ref(), "w1", &LimitPolicy::default()).await else { panic!("{name}: nothing claimed") };
+        assert_eq!(a.id, ids[0]);
+        assert!(matches!(claim(store.as_ref(), "w2", &LimitPolicy::default()).await, Claim::Empty), "{name}: the claim is exclusive");
+        let done = ActionOutcome::Done { state: ActionState::Succeeded, user_id: None, result: json!({}), error: None, continue_chain: true };
+        assert!(!store.finish_action(&a.id, "w2", done.clone(), vec![]).await.unwrap(), "{name}: only the claimer finishes");
+        assert!(store.finish_action(&a.id, "w1", done, vec![]).await.unwrap());
+        assert_eq!(store.get_action(&ids[1]).await.unwrap().unwrap().state, ActionState::Ready, "{name}: the chain moved on");
+
+        // Many actions, four concurrent claimers: each action is claimed exactly once.
+        let chains: Vec<NewChain> = (0..12).map(|i| chain(&format!("u{i}@example.com"), &["get_user"], None)).collect();
+        store.enqueue(chains, false, vec![]).await.unwrap();
+        let mut tasks = tokio::task::JoinSet::new();
+        for w in 0..4 {
+            let store = store.clone();
+            tasks.spawn(async move {
+                let mut mine = vec![];
+                while let Claim::Claimed(a) = claim(store.as_ref(), &format!("w{w}"), &LimitPolicy::default()).await {
+                    mine.push(a.id);
+                }
+                mine
+            });
+        }
+        let mut all = vec![];
+        while let Some(r) = tasks.join_next().await {
+            all.extend(r.unwrap());
+        }
+        let unique: std::collections::HashSet<_> = all.iter().collect();
+        assert_eq!((all.len(), unique.len()), (13, 13), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn an_approval_is_decided_once_under_concurrency() {
+    for (name, store, _dir) in stores().await {
+        let request = ApprovalRequest {
+            approvers: vec!["secops".into()],
+            quorum: 1,
+            timeout_secs: 600,
+            on_timeout: "deny".into(),
+            escalate_after_secs: None,
+            escalate_to: None,
+            cancel_on_resolve: true,
+            reason: "playbook".into(),
+        };
+        store.enqueue(vec![chain("carol@example.com", &["suspend"], Some(request))], false, vec![]).await.unwrap();
+        let approval = store.list_approvals(Some(ApprovalState::Pending)).await.unwrap().remove(0);
+        let mut tasks = tokio::task::JoinSet::new();
+        for who in ["a@example.com", "b@example.com", "c@example.com"] {
+            let (store, id) = (store.clone(), approval.id.clone());
+            tasks.spawn(async move { store.decide_approval(&id, &Approver { id: who.into(), roles: vec!["secops".into()] }, true, None, &now_rfc3339()).await });
+        }
+        let mut approved = 0;
+        let mut conflicts = 0;
+        while let Some(r) = tasks.join_next().await {
+            match r.unwrap() {
+                Ok(DecisionOutcome::Approved) => approved += 1,
+                Err(DecideError::AlreadyDecided(_)) => conflicts += 1,
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+        assert_eq!((approved, conflicts), (1, 2), "{name}");
+        let a = store.get_approval(&approval.id).await.unwrap().unwrap();
+        assert_eq!((a.state, a.decisions.len()), (ApprovalState::Approved, 1), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn the_global_limit_holds_inside_concurrent_claims() {
+    for (name, store, _dir) in stores().await {
+        let chains: Vec<NewChain> = (0..8).map(|i| chain(&format!("v{i}@example.com"), &["suspend"], None)).collect();
+        store.enqueue(chains, false, vec![]).await.unwrap();
+        let limits = LimitPolicy { global: Some((3, std::time::Duration::from_secs(3600))), approvers: vec!["secops".into()], approval_timeout_secs: 600 };
+        let mut tasks = tokio::task::JoinSet::new();
+        for w in 0..4 {
+            let (store, limits) = (store.clone(), limits.clone());
+            tasks.spawn(async move {
+                let (mut claimed, mut held) = (0, 0);
+                loop {
+                    match claim(store.as_ref(), &format!("w{w}"), &limits).await {
+                        Claim::Claimed(_) => claimed += 1,
+                        Claim::Limited { .. } => held += 1,
+                        Claim::Empty => return (claimed, held),
+                    }
+                }
+            });
+        }
+        let (mut claimed, mut held) = (0, 0);
+        while let Some(r) = tasks.join_next().await {
+            let (c, h) = r.unwrap();
+            claimed += c;
+            held += h;
+        }
+        assert_eq!((claimed, held), (3, 5), "{name}");
+        assert_eq!(store.list_approvals(Some(ApprovalState::Pending)).await.unwrap().len(), 5, "{name}");
+        assert!(store.reset_limits("admin", &now_rfc3339()).await.unwrap(), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn the_audit_chain_stays_single_under_concurrent_appends_and_pages_by_cursor() {
+    for (name, store, _dir) in stores().await {
+        let mut tasks = tokio::task::JoinSet::new();
+        for t in 0..8 {
+            let store = store.clone();
+            tasks.spawn(async move {
+                for i in 0..25 {
+                    store.append_audit(vec![event(&format!("test.t{t}")).data(json!({"i": i}))]).await.unwrap();
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+        let all = store.audit_chain(0, 10_000).await.unwrap();
+        assert_eq!(all.len(), 200, "{name}");
+        assert_eq!(verify(GENESIS_HASH, &all).unwrap().0, 200, "{name}");
+        let seqs: Vec<i64> = all.iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, (1..=200).collect::<Vec<_>>(), "{name}: gap-free");
+        let mut after = 0;
+        let mut paged = vec![];
+        loop {
+            let page = store.query_audit(&AuditQuery { after_seq: Some(after), limit: Some(60), kind: Some("test".into()), ..Default::default() }).await.unwrap();
+            if page.is_empty() {
+                break;
+            }
+            after = page.last().unwrap().seq;
+            paged.extend(page);
+        }
+        assert_eq!(paged.len(), 200, "{name}");
+        let t3 = store.query_audit(&AuditQuery { kind: Some("test.t3".into()), limit: Some(1000), ..Default::default() }).await.unwrap();
+        assert_eq!(t3.len(), 25, "{name}");
+    }
+}
