@@ -959,7 +959,14 @@ impl Store for SqlStore {
         {
             let mut held: Option<(String, bool)> = None;
             if let Some((max, per)) = limits.global {
-                let since = shift_time(now, -(per.as_secs() as i64));
+                // The window starts at the last admin reset if that is more recent.
+                let last_reset: Option<String> = sqlx::query_scalar(
+                    "SELECT MAX(reset_at) FROM limit_trips WHERE scope = 'global'",
+                )
+                .fetch_one(&mut *tx)
+                .await?;
+                let since =
+                    shift_time(now, -(per.as_secs() as i64)).max(last_reset.unwrap_or_default());
                 let tripped: Option<i64> = sqlx::query_scalar("SELECT id FROM limit_trips WHERE scope = 'global' AND reset_at IS NULL AND tripped_at >= $1 LIMIT 1")
                     .bind(&since)
                     .fetch_optional(&mut *tx)

@@ -13,6 +13,7 @@ mod intake;
 mod oidc;
 mod ops;
 mod playbooks;
+mod replicas;
 mod store_contract;
 mod users_api;
 mod walking_path;

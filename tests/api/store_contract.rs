@@ -14,7 +14,11 @@ use crate::helpers::*;
 
 async fn stores() -> Vec<(&'static str, Arc<dyn Store>, Option<tempfile::TempDir>)> {
     let dir = tempfile::tempdir().unwrap();
-    let sqlite: Arc<dyn Store> = Arc::new(SqlStore::open(dir.path().join("c.db").to_str().unwrap()).await.unwrap());
+    let sqlite: Arc<dyn Store> = Arc::new(
+        SqlStore::open(dir.path().join("c.db").to_str().unwrap())
+            .await
+            .unwrap(),
+    );
     let mut out = vec![("sqlite", sqlite, Some(dir))];
     if postgres_available() {
         let pg: Arc<dyn Store> = Arc::new(SqlStore::connect(&fresh_pg_database()).await.unwrap());
@@ -22,7 +26,10 @@ async fn stores() -> Vec<(&'static str, Arc<dyn Store>, Option<tempfile::TempDir
     } else if std::env::var("CI").is_ok() {
         panic!("PostgreSQL is not reachable at {} in CI", pg_base_url());
     } else {
-        eprintln!("SKIPPED the PostgreSQL half of the store contract: no server at {}", pg_base_url());
+        eprintln!(
+            "SKIPPED the PostgreSQL half of the store contract: no server at {}",
+            pg_base_url()
+        );
     }
     out
 }
@@ -74,23 +81,55 @@ fn since_long_ago() -> String {
 
 async fn claim(store: &dyn Store, worker: &str, limits: &LimitPolicy) -> Claim {
     let now = now_rfc3339();
-    store.claim_action(worker, &now, &shift_time(&now, 60), limits).await.unwrap()
+    store
+        .claim_action(worker, &now, &shift_time(&now, 60), limits)
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
 async fn alerts_are_stored_once_and_duplicates_are_marked() {
     for (name, store, _dir) in stores().await {
-        assert_eq!(store.insert_alert(&alert("a1", "fp-a"), &since_long_ago(), event("alert.received")).await.unwrap(), InsertOutcome::Inserted, "{name}");
         assert_eq!(
-            store.insert_alert(&alert("a2", "fp-a"), &since_long_ago(), event("alert.received")).await.unwrap(),
-            InsertOutcome::Duplicate { original: "a1".into() },
+            store
+                .insert_alert(
+                    &alert("a1", "fp-a"),
+                    &since_long_ago(),
+                    event("alert.received")
+                )
+                .await
+                .unwrap(),
+            InsertOutcome::Inserted,
+            "{name}"
+        );
+        assert_eq!(
+            store
+                .insert_alert(
+                    &alert("a2", "fp-a"),
+                    &since_long_ago(),
+                    event("alert.received")
+                )
+                .await
+                .unwrap(),
+            InsertOutcome::Duplicate {
+                original: "a1".into()
+            },
             "{name}"
         );
         // Twenty concurrent deliveries of one alert: one is new, nineteen are duplicates.
         let mut tasks = tokio::task::JoinSet::new();
         for i in 0..20 {
             let store = store.clone();
-            tasks.spawn(async move { store.insert_alert(&alert(&format!("b{i}"), "fp-b"), &since_long_ago(), event("alert.received")).await.unwrap() });
+            tasks.spawn(async move {
+                store
+                    .insert_alert(
+                        &alert(&format!("b{i}"), "fp-b"),
+                        &since_long_ago(),
+                        event("alert.received"),
+                    )
+                    .await
+                    .unwrap()
+            });
         }
         let mut inserted = 0;
         while let Some(r) = tasks.join_next().await {
@@ -100,35 +139,101 @@ async fn alerts_are_stored_once_and_duplicates_are_marked() {
         let pending = store.unevaluated_alerts(100).await.unwrap();
         assert_eq!(pending.len(), 2, "{name}: duplicates are never evaluated");
         // A plan is recorded once, whoever records it.
-        let first = store.record_plan("a1", PlanRecord { chains: vec![chain("alice@example.com", &["suspend"], None)], ..Default::default() }).await.unwrap();
-        let again = store.record_plan("a1", PlanRecord { chains: vec![chain("alice@example.com", &["suspend"], None)], ..Default::default() }).await.unwrap();
+        let first = store
+            .record_plan(
+                "a1",
+                PlanRecord {
+                    chains: vec![chain("alice@example.com", &["suspend"], None)],
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let again = store
+            .record_plan(
+                "a1",
+                PlanRecord {
+                    chains: vec![chain("alice@example.com", &["suspend"], None)],
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
         assert_eq!((first.len(), again.len()), (1, 0), "{name}");
-        assert_eq!(store.get_alert("a1").await.unwrap().unwrap().state, AlertState::Evaluated, "{name}");
+        assert_eq!(
+            store.get_alert("a1").await.unwrap().unwrap().state,
+            AlertState::Evaluated,
+            "{name}"
+        );
     }
 }
 
 #[tokio::test]
 async fn chains_advance_and_claims_are_exclusive() {
     for (name, store, _dir) in stores().await {
-        let ids = store.enqueue(vec![chain("bob@example.com", &["suspend", "reactivate"], None)], false, vec![]).await.unwrap();
-        assert_eq!(store.get_action(&ids[1]).await.unwrap().unwrap().state, ActionState::Waiting, "{name}");
-        let Claim::Claimed(a) = claim(store.as_ref(), "w1", &LimitPolicy::default()).await else { panic!("{name}: nothing claimed") };
+        let ids = store
+            .enqueue(
+                vec![chain("bob@example.com", &["suspend", "reactivate"], None)],
+                false,
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            store.get_action(&ids[1]).await.unwrap().unwrap().state,
+            ActionState::Waiting,
+            "{name}"
+        );
+        let Claim::Claimed(a) = claim(store.as_ref(), "w1", &LimitPolicy::default()).await else {
+            panic!("{name}: nothing claimed")
+        };
         assert_eq!(a.id, ids[0]);
-        assert!(matches!(claim(store.as_ref(), "w2", &LimitPolicy::default()).await, Claim::Empty), "{name}: the claim is exclusive");
-        let done = ActionOutcome::Done { state: ActionState::Succeeded, user_id: None, result: json!({}), error: None, continue_chain: true };
-        assert!(!store.finish_action(&a.id, "w2", done.clone(), vec![]).await.unwrap(), "{name}: only the claimer finishes");
-        assert!(store.finish_action(&a.id, "w1", done, vec![]).await.unwrap());
-        assert_eq!(store.get_action(&ids[1]).await.unwrap().unwrap().state, ActionState::Ready, "{name}: the chain moved on");
+        assert!(
+            matches!(
+                claim(store.as_ref(), "w2", &LimitPolicy::default()).await,
+                Claim::Empty
+            ),
+            "{name}: the claim is exclusive"
+        );
+        let done = ActionOutcome::Done {
+            state: ActionState::Succeeded,
+            user_id: None,
+            result: json!({}),
+            error: None,
+            continue_chain: true,
+        };
+        assert!(
+            !store
+                .finish_action(&a.id, "w2", done.clone(), vec![])
+                .await
+                .unwrap(),
+            "{name}: only the claimer finishes"
+        );
+        assert!(
+            store
+                .finish_action(&a.id, "w1", done, vec![])
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store.get_action(&ids[1]).await.unwrap().unwrap().state,
+            ActionState::Ready,
+            "{name}: the chain moved on"
+        );
 
         // Many actions, four concurrent claimers: each action is claimed exactly once.
-        let chains: Vec<NewChain> = (0..12).map(|i| chain(&format!("u{i}@example.com"), &["get_user"], None)).collect();
+        let chains: Vec<NewChain> = (0..12)
+            .map(|i| chain(&format!("u{i}@example.com"), &["get_user"], None))
+            .collect();
         store.enqueue(chains, false, vec![]).await.unwrap();
         let mut tasks = tokio::task::JoinSet::new();
         for w in 0..4 {
             let store = store.clone();
             tasks.spawn(async move {
                 let mut mine = vec![];
-                while let Claim::Claimed(a) = claim(store.as_ref(), &format!("w{w}"), &LimitPolicy::default()).await {
+                while let Claim::Claimed(a) =
+                    claim(store.as_ref(), &format!("w{w}"), &LimitPolicy::default()).await
+                {
                     mine.push(a.id);
                 }
                 mine
@@ -156,12 +261,36 @@ async fn an_approval_is_decided_once_under_concurrency() {
             cancel_on_resolve: true,
             reason: "playbook".into(),
         };
-        store.enqueue(vec![chain("carol@example.com", &["suspend"], Some(request))], false, vec![]).await.unwrap();
-        let approval = store.list_approvals(Some(ApprovalState::Pending)).await.unwrap().remove(0);
+        store
+            .enqueue(
+                vec![chain("carol@example.com", &["suspend"], Some(request))],
+                false,
+                vec![],
+            )
+            .await
+            .unwrap();
+        let approval = store
+            .list_approvals(Some(ApprovalState::Pending))
+            .await
+            .unwrap()
+            .remove(0);
         let mut tasks = tokio::task::JoinSet::new();
         for who in ["a@example.com", "b@example.com", "c@example.com"] {
             let (store, id) = (store.clone(), approval.id.clone());
-            tasks.spawn(async move { store.decide_approval(&id, &Approver { id: who.into(), roles: vec!["secops".into()] }, true, None, &now_rfc3339()).await });
+            tasks.spawn(async move {
+                store
+                    .decide_approval(
+                        &id,
+                        &Approver {
+                            id: who.into(),
+                            roles: vec!["secops".into()],
+                        },
+                        true,
+                        None,
+                        &now_rfc3339(),
+                    )
+                    .await
+            });
         }
         let mut approved = 0;
         let mut conflicts = 0;
@@ -174,16 +303,26 @@ async fn an_approval_is_decided_once_under_concurrency() {
         }
         assert_eq!((approved, conflicts), (1, 2), "{name}");
         let a = store.get_approval(&approval.id).await.unwrap().unwrap();
-        assert_eq!((a.state, a.decisions.len()), (ApprovalState::Approved, 1), "{name}");
+        assert_eq!(
+            (a.state, a.decisions.len()),
+            (ApprovalState::Approved, 1),
+            "{name}"
+        );
     }
 }
 
 #[tokio::test]
 async fn the_global_limit_holds_inside_concurrent_claims() {
     for (name, store, _dir) in stores().await {
-        let chains: Vec<NewChain> = (0..8).map(|i| chain(&format!("v{i}@example.com"), &["suspend"], None)).collect();
+        let chains: Vec<NewChain> = (0..8)
+            .map(|i| chain(&format!("v{i}@example.com"), &["suspend"], None))
+            .collect();
         store.enqueue(chains, false, vec![]).await.unwrap();
-        let limits = LimitPolicy { global: Some((3, std::time::Duration::from_secs(3600))), approvers: vec!["secops".into()], approval_timeout_secs: 600 };
+        let limits = LimitPolicy {
+            global: Some((3, std::time::Duration::from_secs(3600))),
+            approvers: vec!["secops".into()],
+            approval_timeout_secs: 600,
+        };
         let mut tasks = tokio::task::JoinSet::new();
         for w in 0..4 {
             let (store, limits) = (store.clone(), limits.clone());
@@ -205,8 +344,19 @@ async fn the_global_limit_holds_inside_concurrent_claims() {
             held += h;
         }
         assert_eq!((claimed, held), (3, 5), "{name}");
-        assert_eq!(store.list_approvals(Some(ApprovalState::Pending)).await.unwrap().len(), 5, "{name}");
-        assert!(store.reset_limits("admin", &now_rfc3339()).await.unwrap(), "{name}");
+        assert_eq!(
+            store
+                .list_approvals(Some(ApprovalState::Pending))
+                .await
+                .unwrap()
+                .len(),
+            5,
+            "{name}"
+        );
+        assert!(
+            store.reset_limits("admin", &now_rfc3339()).await.unwrap(),
+            "{name}"
+        );
     }
 }
 
@@ -218,7 +368,10 @@ async fn the_audit_chain_stays_single_under_concurrent_appends_and_pages_by_curs
             let store = store.clone();
             tasks.spawn(async move {
                 for i in 0..25 {
-                    store.append_audit(vec![event(&format!("test.t{t}")).data(json!({"i": i}))]).await.unwrap();
+                    store
+                        .append_audit(vec![event(&format!("test.t{t}")).data(json!({"i": i}))])
+                        .await
+                        .unwrap();
                 }
             });
         }
@@ -231,7 +384,15 @@ async fn the_audit_chain_stays_single_under_concurrent_appends_and_pages_by_curs
         let mut after = 0;
         let mut paged = vec![];
         loop {
-            let page = store.query_audit(&AuditQuery { after_seq: Some(after), limit: Some(60), kind: Some("test".into()), ..Default::default() }).await.unwrap();
+            let page = store
+                .query_audit(&AuditQuery {
+                    after_seq: Some(after),
+                    limit: Some(60),
+                    kind: Some("test".into()),
+                    ..Default::default()
+                })
+                .await
+                .unwrap();
             if page.is_empty() {
                 break;
             }
@@ -239,7 +400,14 @@ async fn the_audit_chain_stays_single_under_concurrent_appends_and_pages_by_curs
             paged.extend(page);
         }
         assert_eq!(paged.len(), 200, "{name}");
-        let t3 = store.query_audit(&AuditQuery { kind: Some("test.t3".into()), limit: Some(1000), ..Default::default() }).await.unwrap();
+        let t3 = store
+            .query_audit(&AuditQuery {
+                kind: Some("test.t3".into()),
+                limit: Some(1000),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
         assert_eq!(t3.len(), 25, "{name}");
     }
 }
