@@ -1,38 +1,24 @@
 #!/usr/bin/env bash
-# Intake benchmark: accepted alerts per second and latency of the 202 under wrk on loopback,
-# next to a bare GET /healthz (the ceiling). Every accepted alert is durably stored (SQLite,
-# synchronous=FULL) before its 202. Bounded: three runs of DURATION seconds each.
-#   bash benches/intake.sh            (builds the release binary first)
-#   DURATION=10 CONNECTIONS=32 bash benches/intake.sh
+# Service benchmark, for each store (SQLite, PostgreSQL) in one run:
+#  - intake: accepted alerts per second and latency of the 202 under wrk on loopback, next to
+#    a bare GET /healthz (the ceiling). Every accepted alert is durably stored before its 202.
+#  - actions: suspensions per second, end to end (alert → plan → claim → get_user → :suspend
+#    → audit), against the in-process fake Users API with no latency.
+# Bounded: each wrk run lasts DURATION seconds; the action run is ACTIONS alerts.
+#   bash benches/intake.sh                     (builds the release binary first)
+#   DURATION=10 CONNECTIONS=32 ACTIONS=2000 STORES="sqlite postgres" bash benches/intake.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-32}
+ACTIONS=${ACTIONS:-2000}
+STORES=${STORES:-sqlite postgres}
+PG=${LOCKOUT_TEST_DATABASE_URL:-postgres://root@127.0.0.1:5432/test}
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"; exit 1; }
 cargo build --release --bin lockout -q
 work=$(mktemp -d)
-trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-mkdir -p "$work/playbooks"
-# One playbook that evaluates every alert and matches none: intake + planning, no Users API load.
-cat > "$work/playbooks/none.yaml" <<'YAML'
-name: never
-on:
-  when: "alert.title == 'this never matches'"
-steps:
-  - suspend: {}
-YAML
-cat > "$work/lockout.yaml" <<YAML
-server: { listen: "127.0.0.1:$port", admin_token: "bench-admin", http_workers: ${HTTP_WORKERS:-0} }
-store: { url: "sqlite://$work/bench.db" }
-playbooks: { dir: "$work/playbooks" }
-sources:
-  generic: { format: generic, auth: { type: bearer, token: "bench-token" } }
-  alertmanager: { format: alertmanager, auth: { type: bearer, token: "bench-token" } }
-YAML
-RUST_LOG=warn ./target/release/lockout --config "$work/lockout.yaml" serve 2>"$work/serve.log" &
-pid=$!
-for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
+pid=
+trap '[ -n "$pid" ] && kill $pid 2>/dev/null; rm -rf "$work"' EXIT
 
 cat > "$work/generic.lua" <<'LUA'
 local n = 0
@@ -54,21 +40,90 @@ request = function()
   return wrk.format("POST", "/v1/alerts/alertmanager", {["Content-Type"]="application/json", ["Authorization"]="Bearer bench-token"}, body)
 end
 LUA
+# Users for the fake: ACTIONS of them.
+python3 - "$ACTIONS" > "$work/users.json" <<'PY'
+import json, sys
+n = int(sys.argv[1]); A = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+def uid(i):
+    s = "BEN"; x = i * 2654435761 + 12345
+    while len(s) < 26:
+        s += A[x % 32]; x = (x // 32) * 31 + 7
+    return s
+print(json.dumps([{"id": uid(i), "email": f"act{i:05d}@example.com", "display_name": f"U{i}"} for i in range(n)]))
+PY
+mkdir -p "$work/playbooks"
+cat > "$work/playbooks/act.yaml" <<'YAML'
+name: bench-suspend
+on:
+  when: "alert.title == 'act now'"
+steps:
+  - suspend: {}
+YAML
 
-run() { # name, extra args...
+run_wrk() { # name, args...
   local name=$1; shift
-  local out
+  local out rps p50 p99 non2xx
   out=$(wrk -t2 -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@")
-  local rps p50 p99 non2xx
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
   p99=$(awk '$1=="99%" {print $2}' <<<"$out")
   non2xx=$(awk '/Non-2xx/ {print $5}' <<<"$out")
-  printf '%-22s %10s req/s   p50 %-9s p99 %-9s non-2xx %s\n' "$name" "$rps" "$p50" "$p99" "${non2xx:-0}"
+  printf '  %-20s %10s req/s   p50 %-9s p99 %-9s non-2xx %s\n' "$name" "$rps" "$p50" "$p99" "${non2xx:-0}"
 }
-echo "machine: $(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB; wrk -t2 -c$CONNECTIONS -d${DURATION}s on loopback"
-run "GET /healthz" "http://127.0.0.1:$port/healthz"
-run "POST generic" -s "$work/generic.lua" "http://127.0.0.1:$port"
-run "POST alertmanager" -s "$work/alertmanager.lua" "http://127.0.0.1:$port"
-stored=$(sqlite3 "$work/bench.db" "select count(*) from alerts" 2>/dev/null || echo "?")
-echo "alerts stored: $stored"
+
+count_succeeded() { # store url
+  if [[ $1 == postgres* ]]; then psql "$1" -tAq -c "select count(*) from actions where state = 'succeeded'"
+  else sqlite3 "${1#sqlite://}" "select count(*) from actions where state = 'succeeded'"; fi
+}
+
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem/ {print $2}') GiB; wrk -t2 -c$CONNECTIONS -d${DURATION}s on loopback; release build"
+for store in $STORES; do
+  if [ "$store" = postgres ]; then
+    db="lockout_bench_$(date +%s)"
+    psql "$PG" -q -c "CREATE DATABASE $db" || { echo "postgres: skipped (no server at $PG)"; continue; }
+    url="${PG%/*}/$db"
+  else
+    url="sqlite://$work/bench-$(date +%s).db"
+  fi
+  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  cat > "$work/lockout.yaml" <<YAML
+server: { listen: "127.0.0.1:$port", admin_token: "bench-admin", http_workers: ${HTTP_WORKERS:-0} }
+store: { url: "$url" }
+playbooks: { dir: "$work/playbooks" }
+sandbox: { users_file: "$work/users.json" }
+directory: { ttl_secs: 3600, miss_refresh_secs: 3600 }
+worker: { concurrency: 4, poll_interval_ms: 20 }
+sources:
+  generic: { format: generic, auth: { type: bearer, token: "bench-token" } }
+  alertmanager: { format: alertmanager, auth: { type: bearer, token: "bench-token" } }
+YAML
+  RUST_LOG=warn ./target/release/lockout --config "$work/lockout.yaml" serve 2>"$work/serve-$store.log" &
+  pid=$!
+  for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
+  echo "$store:"
+  run_wrk "GET /healthz" "http://127.0.0.1:$port/healthz"
+  run_wrk "POST generic" -s "$work/generic.lua" "http://127.0.0.1:$port"
+  run_wrk "POST alertmanager" -s "$work/alertmanager.lua" "http://127.0.0.1:$port"
+  # Actions: ACTIONS alerts (in requests of 500), each suspending a different user.
+  python3 - "$ACTIONS" "$work" <<'PY'
+import json, sys
+n, work = int(sys.argv[1]), sys.argv[2]
+for start in range(0, n, 500):
+    body = [{"id": f"act-{i}", "title": "act now", "severity": "high", "user": {"email": f"act{i:05d}@example.com"}} for i in range(start, min(n, start + 500))]
+    open(f"{work}/act-{start}.json", "w").write(json.dumps(body))
+PY
+  started=$(date +%s.%N)
+  for f in "$work"/act-*.json; do
+    curl -fs -o /dev/null -X POST "http://127.0.0.1:$port/v1/alerts/generic" -H 'Authorization: Bearer bench-token' -H 'Content-Type: application/json' --data-binary "@$f"
+  done
+  deadline=$(( $(date +%s) + 300 ))
+  while [ "$(count_succeeded "$url")" -lt "$ACTIONS" ]; do
+    [ "$(date +%s)" -lt $deadline ] || { echo "  actions: did not finish in 300 s"; break; }
+    sleep 0.2
+  done
+  elapsed=$(python3 -c "import time; print(round(time.time() - $started, 2))")
+  printf '  %-20s %10s actions/s (%s suspensions in %ss, fake API without latency)\n' "actions" "$(python3 -c "print(round($ACTIONS / $elapsed))")" "$ACTIONS" "$elapsed"
+  kill $pid; wait $pid 2>/dev/null || true; pid=
+  rm -f "$work"/act-*.json
+  [ "$store" = postgres ] && psql "$PG" -q -c "DROP DATABASE $db" || true
+done

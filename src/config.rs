@@ -837,13 +837,6 @@ impl Settings {
     pub fn is_sandbox(&self) -> bool {
         self.users_api.is_none()
     }
-
-    pub fn sqlite_path(&self) -> &str {
-        self.store
-            .url
-            .trim_start_matches("sqlite://")
-            .trim_start_matches("sqlite:")
-    }
 }
 
 /// What `lockout serve` runs on with no config file: SQLite in `./lockout.db`, `./playbooks`,
@@ -894,6 +887,22 @@ sources:
         assert!(!printed.contains("s3cr3t-value"), "{printed}");
         assert!(!printed.contains("tok-value"), "{printed}");
         settings.validate().unwrap();
+    }
+
+    #[test]
+    fn the_example_config_documents_only_real_keys() {
+        // deny_unknown_fields everywhere: a key that does not exist fails here.
+        let settings: Settings = config::Config::builder()
+            .add_source(config::File::from_str(
+                include_str!("../lockout.example.yaml"),
+                config::FileFormat::Yaml,
+            ))
+            .build()
+            .unwrap()
+            .try_deserialize()
+            .unwrap();
+        assert_eq!(settings.sources.len(), 3);
+        assert!(settings.guards.global_limit.is_some());
     }
 
     #[test]
