@@ -58,6 +58,8 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Apply the store's migrations (the service also applies them at start).
+    Migrate,
     /// Print the OpenAPI document of the HTTP API.
     Openapi,
     /// Print the effective configuration, secrets redacted.
@@ -207,6 +209,18 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 Command::Users { command } => users(&settings, command).await,
+                Command::Migrate => {
+                    let store = SqlStore::connect(&settings.store.url).await?;
+                    println!(
+                        "migrations applied ({})",
+                        if store.is_postgres() {
+                            "postgres"
+                        } else {
+                            "sqlite"
+                        }
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
                 Command::Audit {
                     command: AuditCommand::Verify,
                 } => audit_verify(&settings).await,

@@ -141,10 +141,10 @@ impl JwtVerifier {
         if let Some(k) = cache.0.get(kid) {
             return Ok(k.clone());
         }
-        // Unknown kid: the IdP may have rotated keys. Refresh, but not more than every 10 s.
+        // Unknown kid: the IdP may have rotated keys. Refresh, but not more than every 2 s.
         if cache
             .1
-            .is_some_and(|t| t.elapsed() < Duration::from_secs(10))
+            .is_some_and(|t| t.elapsed() < Duration::from_secs(2))
         {
             return Err(AuthError::Invalid(format!("unknown key id {kid:?}")));
         }

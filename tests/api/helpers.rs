@@ -100,6 +100,8 @@ pub struct AppOptions {
     pub extra_yaml: String,
     /// More entries under `sources:` (indented two spaces).
     pub extra_sources: String,
+    /// More keys under `approvals:` (indented two spaces).
+    pub extra_approvals: String,
     pub users: Vec<SeedUser>,
 }
 
@@ -110,6 +112,7 @@ impl Default for AppOptions {
             client_secret: CLIENT_SECRET.into(),
             extra_yaml: String::new(),
             extra_sources: String::new(),
+            extra_approvals: String::new(),
             users: sample_users(),
         }
     }
@@ -206,6 +209,7 @@ approvals:
   hs256_secret: "{JWT_SECRET}"
   issuer: lockout-tests
   audience: lockout
+{extra_approvals}
 {extra}
 "#,
         db = test_store_url(dir),
@@ -215,6 +219,7 @@ approvals:
         secret = opts.client_secret,
         extra = opts.extra_yaml,
         extra_sources = opts.extra_sources,
+        extra_approvals = opts.extra_approvals,
     );
     let path = dir.join("lockout.yaml");
     std::fs::write(&path, yaml).unwrap();

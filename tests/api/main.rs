@@ -10,6 +10,7 @@ mod fake_contract;
 mod formats;
 mod helpers;
 mod intake;
+mod jwks;
 mod oidc;
 mod ops;
 mod playbooks;
