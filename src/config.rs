@@ -51,6 +51,46 @@ pub struct Settings {
     /// Guards for every playbook and manual action.
     #[serde(default)]
     pub guards: GlobalGuards,
+    #[serde(default)]
+    pub audit: AuditSettings,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditSettings {
+    /// Forward every record (at least once, in order) to a webhook or Splunk HEC.
+    #[serde(default)]
+    pub forward: Option<AuditForwardSettings>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditForwardFormat {
+    /// `{"source": "lockout", "records": [...]}`
+    #[default]
+    Webhook,
+    /// Splunk HTTP Event Collector (`Authorization: Splunk <token>`).
+    SplunkHec,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditForwardSettings {
+    pub url: SecretString,
+    #[serde(default)]
+    pub token: Option<SecretString>,
+    #[serde(default)]
+    pub format: AuditForwardFormat,
+    #[serde(default = "default_forward_batch")]
+    pub batch_size: u32,
+    #[serde(default = "default_forward_interval")]
+    pub interval_ms: u64,
+}
+fn default_forward_batch() -> u32 {
+    200
+}
+fn default_forward_interval() -> u64 {
+    1000
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]

@@ -148,6 +148,15 @@ enum AuditCommand {
         #[arg(long, default_value = "jsonl")]
         format: String,
     },
+    /// Retention: delete records older than N days. The chain stays verifiable from an anchor,
+    /// and the pruning is itself recorded.
+    Prune {
+        #[arg(long)]
+        older_than_days: u64,
+        /// Required: this deletes audit records.
+        #[arg(long)]
+        yes_i_know_what_im_doing: bool,
+    },
 }
 
 #[tokio::main]
@@ -224,6 +233,26 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Command::Audit {
                     command: AuditCommand::Verify,
                 } => audit_verify(&settings).await,
+                Command::Audit {
+                    command:
+                        AuditCommand::Prune {
+                            older_than_days,
+                            yes_i_know_what_im_doing,
+                        },
+                } => {
+                    if !yes_i_know_what_im_doing {
+                        bail!("pruning deletes audit records: add --yes-i-know-what-im-doing");
+                    }
+                    let store = SqlStore::connect(&settings.store.url).await?;
+                    let before = lockout::domain::shift_time(
+                        &lockout::domain::now_rfc3339(),
+                        -((older_than_days * 86400) as i64),
+                    );
+                    let operator = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+                    let n = store.prune_audit(&before, &operator).await?;
+                    println!("pruned {n} audit records older than {before}");
+                    Ok(ExitCode::SUCCESS)
+                }
                 Command::Audit {
                     command: AuditCommand::Export { format },
                 } => audit_export(&settings, &format).await,
@@ -409,8 +438,11 @@ async fn audit_export(settings: &Settings, format: &str) -> anyhow::Result<ExitC
 
 async fn audit_verify(settings: &Settings) -> anyhow::Result<ExitCode> {
     let store = SqlStore::connect(&settings.store.url).await?;
-    let mut prev = GENESIS_HASH.to_owned();
-    let mut after = 0;
+    // After a retention prune, the chain starts from the anchor the prune left.
+    let (mut after, mut prev) = store
+        .audit_anchor()
+        .await?
+        .unwrap_or((0, GENESIS_HASH.to_owned()));
     let mut total = 0;
     loop {
         let batch = store.audit_chain(after, 1000).await?;

@@ -267,6 +267,14 @@ impl Application {
                 shutdown.clone(),
             )),
         ];
+        if let Some(f) = &settings.audit.forward {
+            let forwarder = crate::audit::forward::Forwarder::new(f)?;
+            background.push(tokio::spawn(crate::audit::forward::run_forwarder(
+                forwarder,
+                store.clone(),
+                shutdown.clone(),
+            )));
+        }
         // SIGHUP reloads the playbook folder (a broken folder leaves the running set live).
         #[cfg(unix)]
         background.push(tokio::spawn({

@@ -4,6 +4,8 @@
 //! Invariant: the service never updates or deletes audit rows; the store only inserts them,
 //! and computes each record's hash from the previous one inside the same write transaction.
 
+pub mod forward;
+
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 

@@ -1,10 +1,11 @@
 //! Schema migrations, embedded in the binary. A migration is never edited once released: add
 //! a new one. (Version 1 is the first released schema.)
 
-pub const SQLITE: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    r#"
+pub const SQLITE: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        r#"
 CREATE TABLE alerts (
     id           TEXT PRIMARY KEY,
     source       TEXT NOT NULL,
@@ -105,12 +106,31 @@ CREATE INDEX audit_by_kind ON audit (kind);
 CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
 CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END;
 "#,
-)];
+    ),
+    (
+        2,
+        "audit forwarding cursor and retention anchor",
+        r#"
+CREATE TABLE forward_cursors (
+    name       TEXT PRIMARY KEY,
+    seq        BIGINT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE audit_anchors (
+    seq       BIGINT PRIMARY KEY,
+    hash      TEXT NOT NULL,
+    pruned_at TEXT NOT NULL,
+    pruned_by TEXT NOT NULL
+);
+"#,
+    ),
+];
 
-pub const POSTGRES: &[(i64, &str, &str)] = &[(
-    1,
-    "initial",
-    r#"
+pub const POSTGRES: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "initial",
+        r#"
 CREATE TABLE alerts (
     id           TEXT PRIMARY KEY,
     source       TEXT NOT NULL,
@@ -216,4 +236,22 @@ $fn$ LANGUAGE plpgsql;
 CREATE TRIGGER audit_no_update BEFORE UPDATE ON audit FOR EACH ROW EXECUTE FUNCTION lockout_audit_append_only();
 CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit FOR EACH ROW EXECUTE FUNCTION lockout_audit_append_only();
 "#,
-)];
+    ),
+    (
+        2,
+        "audit forwarding cursor and retention anchor",
+        r#"
+CREATE TABLE forward_cursors (
+    name       TEXT PRIMARY KEY,
+    seq        BIGINT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE audit_anchors (
+    seq       BIGINT PRIMARY KEY,
+    hash      TEXT NOT NULL,
+    pruned_at TEXT NOT NULL,
+    pruned_by TEXT NOT NULL
+);
+"#,
+    ),
+];

@@ -175,4 +175,13 @@ pub trait Store: Send + Sync + 'static {
     /// Every record in order, for verification and export.
     async fn audit_chain(&self, after_seq: i64, limit: i64) -> StoreResult<Vec<AuditRecord>>;
     async fn ping(&self) -> StoreResult<()>;
+    /// Where the forwarder `name` got to (0: nothing sent yet).
+    async fn forward_cursor(&self, name: &str) -> StoreResult<i64>;
+    /// Moves the cursor from `from` to `to`; false if another replica moved it first.
+    async fn advance_forward_cursor(&self, name: &str, from: i64, to: i64) -> StoreResult<bool>;
+    /// The retention anchor: the seq and hash of the last record removed by `prune_audit`.
+    async fn audit_anchor(&self) -> StoreResult<Option<(i64, String)>>;
+    /// Retention (an explicit admin command): removes records older than `before`, keeps the
+    /// chain verifiable from an anchor, and records the pruning itself. Returns how many.
+    async fn prune_audit(&self, before: &str, by: &str) -> StoreResult<i64>;
 }

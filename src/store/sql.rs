@@ -305,6 +305,15 @@ async fn append_audit_tx(conn: &mut AnyConnection, events: Vec<AuditEvent>) -> S
         sqlx::query_as("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
             .fetch_optional(&mut *conn)
             .await?;
+    let last = match last {
+        Some(l) => Some(l),
+        // Everything before was pruned: the chain continues from the retention anchor.
+        None => {
+            sqlx::query_as("SELECT seq, hash FROM audit_anchors ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&mut *conn)
+                .await?
+        }
+    };
     let (mut seq, mut prev) = last.unwrap_or((0, GENESIS_HASH.to_owned()));
     let at = now_rfc3339();
     let mut rows = Vec::with_capacity(events.len());
@@ -1368,5 +1377,108 @@ impl Store for SqlStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.shared.pool).await?;
         Ok(())
+    }
+
+    async fn forward_cursor(&self, name: &str) -> StoreResult<i64> {
+        let seq: Option<i64> =
+            sqlx::query_scalar("SELECT seq FROM forward_cursors WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&self.shared.pool)
+                .await?;
+        Ok(seq.unwrap_or(0))
+    }
+
+    async fn advance_forward_cursor(&self, name: &str, from: i64, to: i64) -> StoreResult<bool> {
+        let (_w, mut tx) = self.shared.write_tx().await?;
+        let current: Option<i64> =
+            sqlx::query_scalar("SELECT seq FROM forward_cursors WHERE name = $1")
+                .bind(name)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let moved = match current {
+            None if from == 0 => {
+                sqlx::query(
+                    "INSERT INTO forward_cursors (name, seq, updated_at) VALUES ($1, $2, $3)",
+                )
+                .bind(name)
+                .bind(to)
+                .bind(now_rfc3339())
+                .execute(&mut *tx)
+                .await?;
+                true
+            }
+            Some(c) if c == from => {
+                sqlx::query("UPDATE forward_cursors SET seq = $1, updated_at = $2 WHERE name = $3")
+                    .bind(to)
+                    .bind(now_rfc3339())
+                    .bind(name)
+                    .execute(&mut *tx)
+                    .await?;
+                true
+            }
+            _ => false,
+        };
+        tx.commit().await?;
+        Ok(moved)
+    }
+
+    async fn audit_anchor(&self) -> StoreResult<Option<(i64, String)>> {
+        Ok(
+            sqlx::query_as("SELECT seq, hash FROM audit_anchors ORDER BY seq DESC LIMIT 1")
+                .fetch_optional(&self.shared.pool)
+                .await?,
+        )
+    }
+
+    async fn prune_audit(&self, before: &str, by: &str) -> StoreResult<i64> {
+        let (_w, mut tx) = self.shared.write_tx().await?;
+        let last: Option<(i64, String)> =
+            sqlx::query_as("SELECT seq, hash FROM audit WHERE at < $1 ORDER BY seq DESC LIMIT 1")
+                .bind(before)
+                .fetch_optional(&mut *tx)
+                .await?;
+        let Some((seq, hash)) = last else {
+            return Ok(0);
+        };
+        // The one place rows leave the audit table: the append-only trigger is lifted for this
+        // transaction only.
+        if self.shared.postgres {
+            sqlx::query("ALTER TABLE audit DISABLE TRIGGER audit_no_delete")
+                .execute(&mut *tx)
+                .await?;
+        } else {
+            sqlx::query("DROP TRIGGER audit_no_delete")
+                .execute(&mut *tx)
+                .await?;
+        }
+        let deleted = sqlx::query("DELETE FROM audit WHERE seq <= $1")
+            .bind(seq)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected() as i64;
+        if self.shared.postgres {
+            sqlx::query("ALTER TABLE audit ENABLE TRIGGER audit_no_delete")
+                .execute(&mut *tx)
+                .await?;
+        } else {
+            sqlx::query("CREATE TRIGGER audit_no_delete BEFORE DELETE ON audit BEGIN SELECT RAISE(ABORT, 'audit records are append-only'); END")
+                .execute(&mut *tx)
+                .await?;
+        }
+        sqlx::query(
+            "INSERT INTO audit_anchors (seq, hash, pruned_at, pruned_by) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(seq)
+        .bind(&hash)
+        .bind(now_rfc3339())
+        .bind(by)
+        .execute(&mut *tx)
+        .await?;
+        let e = AuditEvent::new("audit.pruned", format!("admin:{by}")).data(
+            json!({"before": before, "records": deleted, "anchor_seq": seq, "anchor_hash": hash}),
+        );
+        append_audit_tx(&mut tx, vec![e]).await?;
+        tx.commit().await?;
+        Ok(deleted)
     }
 }

@@ -4,6 +4,7 @@
 mod actions;
 mod alertmanager_real;
 mod approvals;
+mod audit_ops;
 mod cli;
 mod crash;
 mod fake_contract;
