@@ -54,12 +54,44 @@ pub struct Plan {
 }
 
 /// The alert as CEL sees it: the canonical alert's JSON.
+/// The alert as CEL sees it, `raw` left as null.
+struct AlertWithoutRaw<'a>(&'a Alert);
+
+impl Serialize for AlertWithoutRaw<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let a = self.0;
+        let mut m = s.serialize_map(Some(13))?;
+        m.serialize_entry("id", &a.id)?;
+        m.serialize_entry("source", &a.source)?;
+        m.serialize_entry("format", &a.format)?;
+        m.serialize_entry("received_at", &a.received_at)?;
+        m.serialize_entry("fingerprint", &a.fingerprint)?;
+        m.serialize_entry("status", &a.status)?;
+        m.serialize_entry("title", &a.title)?;
+        m.serialize_entry("severity", &a.severity)?;
+        m.serialize_entry("occurred_at", &a.occurred_at)?;
+        m.serialize_entry("subjects", &a.subjects)?;
+        m.serialize_entry("source_ip", &a.source_ip)?;
+        m.serialize_entry("labels", &a.labels)?;
+        m.serialize_entry("raw", &serde_json::Value::Null)?;
+        m.end()
+    }
+}
+
 pub fn alert_value(alert: &Alert) -> cel::Value {
     cel::to_value(alert).expect("alerts convert to CEL")
 }
 
 pub fn evaluate(set: &PlaybookSet, alert: &Alert) -> Plan {
-    let value = super::cel::alert_context(&alert_value(alert));
+    // The raw payload is the costliest part to convert; most playbooks never read it.
+    let value = if set.playbooks.iter().any(|p| p.reads_raw) {
+        super::cel::alert_context(&alert_value(alert))
+    } else {
+        super::cel::alert_context(
+            &cel::to_value(AlertWithoutRaw(alert)).expect("alerts convert to CEL"),
+        )
+    };
     let mut plan = Plan::default();
     for pb in &set.playbooks {
         evaluate_one(pb, alert, &value, &mut plan);
@@ -263,4 +295,74 @@ fn targets(pb: &Playbook, alert: &Alert, value: &cel::Context) -> Result<Vec<Use
     }
     out.dedup();
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{FieldMappings, SourceFormat};
+    use crate::playbooks::{LoadContext, load_str};
+
+    fn alert(body: &str) -> Alert {
+        crate::alerts::parse(
+            SourceFormat::Generic,
+            &FieldMappings::default(),
+            None,
+            body.as_bytes(),
+        )
+        .unwrap()
+        .remove(0)
+        .into_alert(
+            "alr_t".into(),
+            "generic",
+            SourceFormat::Generic,
+            "2026-01-01T00:00:00Z".into(),
+        )
+    }
+
+    fn set(whens: &[&str]) -> PlaybookSet {
+        PlaybookSet {
+            playbooks: whens
+                .iter()
+                .enumerate()
+                .map(|(i, w)| {
+                    std::sync::Arc::new(
+                        load_str(
+                            "t.yaml",
+                            &format!(
+                                "name: p{i}\non:\n  when: \"{w}\"\nsteps:\n  - suspend: {{}}\n"
+                            ),
+                            &LoadContext::default(),
+                        )
+                        .unwrap(),
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn playbooks_that_read_raw_see_it_and_others_do_not_need_it() {
+        let a = alert(
+            r#"{"title": "t", "severity": "high", "user": {"email": "a@example.com"}, "vendor": {"rule": "x"}}"#,
+        );
+        let with_raw = set(&["alert.raw.vendor.rule == 'x'"]);
+        assert!(with_raw.playbooks[0].reads_raw);
+        assert_eq!(evaluate(&with_raw, &a).matched, vec!["p0".to_string()]);
+        let without = set(&["alert.severity == 'high'"]);
+        assert!(!without.playbooks[0].reads_raw);
+        assert_eq!(evaluate(&without, &a).matched, vec!["p0".to_string()]);
+    }
+
+    #[test]
+    fn identical_chains_from_two_playbooks_merge() {
+        let a = alert(r#"{"title": "t", "severity": "high", "user": {"email": "a@example.com"}}"#);
+        let plan = evaluate(
+            &set(&["alert.severity == 'high'", "alert.title == 't'"]),
+            &a,
+        );
+        assert_eq!(plan.matched.len(), 2);
+        assert_eq!(plan.chains.len(), 1);
+        assert_eq!(plan.chains[0].merged_from, vec!["p1".to_string()]);
+    }
 }

@@ -314,6 +314,8 @@ pub struct Playbook {
     pub file: PathBuf,
     /// SHA-256 of the file's bytes, to tell which version was live.
     pub hash: String,
+    /// Whether an expression may read `alert.raw` (if none does, evaluation leaves it out).
+    pub reads_raw: bool,
 }
 
 /// What loading checks playbooks against: names that live in the service's config.
@@ -617,7 +619,22 @@ pub fn load_str(file: &str, text: &str, ctx: &LoadContext) -> Result<Playbook, V
         steps,
         file: PathBuf::from(file),
         hash: hex::encode(Sha256::digest(text.as_bytes())),
+        // Conservative: any expression text mentioning `raw` keeps the raw payload in.
+        reads_raw: [&parsed.on.when, &parsed.target]
+            .iter()
+            .any(|e| e.as_ref().is_some_and(|x| x.value.contains("raw")))
+            || parsed.steps.iter().any(|s| step_mentions_raw(&s.value)),
     })
+}
+
+fn step_mentions_raw(step: &StepFile) -> bool {
+    let when = match step {
+        StepFile::Suspend(o) | StepFile::Reactivate(o) | StepFile::GetUser(o) => &o.when,
+        StepFile::ListUsers(o) => &o.when,
+        StepFile::Notify(n) => &n.when,
+        StepFile::Approval(_) | StepFile::Wait(_) => &None,
+    };
+    when.as_ref().is_some_and(|w| w.value.contains("raw"))
 }
 
 /// Loads every `*.yaml`/`*.yml` directly in `dir` (not `dir/tests/`). Any error fails the
