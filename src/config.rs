@@ -865,6 +865,24 @@ impl Settings {
                     "source name {name:?} may only use letters, digits, '-' and '_'"
                 )));
             }
+            let m = &source.mappings;
+            for (field, mapping) in [
+                ("id", &m.id),
+                ("title", &m.title),
+                ("severity", &m.severity),
+                ("status", &m.status),
+                ("subject_email", &m.subject_email),
+                ("subject_user_id", &m.subject_user_id),
+                ("subject_name", &m.subject_name),
+                ("source_ip", &m.source_ip),
+                ("occurred_at", &m.occurred_at),
+            ] {
+                if let Some(mapping) = mapping {
+                    crate::alerts::mapping::check(mapping).map_err(|e| {
+                        ConfigError::Invalid(format!("sources.{name}.mappings.{field}: {e}"))
+                    })?;
+                }
+            }
             if !matches!(source.auth, SourceAuth::None) && source.auth.secrets()?.is_empty() {
                 return Err(ConfigError::Invalid(format!(
                     "sources.{name}.auth: at least one token, password or secret is required"

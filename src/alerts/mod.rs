@@ -3,6 +3,7 @@
 mod auth;
 pub(crate) mod extract;
 mod formats;
+pub mod mapping;
 
 use std::collections::BTreeMap;
 
@@ -232,8 +233,7 @@ pub fn parse(
 }
 
 fn apply_overrides(a: &mut ParsedAlert, m: &FieldMappings, default_severity: Option<Severity>) {
-    use extract::str_at;
-    let at = |p: &Option<String>| p.as_deref().and_then(|p| str_at(&a.raw, p));
+    let at = |p: &Option<String>| p.as_deref().and_then(|p| mapping::lookup(&a.raw, p));
     if let Some(v) = at(&m.id) {
         a.native_id = Some(v);
     }

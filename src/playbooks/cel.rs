@@ -164,8 +164,13 @@ thread_local! {
 
 /// A context in which `alert` is bound, shared by every expression evaluated for one alert.
 pub fn alert_context(alert: &Value) -> Context<'static, 'static> {
+    variable_context("alert", alert.clone())
+}
+
+/// A standard-library context with one variable bound.
+pub fn variable_context(name: &str, value: Value) -> Context<'static, 'static> {
     let mut ctx = STDLIB.with(|env| Context::with_env(env.clone()));
-    ctx.add_variable_from_value("alert", alert.clone());
+    ctx.add_variable_from_value(name.to_owned(), value);
     ctx
 }
 

@@ -9,7 +9,7 @@ mod schema;
 pub mod template;
 pub mod testing;
 
-pub use self::cel::{ALERT_FIELDS, CelExpr};
+pub use self::cel::{ALERT_FIELDS, CelExpr, variable_context};
 pub use engine::{Plan, PlannedChain, PlannedStep, Skip, alert_value, evaluate};
 pub use schema::{
     ApprovalSpec, Escalation, Limit, LoadContext, LoadError, Mode, OnTimeout, Playbook,

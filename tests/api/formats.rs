@@ -139,3 +139,37 @@ fn a_source_can_override_where_fields_sit() {
         "the source's default severity"
     );
 }
+
+#[test]
+fn a_source_can_map_fields_with_cel_and_a_bad_expression_is_a_config_error() {
+    // Splunk result rows often carry only a user name; the domain is the company's.
+    let body = json!({"search_name": "1Password failed sign-ins", "sid": "9", "result": {"user": "dave", "count": "12"}});
+    let mappings: lockout::config::FieldMappings = serde_json::from_value(json!({
+        "subject_email": "cel: payload.result.user + '@example.com'",
+        "severity": "cel: int(payload.result['count']) > 10 ? 'high' : 'low'",
+    }))
+    .unwrap();
+    let a = &alerts::parse(
+        SourceFormat::Splunk,
+        &mappings,
+        None,
+        body.to_string().as_bytes(),
+    )
+    .unwrap()[0];
+    assert_eq!(
+        a.subjects[0].email.as_ref().unwrap().as_str(),
+        "dave@example.com"
+    );
+    assert_eq!(a.severity, alerts::Severity::High);
+
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.yaml");
+    std::fs::write(&path, "sources:\n  s:\n    format: splunk\n    auth: { type: bearer, token: t }\n    mappings: { subject_email: \"cel: alert.title\" }\n").unwrap();
+    let err = lockout::config::Settings::load(Some(&path))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("sources.s.mappings.subject_email") && err.contains("payload"),
+        "{err}"
+    );
+}

@@ -4,9 +4,12 @@
 
 use serde_json::Value;
 
-use crate::alerts::extract::{labels, shape, str_at, subject};
+use crate::alerts::Subject;
+use crate::alerts::extract::{labels, shape};
+use crate::alerts::mapping::lookup as str_at;
 use crate::alerts::{AlertStatus, ParseError, ParsedAlert, Severity};
 use crate::config::FieldMappings;
+use crate::domain::{Email, UserId};
 
 const F: &str = "generic";
 
@@ -52,12 +55,21 @@ fn one(m: &FieldMappings, v: Value) -> Result<ParsedAlert, ParseError> {
             .unwrap_or(Severity::Info),
         title,
         occurred_at: str_at(&v, &p(&m.occurred_at, "/timestamp")),
-        subjects: subject(
-            &v,
-            &[&p(&m.subject_email, "/user/email")],
-            &[&p(&m.subject_user_id, "/user/id")],
-            &[&p(&m.subject_name, "/user/name")],
-        ),
+        subjects: {
+            let email =
+                str_at(&v, &p(&m.subject_email, "/user/email")).and_then(|e| Email::parse(&e).ok());
+            let user_id =
+                str_at(&v, &p(&m.subject_user_id, "/user/id")).and_then(|u| UserId::parse(&u).ok());
+            if email.is_some() || user_id.is_some() {
+                vec![Subject {
+                    email,
+                    user_id,
+                    name: str_at(&v, &p(&m.subject_name, "/user/name")),
+                }]
+            } else {
+                vec![]
+            }
+        },
         source_ip: str_at(&v, &p(&m.source_ip, "/source_ip")),
         labels: labels(v.get("labels")),
         raw: v,
