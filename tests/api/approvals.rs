@@ -379,3 +379,45 @@ async fn manual_actions_need_an_analyst_and_respect_global_guards() {
     assert_eq!(s, 200);
     assert_eq!(list["users"].as_array().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn a_pending_approval_escalates_after_its_delay() {
+    let receiver = start_receiver();
+    let pb = "name: e\non:\n  when: \"alert.title.contains('brute')\"\nsteps:\n  - suspend:\n      approval: { approvers: [secops], timeout: 30m, escalate: { after: 1s, to: oncall } }\n";
+    let app = spawn_app_with(AppOptions {
+        playbooks: vec![("e.yaml", pb.into())],
+        extra_yaml: format!("notify:\n  oncall: {{ url: \"{}\" }}\n", receiver.url),
+        ..AppOptions::default()
+    })
+    .await;
+    let alert_id = alert(&app, "alice@example.com", None).await;
+    let id = app.pending_approval_for(&alert_id).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let records = app.wait_for_audit("approval.escalated", &alert_id).await;
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r.event.kind == "approval.escalated")
+            .count(),
+        1
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !receiver
+        .texts()
+        .iter()
+        .any(|t| t.contains(&id) && t.contains("still pending"))
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?}",
+            receiver.texts()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Escalated once, however long it stays pending.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(app.audit("kind=approval.escalated").await.len(), 1);
+    assert_eq!(suspends(&app), 0);
+}
