@@ -71,6 +71,20 @@ run_wrk() { # name, args...
   printf '  %-20s %10s req/s   p50 %-9s p99 %-9s non-2xx %s\n' "$name" "$rps" "$p50" "$p99" "${non2xx:-0}"
 }
 
+count_unevaluated() { # store url
+  if [[ $1 == postgres* ]]; then psql "$1" -tAq -c "select count(*) from alerts where state = 'received'"
+  else sqlite3 "${1#sqlite://}" "select count(*) from alerts where state = 'received'"; fi
+}
+
+# Waits until the planner has evaluated every stored alert, so one run's backlog does not
+# weigh on the next; prints how long that took.
+drain() { # store url
+  local started left
+  started=$(date +%s.%N)
+  while left=$(count_unevaluated "$1"); [ "$left" -gt 0 ]; do sleep 0.2; done
+  printf '  %-20s planner backlog drained %ss after the run\n' "" "$(python3 -c "import time; print(round(time.time() - $started, 1))")"
+}
+
 count_succeeded() { # store url
   if [[ $1 == postgres* ]]; then psql "$1" -tAq -c "select count(*) from actions where state = 'succeeded'"
   else sqlite3 "${1#sqlite://}" "select count(*) from actions where state = 'succeeded'"; fi
@@ -81,7 +95,8 @@ for store in $STORES; do
   if [ "$store" = postgres ]; then
     db="lockout_bench_$(date +%s)"
     psql "$PG" -q -c "CREATE DATABASE $db" || { echo "postgres: skipped (no server at $PG)"; continue; }
-    url="${PG%/*}/$db"
+    base=${PG%%\?*}; query=${PG#"$base"}
+    url="${base%/*}/$db$query"
   else
     url="sqlite://$work/bench-$(date +%s).db"
   fi
@@ -103,7 +118,9 @@ YAML
   echo "$store:"
   run_wrk "GET /healthz" "http://127.0.0.1:$port/healthz"
   run_wrk "POST generic" -s "$work/generic.lua" "http://127.0.0.1:$port"
+  drain "$url"
   run_wrk "POST alertmanager" -s "$work/alertmanager.lua" "http://127.0.0.1:$port"
+  drain "$url"
   # Actions: ACTIONS alerts (in requests of 500), each suspending a different user.
   python3 - "$ACTIONS" "$work" <<'PY'
 import json, sys
