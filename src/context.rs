@@ -39,12 +39,12 @@ pub struct WorkerTuning {
     pub failpoint: Option<String>,
 }
 
-/// Everything the service holds while it runs. Built by `startup`.
+/// Everything the service holds while it runs. Built once by `startup`.
 pub struct AppContext {
     pub store: Arc<dyn Store>,
     pub users: UsersApiClient,
     pub directory: Directory,
-    playbooks: RwLock<Arc<PlaybookSet>>,
+    pub playbooks: LivePlaybooks,
     pub playbook_dir: PathBuf,
     pub load_context: LoadContext,
     pub sources: HashMap<String, Source>,
@@ -67,65 +67,27 @@ pub struct AppContext {
     pub metrics: crate::metrics::Metrics,
 }
 
-/// The parts of [`AppContext`] that `startup` builds first.
-pub struct AppParts {
-    pub store: Arc<dyn Store>,
-    pub users: UsersApiClient,
-    pub directory: Directory,
-    pub playbooks: PlaybookSet,
-    pub playbook_dir: PathBuf,
-    pub load_context: LoadContext,
-    pub sources: HashMap<String, Source>,
-    pub worker: WorkerTuning,
-    pub limits: LimitPolicy,
-    pub protected: Vec<ProtectedPattern>,
-    pub self_actors: Vec<String>,
-    pub notifier: Notifier,
-    pub notifications: NotificationSettings,
-    pub jwt: JwtVerifier,
-    pub analyst_roles: Vec<String>,
-    pub manual_approvers: Vec<String>,
-    pub approval_timeout: Duration,
-    pub sandbox: bool,
+/// The live playbook set: read as a cheap snapshot, swapped whole on reload.
+pub struct LivePlaybooks(RwLock<Arc<PlaybookSet>>);
+
+impl LivePlaybooks {
+    pub fn new(set: PlaybookSet) -> Self {
+        Self(RwLock::new(Arc::new(set)))
+    }
 }
 
 impl AppContext {
-    pub fn new(p: AppParts) -> Self {
-        Self {
-            store: p.store,
-            users: p.users,
-            directory: p.directory,
-            playbooks: RwLock::new(Arc::new(p.playbooks)),
-            playbook_dir: p.playbook_dir,
-            load_context: p.load_context,
-            sources: p.sources,
-            worker: p.worker,
-            limits: p.limits,
-            protected: p.protected,
-            self_actors: p.self_actors,
-            notifier: p.notifier,
-            notifications: p.notifications,
-            jwt: p.jwt,
-            analyst_roles: p.analyst_roles,
-            manual_approvers: p.manual_approvers,
-            approval_timeout: p.approval_timeout,
-            alerts_waiting: Notify::new(),
-            actions_waiting: Notify::new(),
-            sandbox: p.sandbox,
-            metrics: Default::default(),
-        }
-    }
-
     /// The live playbook set (a cheap snapshot; reloads swap it whole).
     pub fn playbooks(&self) -> Arc<PlaybookSet> {
         self.playbooks
+            .0
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
     }
 
     pub fn replace_playbooks(&self, set: PlaybookSet) {
-        *self.playbooks.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
+        *self.playbooks.0.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(set);
     }
 
     /// Reloads the playbook folder. A folder with any error leaves the running set untouched;

@@ -19,7 +19,7 @@ use crate::approvals::JwtVerifier;
 use crate::audit::AuditEvent;
 use crate::config::NotificationSettings;
 use crate::config::{ConfigError, Settings};
-use crate::context::{AppContext, AppParts, Source, WorkerTuning};
+use crate::context::{AppContext, LivePlaybooks, Source, WorkerTuning};
 use crate::http::{AdminTokens, error};
 use crate::notify::Notifier;
 use crate::playbooks::{LoadContext, ProtectedPattern};
@@ -158,11 +158,11 @@ impl Application {
             .iter()
             .map(|p| ProtectedPattern::parse(p).map_err(ConfigError::Invalid))
             .collect::<Result<Vec<_>, _>>()?;
-        let ctx = Arc::new(AppContext::new(AppParts {
+        let ctx = Arc::new(AppContext {
             store: store.clone(),
             users,
             directory,
-            playbooks,
+            playbooks: LivePlaybooks::new(playbooks),
             playbook_dir: settings.playbooks.dir.clone(),
             load_context,
             sources,
@@ -194,7 +194,10 @@ impl Application {
             manual_approvers: settings.approvals.manual_approvers.clone(),
             approval_timeout: Duration::from_secs(settings.approvals.default_timeout_secs),
             sandbox: fake.is_some(),
-        }));
+            alerts_waiting: tokio::sync::Notify::new(),
+            actions_waiting: tokio::sync::Notify::new(),
+            metrics: Default::default(),
+        });
         store
             .append_audit(vec![AuditEvent::new("service.started", "system").data(json!({
                 "version": env!("CARGO_PKG_VERSION"),
