@@ -113,8 +113,9 @@ impl Metrics {
         h.count += 1;
     }
 
-    /// The exposition text; `gauges` are computed at scrape time by the caller.
-    pub fn render(&self, gauges: &[(&'static str, Labels, f64)]) -> String {
+    /// The exposition text. `sampled` are values the caller reads at scrape time (gauges, and
+    /// counters kept elsewhere, such as the client's token requests).
+    pub fn render(&self, sampled: &[(&'static str, Labels, f64)]) -> String {
         let counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
         let histograms = self.histograms.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = String::new();
@@ -139,6 +140,9 @@ impl Metrics {
                     for ((n, l), v) in counters.iter().filter(|((n, _), _)| n == name) {
                         let _ = writeln!(out, "{n}{} {v}", fmt_labels(l, None));
                     }
+                    for (n, l, v) in sampled.iter().filter(|(n, _, _)| n == name) {
+                        let _ = writeln!(out, "{n}{} {v}", fmt_labels(l, None));
+                    }
                 }
                 "histogram" => {
                     for ((n, l), h) in histograms.iter().filter(|((n, _), _)| n == name) {
@@ -161,7 +165,7 @@ impl Metrics {
                     }
                 }
                 _ => {
-                    for (n, l, v) in gauges.iter().filter(|(n, _, _)| n == name) {
+                    for (n, l, v) in sampled.iter().filter(|(n, _, _)| n == name) {
                         let _ = writeln!(out, "{n}{} {v}", fmt_labels(l, None));
                     }
                 }

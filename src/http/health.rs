@@ -75,16 +75,13 @@ pub async fn metrics(ctx: web::Data<AppContext>) -> Result<HttpResponse, ApiErro
         vec![],
         oldest,
     ));
-    ctx.metrics.add("lockout_token_requests_total", &[], 0);
-    let mut text = ctx.metrics.render(&gauges);
     // The client counts its own token requests.
-    text = text.replace(
-        "# TYPE lockout_token_requests_total counter\nlockout_token_requests_total 0\n",
-        &format!(
-            "# TYPE lockout_token_requests_total counter\nlockout_token_requests_total {}\n",
-            ctx.users.token_requests()
-        ),
-    );
+    gauges.push((
+        "lockout_token_requests_total",
+        vec![],
+        ctx.users.token_requests() as f64,
+    ));
+    let text = ctx.metrics.render(&gauges);
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
         .body(text))
