@@ -48,6 +48,16 @@ pub enum Severity {
 }
 
 impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Info => "info",
+            Self::Low => "low",
+            Self::Medium => "medium",
+            Self::High => "high",
+            Self::Critical => "critical",
+        }
+    }
+
     /// Maps the many spellings senders use. Unknown values are `info`, never something that
     /// could make a high-severity rule fire by accident.
     pub fn parse(s: &str) -> Self {
@@ -271,6 +281,24 @@ fn apply_overrides(a: &mut ParsedAlert, m: &FieldMappings, default_severity: Opt
 /// A short stable hash, for building ids out of content.
 pub(crate) fn short_hash(s: &str) -> String {
     hex::encode(&Sha256::digest(s.as_bytes())[..8])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn severity_names_match_their_serialised_form() {
+        for s in [
+            Severity::Info,
+            Severity::Low,
+            Severity::Medium,
+            Severity::High,
+            Severity::Critical,
+        ] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+    }
 }
 
 #[cfg(test)]

@@ -91,11 +91,7 @@ impl CelExpr {
         self.guards.iter().all(|g| match g {
             Guard::LabelEquals(k, v) => alert.labels.get(k).is_some_and(|x| x == v),
             Guard::Source(v) => &alert.source == v,
-            Guard::SeverityIn(list) => {
-                let sev = serde_json::to_value(alert.severity).ok();
-                let sev = sev.as_ref().and_then(|v| v.as_str()).unwrap_or_default();
-                list.iter().any(|l| l == sev)
-            }
+            Guard::SeverityIn(list) => list.iter().any(|l| l == alert.severity.as_str()),
         })
     }
 }
