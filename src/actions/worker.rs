@@ -96,12 +96,7 @@ fn event(action: &Action, kind: &str) -> AuditEvent {
         (_, Some(p), _) => format!("playbook:{p}"),
         _ => "system".into(),
     };
-    let mut e = AuditEvent::new(kind, actor)
-        .action(&action.id)
-        .subject(&action.target);
-    e.alert_id = action.alert_id.clone();
-    e.playbook = action.playbook.clone();
-    e
+    action.audit_event(kind, actor)
 }
 
 fn done(

@@ -359,13 +359,7 @@ async fn append_audit_tx(conn: &mut AnyConnection, events: Vec<AuditEvent>) -> S
 }
 
 fn action_event(a: &Action, kind: &str, data: serde_json::Value) -> AuditEvent {
-    let mut e = AuditEvent::new(kind, "system")
-        .action(&a.id)
-        .subject(&a.target)
-        .data(data);
-    e.alert_id = a.alert_id.clone();
-    e.playbook = a.playbook.clone();
-    e
+    a.audit_event(kind, "system").data(data)
 }
 
 async fn load_action(conn: &mut AnyConnection, id: &str) -> StoreResult<Option<Action>> {

@@ -147,6 +147,18 @@ pub struct Action {
     pub finished_at: Option<String>,
 }
 
+impl Action {
+    /// An audit record about this action: its id, target, alert and playbook filled in.
+    pub fn audit_event(&self, kind: &str, actor: impl Into<String>) -> crate::audit::AuditEvent {
+        let mut e = crate::audit::AuditEvent::new(kind, actor)
+            .action(&self.id)
+            .subject(&self.target);
+        e.alert_id = self.alert_id.clone();
+        e.playbook = self.playbook.clone();
+        e
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Decision {
     pub approver: String,
