@@ -11,6 +11,6 @@ mod planner;
 mod scheduler;
 mod worker;
 
-pub use planner::{approval_request, new_chain, plan_alert, plan_pending, run_planner};
+pub use planner::{approval_request, decide, new_chain, plan_alert, plan_pending, run_planner};
 pub use scheduler::{run_scheduler, tick};
 pub use worker::{Outcome, run_workers, try_run_next};

@@ -93,17 +93,28 @@ fn plan_record(
 ) -> Result<PlanRecord, StoreError> {
     let alert: Alert = serde_json::from_value(stored.alert.clone())
         .map_err(|e| StoreError::Corrupt(format!("alert {}: {e}", stored.id)))?;
+    Ok(decide(ctx, playbooks, &alert, &stored.correlation))
+}
+
+/// What the engine decides for an alert: pure, so intake can run it before storing the
+/// alert and the planner again after a crash, with the same result for the same playbooks.
+pub fn decide(
+    ctx: &AppContext,
+    playbooks: &PlaybookSet,
+    alert: &Alert,
+    correlation: &str,
+) -> PlanRecord {
     let mut record = PlanRecord::default();
     // Invariant 7: lockout's own actions come back as alerts. Never remediate on them.
-    if let Some(why) = super::loops::self_inflicted(&alert, &ctx.self_actors) {
+    if let Some(why) = super::loops::self_inflicted(alert, &ctx.self_actors) {
         record.audit.push(
             AuditEvent::new("plan.loop_prevented", "system")
                 .alert(&alert.id)
                 .data(json!({"reason": why})),
         );
-        return Ok(record);
+        return record;
     }
-    let plan = evaluate(playbooks, &alert);
+    let plan = evaluate(playbooks, alert);
     record.audit.push(
         AuditEvent::new("plan.made", "system")
             .alert(&alert.id)
@@ -141,9 +152,9 @@ fn plan_record(
             .push(new_chain(c, Some(&alert.id), ctx.worker.action_deadline));
     }
     if alert.status == AlertStatus::Resolved {
-        record.cancel_correlation = Some(stored.correlation.clone());
+        record.cancel_correlation = Some(correlation.to_owned());
     }
-    Ok(record)
+    record
 }
 
 /// The planner task: runs at start (crash recovery) and whenever intake stores an alert.

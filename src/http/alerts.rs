@@ -4,6 +4,7 @@ use futures::StreamExt;
 use serde_json::json;
 
 use super::ApiError;
+use crate::actions;
 use crate::alerts::{self, ParseError};
 use crate::audit::AuditEvent;
 use crate::context::AppContext;
@@ -78,6 +79,8 @@ pub async fn receive(
     let received_at = format_time(now);
     let mut alert_ids = vec![];
     let mut duplicates = vec![];
+    let mut planner_needed = false;
+    let playbooks = ctx.playbooks();
     for p in parsed {
         let correlation = p.correlation(&source.name);
         let alert = p.into_alert(
@@ -96,6 +99,10 @@ pub async fn receive(
                 "severity": alert.severity,
                 "subjects": alert.subjects,
             }));
+        // Evaluation is pure and cheap: done here, an alert that calls for nothing is stored
+        // already evaluated, in one transaction; one that starts actions goes to the planner.
+        let plan = actions::decide(&ctx, &playbooks, &alert, &correlation);
+        let settled = plan.is_settled().then_some(plan.audit);
         let stored = NewAlert {
             id: alert.id.clone(),
             source: source.name.clone(),
@@ -104,11 +111,16 @@ pub async fn receive(
             status: alert.status.as_str().into(),
             correlation,
             alert: serde_json::to_value(&alert).map_err(ApiError::internal)?,
+            settled,
         };
         match ctx.store.insert_alert(&stored, &dedup_since, audit).await? {
             InsertOutcome::Inserted => {
                 ctx.metrics
                     .inc("lockout_alerts_received_total", &[("source", &source.name)]);
+                match stored.settled {
+                    Some(_) => ctx.metrics.inc("lockout_plans_total", &[]),
+                    None => planner_needed = true,
+                }
                 alert_ids.push(alert.id)
             }
             InsertOutcome::Duplicate { original } => {
@@ -120,7 +132,7 @@ pub async fn receive(
             }
         }
     }
-    if !alert_ids.is_empty() {
+    if planner_needed {
         ctx.alerts_waiting.notify_one();
     }
     Ok(HttpResponse::Accepted().json(json!({ "alert_ids": alert_ids, "duplicates": duplicates })))

@@ -39,8 +39,8 @@ pub struct CelExpr {
 enum Guard {
     /// `alert.labels.K == 'V'`
     LabelEquals(String, String),
-    /// `alert.source == 'V'`
-    Source(String),
+    /// `alert.F == 'V'` for a string field F (source, title, status, severity)
+    FieldEquals(&'static str, String),
     /// `alert.severity in ['high', 'critical']`
     SeverityIn(Vec<String>),
 }
@@ -90,9 +90,22 @@ impl CelExpr {
     pub fn may_match(&self, alert: &crate::alerts::Alert) -> bool {
         self.guards.iter().all(|g| match g {
             Guard::LabelEquals(k, v) => alert.labels.get(k).is_some_and(|x| x == v),
-            Guard::Source(v) => &alert.source == v,
+            Guard::FieldEquals(f, v) => string_field(alert, f) == Some(v.as_str()),
             Guard::SeverityIn(list) => list.iter().any(|l| l == alert.severity.as_str()),
         })
+    }
+}
+
+/// The string fields guards compare, as CEL sees them.
+const STRING_FIELDS: [&str; 4] = ["source", "title", "status", "severity"];
+
+fn string_field<'a>(alert: &'a crate::alerts::Alert, field: &str) -> Option<&'a str> {
+    match field {
+        "source" => Some(&alert.source),
+        "title" => Some(&alert.title),
+        "status" => Some(alert.status.as_str()),
+        "severity" => Some(alert.severity.as_str()),
+        _ => None,
     }
 }
 
@@ -134,8 +147,9 @@ fn collect_guards(e: &IdedExpr, out: &mut Vec<Guard>) {
                     out.push(Guard::LabelEquals(k.to_owned(), v));
                     return;
                 }
-                if let (Some("source"), Some(v)) = (alert_field(x), string_literal(y)) {
-                    out.push(Guard::Source(v));
+                let field = alert_field(x).and_then(|f| STRING_FIELDS.iter().find(|n| **n == f));
+                if let (Some(f), Some(v)) = (field, string_literal(y)) {
+                    out.push(Guard::FieldEquals(f, v));
                     return;
                 }
             }
@@ -159,10 +173,6 @@ thread_local! {
 }
 
 /// A context in which `alert` is bound, shared by every expression evaluated for one alert.
-pub fn alert_context(alert: &Value) -> Context<'static, 'static> {
-    variable_context("alert", alert.clone())
-}
-
 /// A standard-library context with one variable bound.
 pub fn variable_context(name: &str, value: Value) -> Context<'static, 'static> {
     let mut ctx = STDLIB.with(|env| Context::with_env(env.clone()));

@@ -84,13 +84,10 @@ pub fn alert_value(alert: &Alert) -> cel::Value {
 }
 
 pub fn evaluate(set: &PlaybookSet, alert: &Alert) -> Plan {
-    // The raw payload is the costliest part to convert; most playbooks never read it.
-    let value = if set.playbooks.iter().any(|p| p.reads_raw) {
-        super::cel::alert_context(&alert_value(alert))
-    } else {
-        super::cel::alert_context(
-            &cel::to_value(AlertWithoutRaw(alert)).expect("alerts convert to CEL"),
-        )
+    let value = AlertContext {
+        alert,
+        reads_raw: set.playbooks.iter().any(|p| p.reads_raw),
+        built: std::cell::OnceCell::new(),
     };
     let mut plan = Plan::default();
     for pb in &set.playbooks {
@@ -126,7 +123,29 @@ fn skip(
     });
 }
 
-fn evaluate_one(pb: &Playbook, alert: &Alert, value: &cel::Context, plan: &mut Plan) {
+/// The alert as CEL sees it, built on first use: an alert that every playbook's sources,
+/// status or guards already rule out never pays for the conversion.
+struct AlertContext<'a> {
+    alert: &'a Alert,
+    /// The raw payload is the costliest part to convert; most playbooks never read it.
+    reads_raw: bool,
+    built: std::cell::OnceCell<cel::Context<'static, 'static>>,
+}
+
+impl AlertContext<'_> {
+    fn get(&self) -> &cel::Context<'static, 'static> {
+        self.built.get_or_init(|| {
+            let value = if self.reads_raw {
+                alert_value(self.alert)
+            } else {
+                cel::to_value(AlertWithoutRaw(self.alert)).expect("alerts convert to CEL")
+            };
+            super::cel::variable_context("alert", value)
+        })
+    }
+}
+
+fn evaluate_one(pb: &Playbook, alert: &Alert, value: &AlertContext<'_>, plan: &mut Plan) {
     if !pb.enabled {
         return skip(plan, pb, "disabled", None, "playbook is disabled");
     }
@@ -152,7 +171,7 @@ fn evaluate_one(pb: &Playbook, alert: &Alert, value: &cel::Context, plan: &mut P
         if !when.may_match(alert) {
             return skip(plan, pb, "no_match", None, pb.when_false.clone());
         }
-        match when.eval(value) {
+        match when.eval(value.get()) {
             Ok(cel::Value::Bool(true)) => {}
             Ok(cel::Value::Bool(false)) => {
                 return skip(
@@ -189,7 +208,7 @@ fn evaluate_one(pb: &Playbook, alert: &Alert, value: &cel::Context, plan: &mut P
     let mut steps = vec![];
     for step in &pb.steps {
         if let Some(w) = &step.when {
-            match w.eval(value) {
+            match w.eval(value.get()) {
                 Ok(cel::Value::Bool(true)) => {}
                 Ok(cel::Value::Bool(false)) => {
                     skip(
@@ -268,7 +287,7 @@ fn evaluate_one(pb: &Playbook, alert: &Alert, value: &cel::Context, plan: &mut P
 
 /// The users a playbook acts on: its `target` expression (a string or list of strings), or by
 /// default every subject of the alert.
-fn targets(pb: &Playbook, alert: &Alert, value: &cel::Context) -> Result<Vec<UserRef>, String> {
+fn targets(pb: &Playbook, alert: &Alert, value: &AlertContext<'_>) -> Result<Vec<UserRef>, String> {
     let Some(expr) = &pb.target else {
         return Ok(alert.subjects.iter().filter_map(|s| s.user_ref()).collect());
     };
@@ -283,7 +302,7 @@ fn targets(pb: &Playbook, alert: &Alert, value: &cel::Context) -> Result<Vec<Use
     };
     let mut out = vec![];
     match expr
-        .eval(value)
+        .eval(value.get())
         .map_err(|e| format!("target failed: {e}"))?
     {
         cel::Value::List(items) => {
@@ -302,6 +321,42 @@ mod tests {
     use super::*;
     use crate::config::{FieldMappings, SourceFormat};
     use crate::playbooks::{LoadContext, load_str};
+
+    #[test]
+    fn guards_never_disagree_with_cel() {
+        let alerts = [
+            alert(r#"{"title":"act now","severity":"high","user":{"email":"a@example.com"}}"#),
+            alert(r#"{"title":"Act now","severity":"low","status":"resolved"}"#),
+            alert(r#"{"title":"x","severity":"sev1","labels":{"k":"v"}}"#),
+        ];
+        let exprs = [
+            "alert.title == 'act now'",
+            "'act now' == alert.title",
+            "alert.severity == 'high'",
+            "alert.severity == 'critical'",
+            "alert.status == 'resolved'",
+            "alert.status == 'firing' && alert.title == 'x'",
+            "alert.source == 'generic' && alert.severity in ['low', 'critical']",
+            "alert.labels.k == 'v'",
+        ];
+        for text in exprs {
+            let expr = super::super::cel::CelExpr::compile(text).unwrap();
+            for a in &alerts {
+                let context = AlertContext {
+                    alert: a,
+                    reads_raw: false,
+                    built: Default::default(),
+                };
+                let cel_says = matches!(expr.eval(context.get()), Ok(cel::Value::Bool(true)));
+                if !expr.may_match(a) {
+                    assert!(
+                        !cel_says,
+                        "{text}: a guard ruled out what CEL matches ({a:?})"
+                    );
+                }
+            }
+        }
+    }
 
     fn alert(body: &str) -> Alert {
         crate::alerts::parse(

@@ -5,6 +5,7 @@
 
 mod migrations;
 mod sql;
+mod sqlite_intake;
 mod types;
 
 use async_trait::async_trait;
@@ -31,6 +32,12 @@ impl From<sqlx::Error> for StoreError {
     }
 }
 
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Database(e.to_string())
+    }
+}
+
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// An alert as intake hands it to the store.
@@ -46,6 +53,11 @@ pub struct NewAlert {
     pub correlation: String,
     /// The canonical alert, as JSON.
     pub alert: serde_json::Value,
+    /// When evaluation at intake found nothing to do: the plan's audit records. The alert is
+    /// then stored `evaluated` with them, in the same transaction; otherwise (`None`) it is
+    /// stored `received` and the planner takes it.
+    #[serde(default)]
+    pub settled: Option<Vec<AuditEvent>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

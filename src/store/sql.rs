@@ -29,9 +29,9 @@ pub struct SqlStore {
 /// The embedded default.
 pub type SqliteStore = SqlStore;
 
-struct Shared {
+pub(super) struct Shared {
     pool: AnyPool,
-    writer: tokio::sync::Mutex<()>,
+    pub(super) writer: tokio::sync::Mutex<()>,
     postgres: bool,
 }
 
@@ -58,14 +58,139 @@ impl Shared {
     }
 }
 
-struct IntakeRequest {
-    alert: NewAlert,
-    dedup_since: String,
-    audit: AuditEvent,
+pub(super) struct IntakeRequest {
+    pub(super) alert: NewAlert,
+    pub(super) dedup_since: String,
+    pub(super) audit: AuditEvent,
     reply: oneshot::Sender<Result<InsertOutcome, String>>,
 }
 
-const INTAKE_BATCH: usize = 512;
+/// Most alerts committed in one intake transaction.
+pub(super) const INTAKE_BATCH: usize = 512;
+/// Alerts waiting for the intake writer before senders wait too (back-pressure).
+pub(super) const INTAKE_QUEUE: usize = 4096;
+
+/// Answers every caller of a batch: its outcome, or the batch's error (nothing of a failed
+/// batch was committed, so nothing of it was acknowledged).
+pub(super) fn answer(batch: Vec<IntakeRequest>, result: Result<Vec<InsertOutcome>, String>) {
+    match result {
+        Ok(outcomes) => {
+            for (r, o) in batch.into_iter().zip(outcomes) {
+                let _ = r.reply.send(Ok(o));
+            }
+        }
+        Err(msg) => {
+            for r in batch {
+                let _ = r.reply.send(Err(msg.clone()));
+            }
+        }
+    }
+}
+
+/// A batch's de-duplication, decided in memory.
+pub(super) struct Decided<'a> {
+    /// Each alert with the state it is stored in and the alert it duplicates.
+    pub(super) rows: Vec<(&'a NewAlert, AlertState, Option<String>)>,
+    pub(super) outcomes: Vec<InsertOutcome>,
+    pub(super) audits: Vec<AuditEvent>,
+}
+
+/// De-duplicates a batch against `found`, the stored alerts sharing a fingerprint with it
+/// (source, fingerprint, id, received_at; oldest first). A re-delivery inside the batch is a
+/// duplicate of its first copy.
+pub(super) fn decide_batch(
+    batch: &[IntakeRequest],
+    found: Vec<(String, String, String, String)>,
+) -> Decided<'_> {
+    use std::collections::HashMap;
+    // (source, fingerprint) → (first id, received_at)
+    let mut seen: HashMap<(String, String), (String, String)> = HashMap::new();
+    for (source, fp, id, at) in found {
+        seen.entry((source, fp)).or_insert((id, at));
+    }
+    let mut decided = Decided {
+        rows: Vec::with_capacity(batch.len()),
+        outcomes: Vec::with_capacity(batch.len()),
+        audits: Vec::with_capacity(batch.len()),
+    };
+    for r in batch {
+        let key = (r.alert.source.clone(), r.alert.fingerprint.clone());
+        let original = seen
+            .get(&key)
+            .filter(|(_, at)| at.as_str() >= r.dedup_since.as_str())
+            .map(|(id, _)| id.clone());
+        let mut audit = r.audit.clone();
+        match &original {
+            Some(o) => {
+                audit.kind = "alert.duplicate".into();
+                if let serde_json::Value::Object(m) = &mut audit.data {
+                    m.insert("duplicate_of".into(), o.clone().into());
+                }
+                decided.outcomes.push(InsertOutcome::Duplicate {
+                    original: o.clone(),
+                });
+                decided
+                    .rows
+                    .push((&r.alert, AlertState::Duplicate, original));
+            }
+            None => {
+                seen.insert(key, (r.alert.id.clone(), r.alert.received_at.clone()));
+                decided.outcomes.push(InsertOutcome::Inserted);
+                let state = match r.alert.settled {
+                    Some(_) => AlertState::Evaluated,
+                    None => AlertState::Received,
+                };
+                decided.rows.push((&r.alert, state, None));
+            }
+        }
+        let is_duplicate = matches!(
+            decided.outcomes.last(),
+            Some(InsertOutcome::Duplicate { .. })
+        );
+        decided.audits.push(audit);
+        // A duplicate's plan is dropped: a re-delivery produces no second plan.
+        if let (false, Some(plan)) = (is_duplicate, &r.alert.settled) {
+            decided.audits.extend(plan.iter().cloned());
+        }
+    }
+    decided
+}
+
+/// An audit record linked into the chain, ready to insert.
+pub(super) struct Chained {
+    pub(super) seq: i64,
+    pub(super) id: String,
+    pub(super) event: AuditEvent,
+    /// `event.data` as JSON text.
+    pub(super) data: String,
+    pub(super) prev_hash: String,
+    pub(super) hash: String,
+}
+
+/// Links `events` after `last` (the chain's tail: seq and hash; `None` for an empty chain).
+pub(super) fn chain_records(
+    last: Option<(i64, String)>,
+    at: &str,
+    events: Vec<AuditEvent>,
+) -> Vec<Chained> {
+    let (mut seq, mut prev) = last.unwrap_or((0, GENESIS_HASH.to_owned()));
+    events
+        .into_iter()
+        .map(|event| {
+            seq += 1;
+            let id = new_id("aud");
+            let hash = chain_hash(&prev, seq, &id, at, &event);
+            Chained {
+                seq,
+                data: event.data.to_string(),
+                prev_hash: std::mem::replace(&mut prev, hash.clone()),
+                id,
+                event,
+                hash,
+            }
+        })
+        .collect()
+}
 
 static DRIVERS: Once = Once::new();
 
@@ -79,28 +204,30 @@ impl SqlStore {
     pub async fn connect(url: &str) -> StoreResult<Self> {
         DRIVERS.call_once(sqlx::any::install_default_drivers);
         let postgres = url.starts_with("postgres:") || url.starts_with("postgresql:");
-        let pool = if postgres {
-            AnyPoolOptions::new()
-                .max_connections(10)
-                .acquire_timeout(Duration::from_secs(10))
-                .connect(url)
-                .await?
-        } else {
+        let sqlite_path = (!postgres).then(|| {
             let path = url
                 .trim_start_matches("sqlite://")
                 .trim_start_matches("sqlite:");
+            // Options in the URL are not part of the file's name.
+            path.split('?').next().unwrap_or(path).to_owned()
+        });
+        let pool = if let Some(path) = &sqlite_path {
             AnyPoolOptions::new()
                 .max_connections(4)
                 .after_connect(|conn, _| {
                     Box::pin(async move {
-                        // WAL: readers do not block the writer. FULL: a commit is on disk before
-                        // intake answers 202, even across power loss.
-                        conn.execute("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON;")
+                        conn.execute(sqlx::AssertSqlSafe(super::sqlite_intake::PRAGMAS))
                             .await
                             .map(|_| ())
                     })
                 })
                 .connect(&format!("sqlite://{path}?mode=rwc"))
+                .await?
+        } else {
+            AnyPoolOptions::new()
+                .max_connections(10)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(url)
                 .await?
         };
         let shared = Arc::new(Shared {
@@ -108,56 +235,20 @@ impl SqlStore {
             writer: tokio::sync::Mutex::new(()),
             postgres,
         });
-        let (intake, rx) = mpsc::channel(4096);
-        let store = Self {
-            shared: shared.clone(),
-            intake,
+        migrate(&shared).await?;
+        let intake = match &sqlite_path {
+            Some(path) => super::sqlite_intake::spawn(path, shared.clone())?,
+            None => {
+                let (intake, rx) = mpsc::channel(INTAKE_QUEUE);
+                tokio::spawn(intake_batcher(shared.clone(), rx));
+                intake
+            }
         };
-        store.migrate().await?;
-        tokio::spawn(intake_batcher(shared, rx));
-        Ok(store)
+        Ok(Self { shared, intake })
     }
 
     pub fn is_postgres(&self) -> bool {
         self.shared.postgres
-    }
-
-    async fn migrate(&self) -> StoreResult<()> {
-        let sh = &self.shared;
-        let migrations = if sh.postgres {
-            super::migrations::POSTGRES
-        } else {
-            super::migrations::SQLITE
-        };
-        // Under the write lock: two replicas starting together migrate once.
-        let (_w, mut tx) = sh.write_tx().await?;
-        sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
-            .execute(&mut *tx)
-            .await?;
-        for (version, name, sql) in migrations {
-            let done: Option<i64> =
-                sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
-                    .bind(version)
-                    .fetch_optional(&mut *tx)
-                    .await?;
-            if done.is_some() {
-                continue;
-            }
-            sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
-                .execute(&mut *tx)
-                .await
-                .map_err(|e| StoreError::Migration(format!("{version} {name}: {e}")))?;
-            sqlx::query(
-                "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
-            )
-            .bind(version)
-            .bind(name)
-            .bind(now_rfc3339())
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        Ok(())
     }
 
     /// The pool, for tests that need to reach under the trait (e.g. to tamper with a row).
@@ -166,8 +257,44 @@ impl SqlStore {
     }
 }
 
-/// Commits queued intake inserts in batches. A failed batch answers every caller with the
-/// error: nothing of it was committed, so nothing was acknowledged.
+async fn migrate(sh: &Shared) -> StoreResult<()> {
+    let migrations = if sh.postgres {
+        super::migrations::POSTGRES
+    } else {
+        super::migrations::SQLITE
+    };
+    // Under the write lock: two replicas starting together migrate once.
+    let (_w, mut tx) = sh.write_tx().await?;
+    sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
+            .execute(&mut *tx)
+            .await?;
+    for (version, name, sql) in migrations {
+        let done: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
+                .bind(version)
+                .fetch_optional(&mut *tx)
+                .await?;
+        if done.is_some() {
+            continue;
+        }
+        sqlx::raw_sql(sqlx::AssertSqlSafe(*sql))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| StoreError::Migration(format!("{version} {name}: {e}")))?;
+        sqlx::query(
+            "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+        )
+        .bind(version)
+        .bind(name)
+        .bind(now_rfc3339())
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Commits queued intake inserts in batches (PostgreSQL; SQLite has its own thread).
 async fn intake_batcher(shared: Arc<Shared>, mut rx: mpsc::Receiver<IntakeRequest>) {
     while let Some(first) = rx.recv().await {
         let mut batch = vec![first];
@@ -178,19 +305,7 @@ async fn intake_batcher(shared: Arc<Shared>, mut rx: mpsc::Receiver<IntakeReques
             }
         }
         let result = insert_batch(&shared, &batch).await;
-        match result {
-            Ok(outcomes) => {
-                for (r, o) in batch.into_iter().zip(outcomes) {
-                    let _ = r.reply.send(Ok(o));
-                }
-            }
-            Err(e) => {
-                let msg = e.to_string();
-                for r in batch {
-                    let _ = r.reply.send(Err(msg.clone()));
-                }
-            }
-        }
+        answer(batch, result.map_err(|e| e.to_string()));
     }
 }
 
@@ -208,9 +323,8 @@ fn values_clause(start: usize, rows: usize, cols: usize) -> String {
 }
 
 /// One transaction for a batch: one de-duplication query, one multi-row insert of alerts, one
-/// of audit records. A re-delivery inside the batch is a duplicate of its first copy.
+/// of audit records.
 async fn insert_batch(shared: &Shared, batch: &[IntakeRequest]) -> StoreResult<Vec<InsertOutcome>> {
-    use std::collections::HashMap;
     let (_w, mut tx) = shared.write_tx().await?;
     let oldest = batch
         .iter()
@@ -228,53 +342,19 @@ async fn insert_batch(shared: &Shared, batch: &[IntakeRequest]) -> StoreResult<V
     for r in batch {
         q = q.bind(&r.alert.fingerprint);
     }
-    let rows = q.fetch_all(&mut *tx).await?;
-    // (source, fingerprint) → (first id, received_at)
-    let mut seen: HashMap<(String, String), (String, String)> = HashMap::new();
-    for (source, fp, id, at) in rows {
-        seen.entry((source, fp)).or_insert((id, at));
-    }
-    let mut outcomes = Vec::with_capacity(batch.len());
-    let mut audits = Vec::with_capacity(batch.len());
-    let mut rows = Vec::with_capacity(batch.len());
-    for r in batch {
-        let key = (r.alert.source.clone(), r.alert.fingerprint.clone());
-        let original = seen
-            .get(&key)
-            .filter(|(_, at)| at.as_str() >= r.dedup_since.as_str())
-            .map(|(id, _)| id.clone());
-        let mut audit = r.audit.clone();
-        let outcome = match &original {
-            Some(o) => {
-                audit.kind = "alert.duplicate".into();
-                if let serde_json::Value::Object(m) = &mut audit.data {
-                    m.insert("duplicate_of".into(), o.clone().into());
-                }
-                InsertOutcome::Duplicate {
-                    original: o.clone(),
-                }
-            }
-            None => {
-                seen.insert(key, (r.alert.id.clone(), r.alert.received_at.clone()));
-                InsertOutcome::Inserted
-            }
-        };
-        let state = if original.is_some() {
-            AlertState::Duplicate
-        } else {
-            AlertState::Received
-        };
-        rows.push((&r.alert, state, original, r.alert.alert.to_string()));
-        outcomes.push(outcome);
-        audits.push(audit);
-    }
+    let found = q.fetch_all(&mut *tx).await?;
+    let Decided {
+        rows,
+        outcomes,
+        audits,
+    } = decide_batch(batch, found);
     for chunk in rows.chunks(300) {
         let sql = format!(
             "INSERT INTO alerts (id, source, fingerprint, correlation, received_at, status, state, duplicate_of, alert) VALUES {}",
             values_clause(1, chunk.len(), 9)
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (a, state, original, json) in chunk {
+        for (a, state, original) in chunk {
             q = q
                 .bind(&a.id)
                 .bind(&a.source)
@@ -284,7 +364,7 @@ async fn insert_batch(shared: &Shared, batch: &[IntakeRequest]) -> StoreResult<V
                 .bind(&a.status)
                 .bind(state.as_str())
                 .bind(original.clone())
-                .bind(json);
+                .bind(a.alert.to_string());
         }
         q.execute(&mut *tx).await?;
     }
@@ -314,23 +394,8 @@ async fn append_audit_tx(conn: &mut AnyConnection, events: Vec<AuditEvent>) -> S
                 .await?
         }
     };
-    let (mut seq, mut prev) = last.unwrap_or((0, GENESIS_HASH.to_owned()));
     let at = now_rfc3339();
-    let mut rows = Vec::with_capacity(events.len());
-    for event in events {
-        seq += 1;
-        let id = new_id("aud");
-        let hash = chain_hash(&prev, seq, &id, &at, &event);
-        let data = event.data.to_string();
-        rows.push((
-            seq,
-            id,
-            event,
-            data,
-            std::mem::replace(&mut prev, hash.clone()),
-            hash,
-        ));
-    }
+    let rows = chain_records(last, &at, events);
     // Multi-row inserts: one statement per 500 records (12 parameters each).
     for chunk in rows.chunks(500) {
         let sql = format!(
@@ -338,10 +403,11 @@ async fn append_audit_tx(conn: &mut AnyConnection, events: Vec<AuditEvent>) -> S
             values_clause(1, chunk.len(), 12)
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (seq, id, e, data, prev, hash) in chunk {
+        for r in chunk {
+            let e = &r.event;
             q = q
-                .bind(*seq)
-                .bind(id)
+                .bind(r.seq)
+                .bind(&r.id)
                 .bind(&at)
                 .bind(&e.kind)
                 .bind(&e.actor)
@@ -349,9 +415,9 @@ async fn append_audit_tx(conn: &mut AnyConnection, events: Vec<AuditEvent>) -> S
                 .bind(e.action_id.clone())
                 .bind(e.playbook.clone())
                 .bind(e.subject.clone())
-                .bind(data)
-                .bind(prev)
-                .bind(hash);
+                .bind(&r.data)
+                .bind(&r.prev_hash)
+                .bind(&r.hash);
         }
         q.execute(&mut *conn).await?;
     }

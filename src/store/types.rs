@@ -357,3 +357,11 @@ pub struct PlanRecord {
     /// For a resolved alert: cancel pending approvals of the firing alert with this correlation.
     pub cancel_correlation: Option<String>,
 }
+
+impl PlanRecord {
+    /// Nothing to do but record the decision: no chain to start, nothing to cancel. Intake
+    /// stores such an alert already evaluated, with these records, in its own transaction.
+    pub fn is_settled(&self) -> bool {
+        self.chains.is_empty() && self.cancel_correlation.is_none()
+    }
+}

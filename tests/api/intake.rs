@@ -270,6 +270,7 @@ async fn alerts_stored_before_a_crash_are_evaluated_on_restart() {
         status: "firing".into(),
         correlation: "crash-test".into(),
         alert: serde_json::to_value(&alert).unwrap(),
+        settled: None,
     };
     store
         .insert_alert(

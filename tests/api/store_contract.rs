@@ -43,6 +43,7 @@ fn alert(id: &str, fingerprint: &str) -> NewAlert {
         status: "firing".into(),
         correlation: format!("c-{fingerprint}"),
         alert: json!({"id": id}),
+        settled: None,
     }
 }
 

@@ -1,0 +1,254 @@
+//! SQLite intake on threads of its own, through rusqlite.
+//!
+//! Intake is the hot path: every SIEM delivery waits for its alert to be on disk. sqlx runs
+//! SQLite on a worker thread and hands every statement and row across a channel, which cost
+//! more than the database work itself (measured: BENCHMARKS.md). Here:
+//!
+//! - the **intake thread** owns one connection with prepared statements, takes queued alerts
+//!   in batches and commits each batch in one transaction, under the store's writer lock like
+//!   every other write (so the audit chain stays single);
+//! - the **sync thread** makes committed batches durable with one `fdatasync` of the WAL file
+//!   and only then answers their callers. The intake connection commits with
+//!   `synchronous = NORMAL` (WAL frames written, not synced), so the next batch is built
+//!   while the previous one reaches the disk. Invariant: a caller is answered only after a
+//!   sync of the WAL that began after its batch's commit returned, which is what
+//!   `synchronous = FULL` guarantees, without holding the writer through the sync;
+//! - the **checkpoint thread** copies the WAL into the database file beside them.
+
+use std::sync::Arc;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use tokio::sync::mpsc;
+
+use super::sql::{
+    Decided, INTAKE_BATCH, INTAKE_QUEUE, IntakeRequest, Shared, answer, chain_records, decide_batch,
+};
+use super::{InsertOutcome, StoreError, StoreResult};
+use crate::audit::AuditEvent;
+use crate::domain::now_rfc3339;
+
+/// Every SQLite connection's settings. WAL: readers do not block the writer. FULL: a commit
+/// is on disk before intake answers 202, even across power loss. No automatic checkpoints:
+/// SQLite runs those inside a commit, on the acknowledging path; the checkpoint thread does
+/// them beside it.
+pub(super) const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0;";
+
+/// Beyond this many WAL pages (~64 MiB), the checkpoint thread waits for the writer once to
+/// reset the log, so that sustained intake cannot grow it without bound.
+const WAL_LIMIT_PAGES: i64 = 16_384;
+
+fn open(path: &str) -> StoreResult<Connection> {
+    let conn = Connection::open(path)?;
+    conn.execute_batch(PRAGMAS)?;
+    Ok(conn)
+}
+
+/// A committed batch on its way to the sync thread.
+type Committed = (Vec<IntakeRequest>, Result<Vec<InsertOutcome>, String>);
+
+/// Opens the intake and checkpoint connections and starts their threads; they end when the
+/// store (the last sender) is dropped.
+pub(super) fn spawn(path: &str, shared: Arc<Shared>) -> StoreResult<mpsc::Sender<IntakeRequest>> {
+    let conn = open(path)?;
+    // Durability comes from the sync thread (see the module's doc).
+    conn.execute_batch("PRAGMA synchronous = NORMAL;")?;
+    let checkpoints = open(path)?;
+    let wal = WalFile::new(format!("{path}-wal"));
+    let (sender, rx) = mpsc::channel(INTAKE_QUEUE);
+    let (nudge, nudges) = std::sync::mpsc::sync_channel(1);
+    // Bounded: when syncs fall behind, the intake thread waits instead of piling up batches.
+    let (committed, to_sync) = std::sync::mpsc::sync_channel::<Committed>(4);
+    let thread = |name: &str| std::thread::Builder::new().name(name.into());
+    let failed =
+        |e: std::io::Error| StoreError::Database(format!("could not start a store thread: {e}"));
+    thread("lockout-intake")
+        .spawn(move || run(conn, &shared, rx, committed))
+        .map_err(failed)?;
+    thread("lockout-sync")
+        .spawn(move || sync(wal, to_sync, nudge))
+        .map_err(failed)?;
+    thread("lockout-checkpoint")
+        .spawn(move || checkpoint(checkpoints, nudges))
+        .map_err(failed)?;
+    Ok(sender)
+}
+
+/// Copies committed WAL pages into the database file after commits, beside the writer
+/// (PASSIVE: it never blocks it), at most every 50 ms.
+fn checkpoint(conn: Connection, nudges: std::sync::mpsc::Receiver<()>) {
+    let run = |mode: &str| {
+        conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+            r.get::<_, i64>(1)
+        })
+    };
+    while nudges.recv().is_ok() {
+        match run("PASSIVE") {
+            Ok(pages) if pages > WAL_LIMIT_PAGES => {
+                if let Err(e) = run("RESTART") {
+                    tracing::warn!(error = %e, "WAL checkpoint (restart) failed");
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn run(
+    mut conn: Connection,
+    shared: &Shared,
+    mut rx: mpsc::Receiver<IntakeRequest>,
+    committed: std::sync::mpsc::SyncSender<Committed>,
+) {
+    while let Some(first) = rx.blocking_recv() {
+        let mut batch = vec![first];
+        while batch.len() < INTAKE_BATCH {
+            match rx.try_recv() {
+                Ok(r) => batch.push(r),
+                Err(_) => break,
+            }
+        }
+        let result = {
+            let _writer = shared.writer.blocking_lock();
+            insert_batch(&mut conn, &batch)
+        };
+        if committed
+            .send((batch, result.map_err(|e| e.to_string())))
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Syncs the WAL for every batch committed since the last sync, then answers their callers.
+fn sync(
+    mut wal: WalFile,
+    committed: std::sync::mpsc::Receiver<Committed>,
+    checkpoint: std::sync::mpsc::SyncSender<()>,
+) {
+    while let Ok(first) = committed.recv() {
+        let mut ready = vec![first];
+        ready.extend(committed.try_iter());
+        let synced = if ready.iter().any(|(_, r)| r.is_ok()) {
+            wal.sync()
+        } else {
+            Ok(())
+        };
+        for (batch, result) in ready {
+            let result = match &synced {
+                Ok(()) => result,
+                // Committed but maybe not durable: refuse, the sender retries (and its
+                // re-delivery is then recognised as a duplicate).
+                Err(e) => Err(format!("could not sync the SQLite WAL: {e}")),
+            };
+            answer(batch, result);
+        }
+        // Full means a nudge is already waiting.
+        let _ = checkpoint.try_send(());
+    }
+}
+
+/// The WAL file, reopened when SQLite has replaced it (it deletes the WAL when the last
+/// connection closes).
+struct WalFile {
+    path: String,
+    file: Option<(std::fs::File, u64)>,
+}
+
+impl WalFile {
+    fn new(path: String) -> Self {
+        Self { path, file: None }
+    }
+
+    fn sync(&mut self) -> std::io::Result<()> {
+        use std::os::unix::fs::MetadataExt;
+        let inode = std::fs::metadata(&self.path)?.ino();
+        match &self.file {
+            Some((_, open)) if *open == inode => {}
+            _ => self.file = Some((std::fs::File::open(&self.path)?, inode)),
+        }
+        let (file, _) = self.file.as_ref().expect("opened above");
+        file.sync_data()
+    }
+}
+
+fn insert_batch(conn: &mut Connection, batch: &[IntakeRequest]) -> StoreResult<Vec<InsertOutcome>> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut found = vec![];
+    {
+        let mut same = tx.prepare_cached(
+            "SELECT source, fingerprint, id, received_at FROM alerts WHERE fingerprint = ?1 AND received_at >= ?2 AND state != 'duplicate' ORDER BY received_at",
+        )?;
+        for r in batch {
+            let rows = same.query_map(params![r.alert.fingerprint, r.dedup_since], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            })?;
+            for row in rows {
+                found.push(row?);
+            }
+        }
+    }
+    let Decided {
+        rows,
+        outcomes,
+        audits,
+    } = decide_batch(batch, found);
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO alerts (id, source, fingerprint, correlation, received_at, status, state, duplicate_of, alert) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        for (a, state, original) in rows {
+            insert.execute(params![
+                a.id,
+                a.source,
+                a.fingerprint,
+                a.correlation,
+                a.received_at,
+                a.status,
+                state.as_str(),
+                original,
+                a.alert.to_string(),
+            ])?;
+        }
+    }
+    append_audit(&tx, audits)?;
+    tx.commit()?;
+    Ok(outcomes)
+}
+
+/// Appends to the audit chain inside the caller's transaction (under the writer lock).
+fn append_audit(tx: &rusqlite::Transaction<'_>, events: Vec<AuditEvent>) -> StoreResult<()> {
+    let tail = |sql: &str| {
+        tx.query_row(sql, [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .optional()
+    };
+    let last = match tail("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")? {
+        Some(l) => Some(l),
+        // Everything before was pruned: the chain continues from the retention anchor.
+        None => tail("SELECT seq, hash FROM audit_anchors ORDER BY seq DESC LIMIT 1")?,
+    };
+    let at = now_rfc3339();
+    let mut insert = tx.prepare_cached(
+        "INSERT INTO audit (seq, id, at, kind, actor, alert_id, action_id, playbook, subject, data, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+    )?;
+    for r in chain_records(last, &at, events) {
+        let e = &r.event;
+        insert.execute(params![
+            r.seq,
+            r.id,
+            at,
+            e.kind,
+            e.actor,
+            e.alert_id,
+            e.action_id,
+            e.playbook,
+            e.subject,
+            r.data,
+            r.prev_hash,
+            r.hash,
+        ])?;
+    }
+    Ok(())
+}
