@@ -115,13 +115,20 @@ pub fn decide(
         return record;
     }
     let plan = evaluate(playbooks, alert);
+    // Playbooks whose `on` did not match are listed by name only (their conditions are in
+    // the playbook): that is most playbooks for most alerts, and this record is written for
+    // every alert. Every other skip keeps its reason.
+    let (not_matched, skipped): (Vec<_>, Vec<_>) =
+        plan.skipped.iter().partition(|s| s.kind == "no_match");
+    let not_matched: Vec<_> = not_matched.iter().map(|s| &s.playbook).collect();
     record.audit.push(
         AuditEvent::new("plan.made", "system")
             .alert(&alert.id)
             .data(json!({
                 "matched": plan.matched,
                 "chains": plan.chains,
-                "skipped": plan.skipped,
+                "skipped": skipped,
+                "not_matched": not_matched,
                 "playbooks_loaded": playbooks.playbooks.len(),
             })),
     );

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// What happened, before the store numbers and chains it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
 pub struct AuditEvent {
     pub kind: String,
     /// `system`, `playbook:<name>`, `approver:<sub>`, `operator:<name>`, `source:<name>`.

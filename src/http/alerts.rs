@@ -110,7 +110,7 @@ pub async fn receive(
             received_at: received_at.clone(),
             status: alert.status.as_str().into(),
             correlation,
-            alert: serde_json::to_value(&alert).map_err(ApiError::internal)?,
+            alert: serde_json::to_string(&alert).map_err(ApiError::internal)?,
             settled,
         };
         match ctx.store.insert_alert(&stored, &dedup_since, audit).await? {

@@ -124,6 +124,15 @@ CREATE TABLE audit_anchors (
 );
 "#,
     ),
+    (
+        3,
+        "index only the alerts still waiting for the planner",
+        r#"
+-- Most alerts are stored already evaluated: only 'received' ones need finding by state.
+DROP INDEX alerts_by_state;
+CREATE INDEX alerts_unevaluated ON alerts (received_at, id) WHERE state = 'received';
+"#,
+    ),
 ];
 
 pub const POSTGRES: &[(i64, &str, &str)] = &[
@@ -252,6 +261,15 @@ CREATE TABLE audit_anchors (
     pruned_at TEXT NOT NULL,
     pruned_by TEXT NOT NULL
 );
+"#,
+    ),
+    (
+        3,
+        "index only the alerts still waiting for the planner",
+        r#"
+-- Most alerts are stored already evaluated: only 'received' ones need finding by state.
+DROP INDEX alerts_by_state;
+CREATE INDEX alerts_unevaluated ON alerts (received_at, id) WHERE state = 'received';
 "#,
     ),
 ];

@@ -51,8 +51,8 @@ pub struct NewAlert {
     /// The same alert whatever its status (fingerprint without the status): a resolved alert
     /// finds its firing one by it.
     pub correlation: String,
-    /// The canonical alert, as JSON.
-    pub alert: serde_json::Value,
+    /// The canonical alert, as JSON text (serialised by the caller, off the writer's path).
+    pub alert: String,
     /// When evaluation at intake found nothing to do: the plan's audit records. The alert is
     /// then stored `evaluated` with them, in the same transaction; otherwise (`None`) it is
     /// stored `received` and the planner takes it.

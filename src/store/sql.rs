@@ -97,9 +97,9 @@ pub(super) struct Decided<'a> {
 
 /// De-duplicates a batch against `found`, the stored alerts sharing a fingerprint with it
 /// (source, fingerprint, id, received_at; oldest first). A re-delivery inside the batch is a
-/// duplicate of its first copy.
+/// duplicate of its first copy. Takes the batch's audit events and plans.
 pub(super) fn decide_batch(
-    batch: &[IntakeRequest],
+    batch: &mut [IntakeRequest],
     found: Vec<(String, String, String, String)>,
 ) -> Decided<'_> {
     use std::collections::HashMap;
@@ -119,7 +119,8 @@ pub(super) fn decide_batch(
             .get(&key)
             .filter(|(_, at)| at.as_str() >= r.dedup_since.as_str())
             .map(|(id, _)| id.clone());
-        let mut audit = r.audit.clone();
+        let mut audit = std::mem::take(&mut r.audit);
+        let plan = r.alert.settled.take();
         match &original {
             Some(o) => {
                 audit.kind = "alert.duplicate".into();
@@ -136,7 +137,7 @@ pub(super) fn decide_batch(
             None => {
                 seen.insert(key, (r.alert.id.clone(), r.alert.received_at.clone()));
                 decided.outcomes.push(InsertOutcome::Inserted);
-                let state = match r.alert.settled {
+                let state = match plan {
                     Some(_) => AlertState::Evaluated,
                     None => AlertState::Received,
                 };
@@ -149,8 +150,8 @@ pub(super) fn decide_batch(
         );
         decided.audits.push(audit);
         // A duplicate's plan is dropped: a re-delivery produces no second plan.
-        if let (false, Some(plan)) = (is_duplicate, &r.alert.settled) {
-            decided.audits.extend(plan.iter().cloned());
+        if let (false, Some(plan)) = (is_duplicate, plan) {
+            decided.audits.extend(plan);
         }
     }
     decided
@@ -304,7 +305,7 @@ async fn intake_batcher(shared: Arc<Shared>, mut rx: mpsc::Receiver<IntakeReques
                 Err(_) => break,
             }
         }
-        let result = insert_batch(&shared, &batch).await;
+        let result = insert_batch(&shared, &mut batch).await;
         answer(batch, result.map_err(|e| e.to_string()));
     }
 }
@@ -324,7 +325,10 @@ fn values_clause(start: usize, rows: usize, cols: usize) -> String {
 
 /// One transaction for a batch: one de-duplication query, one multi-row insert of alerts, one
 /// of audit records.
-async fn insert_batch(shared: &Shared, batch: &[IntakeRequest]) -> StoreResult<Vec<InsertOutcome>> {
+async fn insert_batch(
+    shared: &Shared,
+    batch: &mut [IntakeRequest],
+) -> StoreResult<Vec<InsertOutcome>> {
     let (_w, mut tx) = shared.write_tx().await?;
     let oldest = batch
         .iter()
@@ -339,7 +343,7 @@ async fn insert_batch(shared: &Shared, batch: &[IntakeRequest]) -> StoreResult<V
     );
     let mut q = sqlx::query_as::<_, (String, String, String, String)>(sqlx::AssertSqlSafe(sql))
         .bind(&oldest);
-    for r in batch {
+    for r in batch.iter() {
         q = q.bind(&r.alert.fingerprint);
     }
     let found = q.fetch_all(&mut *tx).await?;
@@ -364,7 +368,7 @@ async fn insert_batch(shared: &Shared, batch: &[IntakeRequest]) -> StoreResult<V
                 .bind(&a.status)
                 .bind(state.as_str())
                 .bind(original.clone())
-                .bind(a.alert.to_string());
+                .bind(&a.alert);
         }
         q.execute(&mut *tx).await?;
     }

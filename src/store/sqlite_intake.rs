@@ -111,7 +111,7 @@ fn run(
         }
         let result = {
             let _writer = shared.writer.blocking_lock();
-            insert_batch(&mut conn, &batch)
+            insert_batch(&mut conn, &mut batch)
         };
         if committed
             .send((batch, result.map_err(|e| e.to_string())))
@@ -174,14 +174,17 @@ impl WalFile {
     }
 }
 
-fn insert_batch(conn: &mut Connection, batch: &[IntakeRequest]) -> StoreResult<Vec<InsertOutcome>> {
+fn insert_batch(
+    conn: &mut Connection,
+    batch: &mut [IntakeRequest],
+) -> StoreResult<Vec<InsertOutcome>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut found = vec![];
     {
         let mut same = tx.prepare_cached(
             "SELECT source, fingerprint, id, received_at FROM alerts WHERE fingerprint = ?1 AND received_at >= ?2 AND state != 'duplicate' ORDER BY received_at",
         )?;
-        for r in batch {
+        for r in batch.iter() {
             let rows = same.query_map(params![r.alert.fingerprint, r.dedup_since], |row| {
                 Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
             })?;
@@ -209,7 +212,7 @@ fn insert_batch(conn: &mut Connection, batch: &[IntakeRequest]) -> StoreResult<V
                 a.status,
                 state.as_str(),
                 original,
-                a.alert.to_string(),
+                a.alert,
             ])?;
         }
     }

@@ -269,7 +269,7 @@ async fn alerts_stored_before_a_crash_are_evaluated_on_restart() {
         received_at: alert.received_at.clone(),
         status: "firing".into(),
         correlation: "crash-test".into(),
-        alert: serde_json::to_value(&alert).unwrap(),
+        alert: serde_json::to_string(&alert).unwrap(),
         settled: None,
     };
     store
@@ -294,4 +294,47 @@ async fn alerts_stored_before_a_crash_are_evaluated_on_restart() {
             .len(),
         1
     );
+}
+
+#[tokio::test]
+async fn an_alert_that_calls_for_nothing_is_stored_evaluated_with_its_plan_at_once() {
+    let app = spawn_app().await;
+    let alert = json!({"id": "noise-1", "title": "disk almost full", "severity": "low",
+                       "user": {"email": "someone@example.com"}});
+    let response = app.post_alert("generic", &alert).await;
+    assert_eq!(response.status(), 202);
+    let id = response.json::<Value>().await.unwrap()["alert_ids"][0]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // No waiting: the 202 came after the commit that holds the alert and its plan.
+    let stored = app.ctx.store.get_alert(&id).await.unwrap().unwrap();
+    assert_eq!(stored.state, lockout::store::AlertState::Evaluated);
+    let kinds: Vec<String> = app
+        .audit(&format!("alert_id={id}"))
+        .await
+        .into_iter()
+        .map(|r| r.event.kind)
+        .collect();
+    assert_eq!(kinds, ["alert.received", "plan.made"]);
+    let plan = app.audit(&format!("alert_id={id}&kind=plan.made")).await;
+    assert!(
+        plan[0].event.data["not_matched"]
+            .as_array()
+            .is_some_and(|names| !names.is_empty()),
+        "{:?}",
+        plan[0].event.data
+    );
+
+    // The re-delivery is a duplicate and gets no plan of its own.
+    let again = app.post_alert("generic", &alert).await;
+    let body = again.json::<Value>().await.unwrap();
+    let duplicate = body["duplicates"][0]["alert_id"].as_str().unwrap();
+    let kinds: Vec<String> = app
+        .audit(&format!("alert_id={duplicate}"))
+        .await
+        .into_iter()
+        .map(|r| r.event.kind)
+        .collect();
+    assert_eq!(kinds, ["alert.duplicate"]);
 }

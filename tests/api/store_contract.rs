@@ -42,7 +42,7 @@ fn alert(id: &str, fingerprint: &str) -> NewAlert {
         received_at: now_rfc3339(),
         status: "firing".into(),
         correlation: format!("c-{fingerprint}"),
-        alert: json!({"id": id}),
+        alert: json!({"id": id}).to_string(),
         settled: None,
     }
 }
