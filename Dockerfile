@@ -6,6 +6,8 @@ FROM rust:1.95-slim-bookworm AS builder
 WORKDIR /src
 # Cache dependencies: build a stub crate with the real manifest first.
 COPY Cargo.toml Cargo.lock rust-toolchain.toml ./
+# Patched dependencies ([patch.crates-io] in Cargo.toml; see vendor/README.md).
+COPY vendor ./vendor
 RUN mkdir -p src benches && echo 'fn main() {}' > src/main.rs && echo '' > src/lib.rs \
     && echo 'fn main() {}' > benches/eval.rs \
     && cargo build --release --locked \
