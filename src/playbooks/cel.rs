@@ -37,12 +37,11 @@ pub struct CelExpr {
 /// A conjunct of the condition that Rust can check directly on the alert.
 #[derive(Debug, Clone, PartialEq)]
 enum Guard {
-    /// `alert.labels.K == 'V'`
-    LabelEquals(String, String),
-    /// `alert.F == 'V'` for a string field F (source, title, status, severity)
-    FieldEquals(&'static str, String),
-    /// `alert.severity in ['high', 'critical']`
-    SeverityIn(Vec<String>),
+    /// `alert.labels.K == 'V'`, `alert.labels.K in ['V', 'W']`
+    LabelIn(String, Vec<String>),
+    /// `alert.F == 'V'`, `alert.F in ['V', 'W']` for a string field F (source, title, status,
+    /// severity)
+    FieldIn(&'static str, Vec<String>),
 }
 
 impl std::fmt::Debug for CelExpr {
@@ -89,9 +88,10 @@ impl CelExpr {
     /// False when a guard already rules the alert out (the condition cannot be true).
     pub fn may_match(&self, alert: &crate::alerts::Alert) -> bool {
         self.guards.iter().all(|g| match g {
-            Guard::LabelEquals(k, v) => alert.labels.get(k).is_some_and(|x| x == v),
-            Guard::FieldEquals(f, v) => string_field(alert, f) == Some(v.as_str()),
-            Guard::SeverityIn(list) => list.iter().any(|l| l == alert.severity.as_str()),
+            Guard::LabelIn(k, list) => alert.labels.get(k).is_some_and(|x| list.contains(x)),
+            Guard::FieldIn(f, list) => {
+                string_field(alert, f).is_some_and(|x| list.iter().any(|l| l == x))
+            }
         })
     }
 }
@@ -136,6 +136,16 @@ fn label_key(e: &IdedExpr) -> Option<&str> {
     }
 }
 
+/// `alert.labels.K` or a string field of the alert, compared with `values`.
+fn guard_on(operand: &IdedExpr, values: Vec<String>) -> Option<Guard> {
+    if let Some(k) = label_key(operand) {
+        return Some(Guard::LabelIn(k.to_owned(), values));
+    }
+    let field = alert_field(operand)?;
+    let field = STRING_FIELDS.iter().find(|n| **n == field)?;
+    Some(Guard::FieldIn(field, values))
+}
+
 fn collect_guards(e: &IdedExpr, out: &mut Vec<Guard>) {
     let Expr::Call(c) = &e.expr else { return };
     match c.func_name.as_str() {
@@ -143,22 +153,17 @@ fn collect_guards(e: &IdedExpr, out: &mut Vec<Guard>) {
         "_==_" if c.args.len() == 2 => {
             let (a, b) = (&c.args[0], &c.args[1]);
             for (x, y) in [(a, b), (b, a)] {
-                if let (Some(k), Some(v)) = (label_key(x), string_literal(y)) {
-                    out.push(Guard::LabelEquals(k.to_owned(), v));
-                    return;
-                }
-                let field = alert_field(x).and_then(|f| STRING_FIELDS.iter().find(|n| **n == f));
-                if let (Some(f), Some(v)) = (field, string_literal(y)) {
-                    out.push(Guard::FieldEquals(f, v));
+                if let Some(guard) = string_literal(y).and_then(|v| guard_on(x, vec![v])) {
+                    out.push(guard);
                     return;
                 }
             }
         }
-        "@in" if c.args.len() == 2 && alert_field(&c.args[0]) == Some("severity") => {
+        "@in" if c.args.len() == 2 => {
             if let Expr::List(l) = &c.args[1].expr {
                 let values: Option<Vec<String>> = l.elements.iter().map(string_literal).collect();
-                if let Some(v) = values {
-                    out.push(Guard::SeverityIn(v));
+                if let Some(guard) = values.and_then(|v| guard_on(&c.args[0], v)) {
+                    out.push(guard);
                 }
             }
         }
@@ -302,8 +307,8 @@ mod tests {
         assert_eq!(
             e.guards,
             vec![
-                Guard::SeverityIn(vec!["high".into()]),
-                Guard::LabelEquals("detection".into(), "x".into())
+                Guard::FieldIn("severity", vec!["high".into()]),
+                Guard::LabelIn("detection".into(), vec!["x".into()])
             ]
         );
         let e =

@@ -338,6 +338,8 @@ mod tests {
             "alert.status == 'firing' && alert.title == 'x'",
             "alert.source == 'generic' && alert.severity in ['low', 'critical']",
             "alert.labels.k == 'v'",
+            "'k' in alert.labels && alert.labels.k in ['v', 'w']",
+            "alert.title in ['x', 'act now']",
         ];
         for text in exprs {
             let expr = super::super::cel::CelExpr::compile(text).unwrap();
