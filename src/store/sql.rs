@@ -1402,30 +1402,35 @@ impl Store for SqlStore {
     }
 
     async fn query_audit(&self, q: &AuditQuery) -> StoreResult<Vec<AuditRecord>> {
-        let rows = sqlx::query(
-            "SELECT * FROM audit WHERE seq > $1
-               AND ($2 IS NULL OR kind = $2 OR kind LIKE $2 || '.%')
-               AND ($3 IS NULL OR alert_id = $3)
-               AND ($4 IS NULL OR action_id = $4)
-               AND ($5 IS NULL OR subject = $5)
-               AND ($6 IS NULL OR playbook = $6)
-               AND ($7 IS NULL OR actor = $7)
-               AND ($8 IS NULL OR at >= $8)
-               AND ($9 IS NULL OR at < $9)
-             ORDER BY seq LIMIT $10",
-        )
-        .bind(q.after_seq.unwrap_or(0))
-        .bind(&q.kind)
-        .bind(&q.alert_id)
-        .bind(&q.action_id)
-        .bind(&q.subject)
-        .bind(&q.playbook)
-        .bind(&q.actor)
-        .bind(&q.since)
-        .bind(&q.until)
-        .bind(q.limit.unwrap_or(100).clamp(1, 1000))
-        .fetch_all(&self.shared.pool)
-        .await?;
+        // Only the filters given become conditions, so that the database can use the
+        // index of a selective one (alert, action, subject) instead of scanning by seq.
+        let mut sql = String::from("SELECT * FROM audit WHERE seq > $1");
+        let filters = [
+            (" AND (kind = ? OR kind LIKE ? || '.%')", &q.kind),
+            (" AND alert_id = ?", &q.alert_id),
+            (" AND action_id = ?", &q.action_id),
+            (" AND subject = ?", &q.subject),
+            (" AND playbook = ?", &q.playbook),
+            (" AND actor = ?", &q.actor),
+            (" AND at >= ?", &q.since),
+            (" AND at < ?", &q.until),
+        ];
+        let mut values: Vec<&str> = vec![];
+        for (condition, value) in filters {
+            if let Some(v) = value {
+                values.push(v);
+                sql.push_str(&condition.replace('?', &format!("${}", values.len() + 1)));
+            }
+        }
+        sql.push_str(&format!(" ORDER BY seq LIMIT ${}", values.len() + 2));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(q.after_seq.unwrap_or(0));
+        for v in values {
+            query = query.bind(v);
+        }
+        let rows = query
+            .bind(q.limit.unwrap_or(100).clamp(1, 1000))
+            .fetch_all(&self.shared.pool)
+            .await?;
         rows.iter().map(audit_from_row).collect()
     }
 

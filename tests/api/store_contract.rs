@@ -412,3 +412,78 @@ async fn the_audit_chain_stays_single_under_concurrent_appends_and_pages_by_curs
         assert_eq!(t3.len(), 25, "{name}");
     }
 }
+
+#[tokio::test]
+async fn audit_queries_combine_only_the_filters_given() {
+    for (name, store, _dir) in stores().await {
+        let mut events = vec![];
+        for (kind, alert, subject) in [
+            ("alert.received", "q1", None),
+            ("alert.duplicate", "q2", None),
+            ("alerting.other", "q1", None),
+            ("action.succeeded", "q1", Some("alice@example.com")),
+            ("action.succeeded", "q3", Some("bob@example.com")),
+        ] {
+            let mut e = event(kind).alert(alert);
+            e.subject = subject.map(str::to_owned);
+            events.push(e);
+        }
+        store.append_audit(events).await.unwrap();
+        let kinds = |records: Vec<lockout::audit::AuditRecord>| -> Vec<(String, Option<String>)> {
+            records
+                .into_iter()
+                .map(|r| (r.event.kind, r.event.alert_id))
+                .collect()
+        };
+        let q = |f: fn(&mut AuditQuery)| {
+            let mut q = AuditQuery::default();
+            f(&mut q);
+            q
+        };
+        // A kind is a prefix by whole segments: "alert" is not "alerting".
+        let got = store
+            .query_audit(&q(|q| q.kind = Some("alert".into())))
+            .await
+            .unwrap();
+        assert_eq!(
+            kinds(got),
+            [
+                ("alert.received".into(), Some("q1".into())),
+                ("alert.duplicate".into(), Some("q2".into()))
+            ],
+            "{name}"
+        );
+        let got = store
+            .query_audit(&q(|q| {
+                q.kind = Some("action.succeeded".into());
+                q.subject = Some("bob@example.com".into());
+            }))
+            .await
+            .unwrap();
+        assert_eq!(
+            kinds(got),
+            [("action.succeeded".into(), Some("q3".into()))],
+            "{name}"
+        );
+        let got = store
+            .query_audit(&q(|q| {
+                q.alert_id = Some("q1".into());
+                q.limit = Some(2);
+            }))
+            .await
+            .unwrap();
+        assert_eq!(
+            kinds(got),
+            [
+                ("alert.received".into(), Some("q1".into())),
+                ("alerting.other".into(), Some("q1".into()))
+            ],
+            "{name}"
+        );
+        let none = store
+            .query_audit(&q(|q| q.until = Some("2000-01-01T00:00:00Z".into())))
+            .await
+            .unwrap();
+        assert!(none.is_empty(), "{name}");
+    }
+}
