@@ -71,23 +71,60 @@ pub struct AuditRecord {
     pub hash: String,
 }
 
-#[derive(Serialize)]
-struct Hashed<'a> {
-    seq: i64,
-    id: &'a str,
-    at: &'a str,
-    event: &'a AuditEvent,
-}
-
 /// The hash of a record: SHA-256 over the previous hash and the record's canonical JSON
 /// (serde_json without `preserve_order` writes object keys sorted, so it is canonical).
 pub fn chain_hash(prev_hash: &str, seq: i64, id: &str, at: &str, event: &AuditEvent) -> String {
-    let body = serde_json::to_vec(&Hashed { seq, id, at, event }).expect("audit events serialise");
+    hash_record(prev_hash, seq, id, at, &serialise(event))
+}
+
+fn serialise(event: &AuditEvent) -> Vec<u8> {
+    serde_json::to_vec(event).expect("audit events serialise")
+}
+
+/// SHA-256 over `prev_hash`, a newline and `{"seq":…,"id":…,"at":…,"event":…}` with the
+/// event's JSON as given.
+fn hash_record(prev_hash: &str, seq: i64, id: &str, at: &str, event_json: &[u8]) -> String {
+    let text = |s: &str| serde_json::to_string(s).expect("strings serialise");
     let mut h = Sha256::new();
     h.update(prev_hash.as_bytes());
     h.update(b"\n");
-    h.update(&body);
+    h.update(
+        format!(
+            "{{\"seq\":{seq},\"id\":{},\"at\":{},\"event\":",
+            text(id),
+            text(at)
+        )
+        .as_bytes(),
+    );
+    h.update(event_json);
+    h.update(b"}");
     hex::encode(h.finalize())
+}
+
+/// An event serialised before it is chained: the costly part of its hash and its stored
+/// `data`, done by whoever records the event rather than by the single writer that numbers
+/// and links records.
+#[derive(Debug)]
+pub struct PreparedEvent {
+    pub event: AuditEvent,
+    /// `event.data` as stored (JSON text).
+    pub data: String,
+    json: Vec<u8>,
+}
+
+impl PreparedEvent {
+    pub fn new(event: AuditEvent) -> Self {
+        Self {
+            data: event.data.to_string(),
+            json: serialise(&event),
+            event,
+        }
+    }
+
+    /// The same as [`chain_hash`] of the event.
+    pub fn chain_hash(&self, prev_hash: &str, seq: i64, id: &str, at: &str) -> String {
+        hash_record(prev_hash, seq, id, at, &self.json)
+    }
 }
 
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
@@ -198,5 +235,40 @@ mod tests {
         let mut c = chain(5);
         c.remove(1);
         assert_eq!(verify(GENESIS_HASH, &c), Err(ChainError::Broken { seq: 3 }));
+    }
+
+    /// Chains written before events were serialised ahead must still verify: the hash is
+    /// byte for byte the one of serialising the whole record with serde.
+    #[test]
+    fn the_record_hash_is_the_hash_of_the_serialised_record() {
+        #[derive(Serialize)]
+        struct Hashed<'a> {
+            seq: i64,
+            id: &'a str,
+            at: &'a str,
+            event: &'a AuditEvent,
+        }
+        let mut e = AuditEvent::new("alert.received", "source:x \"quoted\" \u{e9}")
+            .alert("alr_1")
+            .data(serde_json::json!({"z": 1, "a": ["\n", null, 2.5], "m": {"b": true, "a": "é"}}));
+        e.subject = Some("alice@example.com".into());
+        for (seq, id, at) in [(1, "aud_1", "2026-01-01T00:00:00Z"), (42, "a\"b\\c", "t")] {
+            let body = serde_json::to_vec(&Hashed {
+                seq,
+                id,
+                at,
+                event: &e,
+            })
+            .unwrap();
+            let mut h = Sha256::new();
+            h.update(b"prev\n");
+            h.update(&body);
+            let expected = hex::encode(h.finalize());
+            assert_eq!(chain_hash("prev", seq, id, at, &e), expected);
+            assert_eq!(
+                PreparedEvent::new(e.clone()).chain_hash("prev", seq, id, at),
+                expected
+            );
+        }
     }
 }

@@ -113,13 +113,15 @@ pub async fn receive(
             alert: serde_json::to_string(&alert).map_err(ApiError::internal)?,
             settled,
         };
-        match ctx.store.insert_alert(&stored, &dedup_since, audit).await? {
+        let settled = stored.settled.is_some();
+        match ctx.store.insert_alert(stored, &dedup_since, audit).await? {
             InsertOutcome::Inserted => {
                 ctx.metrics
                     .inc("lockout_alerts_received_total", &[("source", &source.name)]);
-                match stored.settled {
-                    Some(_) => ctx.metrics.inc("lockout_plans_total", &[]),
-                    None => planner_needed = true,
+                if settled {
+                    ctx.metrics.inc("lockout_plans_total", &[]);
+                } else {
+                    planner_needed = true;
                 }
                 alert_ids.push(alert.id)
             }

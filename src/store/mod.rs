@@ -120,7 +120,7 @@ pub trait Store: Send + Sync + 'static {
     /// Stores the alert (a duplicate of a recent one is stored as such), with its audit record.
     async fn insert_alert(
         &self,
-        alert: &NewAlert,
+        alert: NewAlert,
         dedup_since: &str,
         audit: AuditEvent,
     ) -> StoreResult<InsertOutcome>;

@@ -8,7 +8,7 @@ use sqlx::{AnyConnection, AnyPool, Executor, Row};
 use tokio::sync::{mpsc, oneshot};
 
 use super::*;
-use crate::audit::{GENESIS_HASH, chain_hash};
+use crate::audit::{GENESIS_HASH, PreparedEvent};
 use crate::domain::{new_id, now_rfc3339, shift_time};
 
 /// The store, on SQLite (embedded default) or PostgreSQL (several replicas), through sqlx's
@@ -62,6 +62,8 @@ pub(super) struct IntakeRequest {
     pub(super) alert: NewAlert,
     pub(super) dedup_since: String,
     pub(super) audit: AuditEvent,
+    /// The alert's settled plan (taken from `alert.settled`), ready to chain.
+    pub(super) plan: Option<Vec<PreparedEvent>>,
     reply: oneshot::Sender<Result<InsertOutcome, String>>,
 }
 
@@ -92,7 +94,7 @@ pub(super) struct Decided<'a> {
     /// Each alert with the state it is stored in and the alert it duplicates.
     pub(super) rows: Vec<(&'a NewAlert, AlertState, Option<String>)>,
     pub(super) outcomes: Vec<InsertOutcome>,
-    pub(super) audits: Vec<AuditEvent>,
+    pub(super) audits: Vec<PreparedEvent>,
 }
 
 /// De-duplicates a batch against `found`, the stored alerts sharing a fingerprint with it
@@ -120,7 +122,7 @@ pub(super) fn decide_batch(
             .filter(|(_, at)| at.as_str() >= r.dedup_since.as_str())
             .map(|(id, _)| id.clone());
         let mut audit = std::mem::take(&mut r.audit);
-        let plan = r.alert.settled.take();
+        let plan = r.plan.take();
         match &original {
             Some(o) => {
                 audit.kind = "alert.duplicate".into();
@@ -148,7 +150,7 @@ pub(super) fn decide_batch(
             decided.outcomes.last(),
             Some(InsertOutcome::Duplicate { .. })
         );
-        decided.audits.push(audit);
+        decided.audits.push(PreparedEvent::new(audit));
         // A duplicate's plan is dropped: a re-delivery produces no second plan.
         if let (false, Some(plan)) = (is_duplicate, plan) {
             decided.audits.extend(plan);
@@ -161,9 +163,7 @@ pub(super) fn decide_batch(
 pub(super) struct Chained {
     pub(super) seq: i64,
     pub(super) id: String,
-    pub(super) event: AuditEvent,
-    /// `event.data` as JSON text.
-    pub(super) data: String,
+    pub(super) event: PreparedEvent,
     pub(super) prev_hash: String,
     pub(super) hash: String,
 }
@@ -172,7 +172,7 @@ pub(super) struct Chained {
 pub(super) fn chain_records(
     last: Option<(i64, String)>,
     at: &str,
-    events: Vec<AuditEvent>,
+    events: Vec<PreparedEvent>,
 ) -> Vec<Chained> {
     let (mut seq, mut prev) = last.unwrap_or((0, GENESIS_HASH.to_owned()));
     events
@@ -180,10 +180,9 @@ pub(super) fn chain_records(
         .map(|event| {
             seq += 1;
             let id = new_id("aud");
-            let hash = chain_hash(&prev, seq, &id, at, &event);
+            let hash = event.chain_hash(&prev, seq, &id, at);
             Chained {
                 seq,
-                data: event.data.to_string(),
                 prev_hash: std::mem::replace(&mut prev, hash.clone()),
                 id,
                 event,
@@ -372,7 +371,7 @@ async fn insert_batch(
         }
         q.execute(&mut *tx).await?;
     }
-    append_audit_tx(&mut tx, audits).await?;
+    append_prepared_tx(&mut tx, audits).await?;
     tx.commit().await?;
     Ok(outcomes)
 }
@@ -382,6 +381,13 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
 }
 
 async fn append_audit_tx(conn: &mut AnyConnection, events: Vec<AuditEvent>) -> StoreResult<()> {
+    append_prepared_tx(conn, events.into_iter().map(PreparedEvent::new).collect()).await
+}
+
+async fn append_prepared_tx(
+    conn: &mut AnyConnection,
+    events: Vec<PreparedEvent>,
+) -> StoreResult<()> {
     if events.is_empty() {
         return Ok(());
     }
@@ -408,7 +414,7 @@ async fn append_audit_tx(conn: &mut AnyConnection, events: Vec<AuditEvent>) -> S
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for r in chunk {
-            let e = &r.event;
+            let e = &r.event.event;
             q = q
                 .bind(r.seq)
                 .bind(&r.id)
@@ -419,7 +425,7 @@ async fn append_audit_tx(conn: &mut AnyConnection, events: Vec<AuditEvent>) -> S
                 .bind(e.action_id.clone())
                 .bind(e.playbook.clone())
                 .bind(e.subject.clone())
-                .bind(&r.data)
+                .bind(&r.event.data)
                 .bind(&r.prev_hash)
                 .bind(&r.hash);
         }
@@ -867,15 +873,21 @@ async fn settle(
 impl Store for SqlStore {
     async fn insert_alert(
         &self,
-        alert: &NewAlert,
+        mut alert: NewAlert,
         dedup_since: &str,
         audit: AuditEvent,
     ) -> StoreResult<InsertOutcome> {
         let (reply, answer) = oneshot::channel();
+        // Serialised here, on the caller's thread, not by the writer.
+        let plan = alert
+            .settled
+            .take()
+            .map(|events| events.into_iter().map(PreparedEvent::new).collect());
         let request = IntakeRequest {
-            alert: alert.clone(),
+            alert,
             dedup_since: dedup_since.to_owned(),
             audit,
+            plan,
             reply,
         };
         self.intake

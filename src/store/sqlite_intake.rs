@@ -24,7 +24,7 @@ use super::sql::{
     Decided, INTAKE_BATCH, INTAKE_QUEUE, IntakeRequest, Shared, answer, chain_records, decide_batch,
 };
 use super::{InsertOutcome, StoreError, StoreResult};
-use crate::audit::AuditEvent;
+use crate::audit::PreparedEvent;
 use crate::domain::now_rfc3339;
 
 /// Every SQLite connection's settings. WAL: readers do not block the writer. FULL: a commit
@@ -222,7 +222,7 @@ fn insert_batch(
 }
 
 /// Appends to the audit chain inside the caller's transaction (under the writer lock).
-fn append_audit(tx: &rusqlite::Transaction<'_>, events: Vec<AuditEvent>) -> StoreResult<()> {
+fn append_audit(tx: &rusqlite::Transaction<'_>, events: Vec<PreparedEvent>) -> StoreResult<()> {
     let tail = |sql: &str| {
         tx.query_row(sql, [], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()
@@ -237,7 +237,7 @@ fn append_audit(tx: &rusqlite::Transaction<'_>, events: Vec<AuditEvent>) -> Stor
         "INSERT INTO audit (seq, id, at, kind, actor, alert_id, action_id, playbook, subject, data, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
     )?;
     for r in chain_records(last, &at, events) {
-        let e = &r.event;
+        let e = &r.event.event;
         insert.execute(params![
             r.seq,
             r.id,
@@ -248,7 +248,7 @@ fn append_audit(tx: &rusqlite::Transaction<'_>, events: Vec<AuditEvent>) -> Stor
             e.action_id,
             e.playbook,
             e.subject,
-            r.data,
+            r.event.data,
             r.prev_hash,
             r.hash,
         ])?;

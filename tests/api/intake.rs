@@ -274,7 +274,7 @@ async fn alerts_stored_before_a_crash_are_evaluated_on_restart() {
     };
     store
         .insert_alert(
-            &stored,
+            stored,
             "2000-01-01T00:00:00Z",
             AuditEvent::new("alert.received", "source:generic")
                 .alert("alr_crashed")

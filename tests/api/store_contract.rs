@@ -94,7 +94,7 @@ async fn alerts_are_stored_once_and_duplicates_are_marked() {
         assert_eq!(
             store
                 .insert_alert(
-                    &alert("a1", "fp-a"),
+                    alert("a1", "fp-a"),
                     &since_long_ago(),
                     event("alert.received")
                 )
@@ -106,7 +106,7 @@ async fn alerts_are_stored_once_and_duplicates_are_marked() {
         assert_eq!(
             store
                 .insert_alert(
-                    &alert("a2", "fp-a"),
+                    alert("a2", "fp-a"),
                     &since_long_ago(),
                     event("alert.received")
                 )
@@ -124,7 +124,7 @@ async fn alerts_are_stored_once_and_duplicates_are_marked() {
             tasks.spawn(async move {
                 store
                     .insert_alert(
-                        &alert(&format!("b{i}"), "fp-b"),
+                        alert(&format!("b{i}"), "fp-b"),
                         &since_long_ago(),
                         event("alert.received"),
                     )
