@@ -337,13 +337,15 @@ async fn insert_batch(
         .to_owned();
     let list: Vec<String> = (0..batch.len()).map(|i| format!("${}", i + 2)).collect();
     let sql = format!(
-        "SELECT source, fingerprint, id, received_at FROM alerts WHERE state != 'duplicate' AND received_at >= $1 AND fingerprint IN ({}) ORDER BY received_at",
+        "SELECT source, fingerprint, id, received_at FROM alerts WHERE state != 'duplicate' AND received_at >= $1 AND correlation IN ({}) ORDER BY received_at",
         list.join(", ")
     );
     let mut q = sqlx::query_as::<_, (String, String, String, String)>(sqlx::AssertSqlSafe(sql))
         .bind(&oldest);
+    // By correlation, the index's first column; other fingerprints of it (the alert's other
+    // status) come back too and match nothing in decide_batch.
     for r in batch.iter() {
-        q = q.bind(&r.alert.fingerprint);
+        q = q.bind(&r.alert.correlation);
     }
     let found = q.fetch_all(&mut *tx).await?;
     let Decided {

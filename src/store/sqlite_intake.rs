@@ -182,12 +182,14 @@ fn insert_batch(
     let mut found = vec![];
     {
         let mut same = tx.prepare_cached(
-            "SELECT source, fingerprint, id, received_at FROM alerts WHERE fingerprint = ?1 AND received_at >= ?2 AND state != 'duplicate' ORDER BY received_at",
+            "SELECT source, fingerprint, id, received_at FROM alerts WHERE correlation = ?1 AND fingerprint = ?2 AND received_at >= ?3 AND state != 'duplicate' ORDER BY received_at",
         )?;
         for r in batch.iter() {
-            let rows = same.query_map(params![r.alert.fingerprint, r.dedup_since], |row| {
-                Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
-            })?;
+            let a = &r.alert;
+            let rows = same.query_map(
+                params![a.correlation, a.fingerprint, r.dedup_since],
+                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
+            )?;
             for row in rows {
                 found.push(row?);
             }
