@@ -83,7 +83,13 @@ pub(super) fn spawn(path: &str, shared: Arc<Shared>) -> StoreResult<mpsc::Sender
 /// blocks it), at most twice a second: pages that every batch touches (the tails of tables
 /// and indexes) are then copied once per checkpoint rather than once per batch.
 fn checkpoint(conn: Connection, nudges: std::sync::mpsc::Receiver<()>, wal_is_large: &AtomicBool) {
-    while nudges.recv().is_ok() {
+    use std::sync::mpsc::RecvTimeoutError;
+    // Also every few seconds without a nudge: other writers (the worker, approvals) commit
+    // with automatic checkpoints off too.
+    while !matches!(
+        nudges.recv_timeout(std::time::Duration::from_secs(5)),
+        Err(RecvTimeoutError::Disconnected)
+    ) {
         match passive_checkpoint(&conn) {
             Ok(pages) => wal_is_large.store(pages > WAL_LIMIT_PAGES, Ordering::Relaxed),
             Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
