@@ -127,23 +127,7 @@ CREATE TABLE audit_anchors (
     (
         3,
         "indexes for what intake writes and what queries read",
-        r#"
--- Most alerts are stored already evaluated: only 'received' ones need finding by state.
-DROP INDEX alerts_by_state;
-CREATE INDEX alerts_unevaluated ON alerts (received_at, id) WHERE state = 'received';
--- One index for de-duplication (correlation, fingerprint, window) and for finding the firing
--- alert of a resolved one (correlation): both keys are hashes, so every insert lands on a
--- random page, and two such indexes doubled what each commit writes.
-DROP INDEX alerts_by_fingerprint;
-DROP INDEX alerts_by_correlation;
-CREATE INDEX alerts_by_correlation ON alerts (correlation, fingerprint, received_at);
--- Audit queries filter by alert, action or subject (selective); by kind they scan by seq.
--- Most records (every alert's) have no subject: leave them out of its index.
-DROP INDEX audit_by_kind;
-DROP INDEX audit_by_subject;
-CREATE INDEX audit_by_subject ON audit (subject) WHERE subject IS NOT NULL;
-CREATE INDEX audit_by_action ON audit (action_id) WHERE action_id IS NOT NULL;
-"#,
+        V3_INDEXES,
     ),
 ];
 
@@ -278,7 +262,12 @@ CREATE TABLE audit_anchors (
     (
         3,
         "indexes for what intake writes and what queries read",
-        r#"
+        V3_INDEXES,
+    ),
+];
+
+/// Version 3 is the same SQL on both backends (partial indexes exist on both).
+const V3_INDEXES: &str = r#"
 -- Most alerts are stored already evaluated: only 'received' ones need finding by state.
 DROP INDEX alerts_by_state;
 CREATE INDEX alerts_unevaluated ON alerts (received_at, id) WHERE state = 'received';
@@ -294,6 +283,4 @@ DROP INDEX audit_by_kind;
 DROP INDEX audit_by_subject;
 CREATE INDEX audit_by_subject ON audit (subject) WHERE subject IS NOT NULL;
 CREATE INDEX audit_by_action ON audit (action_id) WHERE action_id IS NOT NULL;
-"#,
-    ),
-];
+"#;
