@@ -77,10 +77,11 @@ pub async fn receive(
     };
     let now = time::OffsetDateTime::now_utc();
     let received_at = format_time(now);
-    let mut alert_ids = vec![];
-    let mut duplicates = vec![];
-    let mut planner_needed = false;
+    let dedup_since = format_time(now - source.dedup_window);
     let playbooks = ctx.playbooks();
+    // All of a request's alerts go to the store at once, so they share a commit (in order: a
+    // repeat inside the request is a duplicate of its first copy).
+    let mut inserts = Vec::with_capacity(parsed.len());
     for p in parsed {
         let correlation = p.correlation(&source.name);
         let alert = p.into_alert(
@@ -89,7 +90,6 @@ pub async fn receive(
             source.format,
             received_at.clone(),
         );
-        let dedup_since = format_time(now - source.dedup_window);
         let audit = AuditEvent::new("alert.received", format!("source:{}", source.name))
             .alert(&alert.id)
             .data(json!({
@@ -114,7 +114,14 @@ pub async fn receive(
             settled,
         };
         let settled = stored.settled.is_some();
-        match ctx.store.insert_alert(stored, &dedup_since, audit).await? {
+        let insert = ctx.store.insert_alert(stored, &dedup_since, audit);
+        inserts.push(async move { (alert.id, settled, insert.await) });
+    }
+    let mut alert_ids = vec![];
+    let mut duplicates = vec![];
+    let mut planner_needed = false;
+    for (id, settled, outcome) in futures::future::join_all(inserts).await {
+        match outcome? {
             InsertOutcome::Inserted => {
                 ctx.metrics
                     .inc("lockout_alerts_received_total", &[("source", &source.name)]);
@@ -123,14 +130,14 @@ pub async fn receive(
                 } else {
                     planner_needed = true;
                 }
-                alert_ids.push(alert.id)
+                alert_ids.push(id)
             }
             InsertOutcome::Duplicate { original } => {
                 ctx.metrics.inc(
                     "lockout_alerts_duplicate_total",
                     &[("source", &source.name)],
                 );
-                duplicates.push(json!({"alert_id": alert.id, "duplicate_of": original}))
+                duplicates.push(json!({"alert_id": id, "duplicate_of": original}))
             }
         }
     }

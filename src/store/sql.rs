@@ -68,9 +68,24 @@ pub(super) struct IntakeRequest {
 }
 
 /// Most alerts committed in one intake transaction.
-pub(super) const INTAKE_BATCH: usize = 512;
+const INTAKE_BATCH: usize = 512;
 /// Alerts waiting for the intake writer before senders wait too (back-pressure).
 pub(super) const INTAKE_QUEUE: usize = 4096;
+
+/// `first` and whatever else is already queued, up to a batch.
+pub(super) fn fill_batch(
+    first: IntakeRequest,
+    queue: &mut mpsc::Receiver<IntakeRequest>,
+) -> Vec<IntakeRequest> {
+    let mut batch = vec![first];
+    while batch.len() < INTAKE_BATCH {
+        match queue.try_recv() {
+            Ok(r) => batch.push(r),
+            Err(_) => break,
+        }
+    }
+    batch
+}
 
 /// Answers every caller of a batch: its outcome, or the batch's error (nothing of a failed
 /// batch was committed, so nothing of it was acknowledged).
@@ -297,13 +312,7 @@ async fn migrate(sh: &Shared) -> StoreResult<()> {
 /// Commits queued intake inserts in batches (PostgreSQL; SQLite has its own thread).
 async fn intake_batcher(shared: Arc<Shared>, mut rx: mpsc::Receiver<IntakeRequest>) {
     while let Some(first) = rx.recv().await {
-        let mut batch = vec![first];
-        while batch.len() < INTAKE_BATCH {
-            match rx.try_recv() {
-                Ok(r) => batch.push(r),
-                Err(_) => break,
-            }
-        }
+        let mut batch = fill_batch(first, &mut rx);
         let result = insert_batch(&shared, &mut batch).await;
         answer(batch, result.map_err(|e| e.to_string()));
     }

@@ -22,7 +22,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::mpsc;
 
 use super::sql::{
-    Decided, INTAKE_BATCH, INTAKE_QUEUE, IntakeRequest, Shared, answer, chain_records, decide_batch,
+    Decided, INTAKE_QUEUE, IntakeRequest, Shared, answer, chain_records, decide_batch, fill_batch,
 };
 use super::{InsertOutcome, StoreError, StoreResult};
 use crate::audit::PreparedEvent;
@@ -111,13 +111,7 @@ fn run(
     wal_is_large: &AtomicBool,
 ) {
     while let Some(first) = rx.blocking_recv() {
-        let mut batch = vec![first];
-        while batch.len() < INTAKE_BATCH {
-            match rx.try_recv() {
-                Ok(r) => batch.push(r),
-                Err(_) => break,
-            }
-        }
+        let mut batch = fill_batch(first, &mut rx);
         let result = {
             let _writer = shared.writer.blocking_lock();
             insert_batch(&mut conn, &mut batch)

@@ -338,3 +338,19 @@ async fn an_alert_that_calls_for_nothing_is_stored_evaluated_with_its_plan_at_on
         .collect();
     assert_eq!(kinds, ["alert.duplicate"]);
 }
+
+#[tokio::test]
+async fn the_alerts_of_one_request_commit_together_and_a_repeat_inside_it_is_a_duplicate() {
+    let app = spawn_app().await;
+    let one = |id: &str| json!({"id": id, "title": "noise", "severity": "low"});
+    let body = json!([one("r-1"), one("r-2"), one("r-1"), one("r-3")]);
+    let response = app.post_alert("generic", &body).await;
+    assert_eq!(response.status(), 202);
+    let body = response.json::<Value>().await.unwrap();
+    assert_eq!(body["alert_ids"].as_array().unwrap().len(), 3, "{body}");
+    let duplicate = &body["duplicates"][0];
+    assert_eq!(
+        duplicate["duplicate_of"], body["alert_ids"][0],
+        "the third alert repeats the first: {body}"
+    );
+}
