@@ -112,7 +112,7 @@ pub(super) struct Decided<'a> {
     pub(super) audits: Vec<PreparedEvent>,
 }
 
-/// De-duplicates a batch against `found`, the stored alerts sharing a fingerprint with it
+/// De-duplicates a batch against `found`, stored alerts that may share a fingerprint with it
 /// (source, fingerprint, id, received_at; oldest first). A re-delivery inside the batch is a
 /// duplicate of its first copy. Takes the batch's audit events and plans.
 pub(super) fn decide_batch(
@@ -138,7 +138,7 @@ pub(super) fn decide_batch(
             .map(|(id, _)| id.clone());
         let mut audit = std::mem::take(&mut r.audit);
         let plan = r.plan.take();
-        match &original {
+        let state = match &original {
             Some(o) => {
                 audit.kind = "alert.duplicate".into();
                 if let serde_json::Value::Object(m) = &mut audit.data {
@@ -147,29 +147,24 @@ pub(super) fn decide_batch(
                 decided.outcomes.push(InsertOutcome::Duplicate {
                     original: o.clone(),
                 });
-                decided
-                    .rows
-                    .push((&r.alert, AlertState::Duplicate, original));
+                AlertState::Duplicate
             }
             None => {
                 seen.insert(key, (r.alert.id.clone(), r.alert.received_at.clone()));
                 decided.outcomes.push(InsertOutcome::Inserted);
-                let state = match plan {
-                    Some(_) => AlertState::Evaluated,
-                    None => AlertState::Received,
-                };
-                decided.rows.push((&r.alert, state, None));
+                if plan.is_some() {
+                    AlertState::Evaluated
+                } else {
+                    AlertState::Received
+                }
             }
-        }
-        let is_duplicate = matches!(
-            decided.outcomes.last(),
-            Some(InsertOutcome::Duplicate { .. })
-        );
+        };
         decided.audits.push(PreparedEvent::new(audit));
         // A duplicate's plan is dropped: a re-delivery produces no second plan.
-        if let (false, Some(plan)) = (is_duplicate, plan) {
-            decided.audits.extend(plan);
+        if original.is_none() {
+            decided.audits.extend(plan.into_iter().flatten());
         }
+        decided.rows.push((&r.alert, state, original));
     }
     decided
 }
@@ -281,8 +276,8 @@ async fn migrate(sh: &Shared) -> StoreResult<()> {
     // Under the write lock: two replicas starting together migrate once.
     let (_w, mut tx) = sh.write_tx().await?;
     sqlx::query("CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)")
-            .execute(&mut *tx)
-            .await?;
+        .execute(&mut *tx)
+        .await?;
     for (version, name, sql) in migrations {
         let done: Option<i64> =
             sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = $1")
