@@ -17,6 +17,11 @@ use lockout::users_api::{CallLog, StateFilter, User, UsersApiClient};
 use secrecy::ExposeSecret;
 use serde_json::json;
 
+/// mimalloc instead of glibc's allocator: intake allocates on the HTTP workers and frees on
+/// the store threads, where glibc's arenas spent ~15% of the service's CPU (perf, BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "lockout",

@@ -90,7 +90,7 @@ pub async fn receive(
             source.format,
             received_at.clone(),
         );
-        let audit = AuditEvent::new("alert.received", format!("source:{}", source.name))
+        let mut audit = AuditEvent::new("alert.received", format!("source:{}", source.name))
             .alert(&alert.id)
             .data(json!({
                 "fingerprint": alert.fingerprint,
@@ -102,7 +102,9 @@ pub async fn receive(
         // Evaluation is pure and cheap: done here, an alert that calls for nothing is stored
         // already evaluated, in one transaction; one that starts actions goes to the planner.
         let plan = actions::decide(&ctx, &playbooks, &alert, &correlation);
-        let settled = plan.is_settled().then_some(plan.audit);
+        let settled = plan
+            .is_settled()
+            .then(|| fold_plan_into(&mut audit, plan.audit));
         let stored = NewAlert {
             id: alert.id.clone(),
             source: source.name.clone(),
@@ -145,6 +147,16 @@ pub async fn receive(
         ctx.alerts_waiting.notify_one();
     }
     Ok(HttpResponse::Accepted().json(json!({ "alert_ids": alert_ids, "duplicates": duplicates })))
+}
+
+/// An alert that calls for nothing (most SIEM traffic) gets one audit record, not two: its
+/// `plan.made` data goes into its `alert.received` record, under `plan`. Returns the plan's
+/// other records (guards that held, a loop prevented), which are kept as they are.
+fn fold_plan_into(received: &mut AuditEvent, mut plan: Vec<AuditEvent>) -> Vec<AuditEvent> {
+    if let Some(made) = plan.iter().position(|e| e.kind == "plan.made") {
+        received.data["plan"] = plan.remove(made).data;
+    }
+    plan
 }
 
 /// Refused requests leave an audit record (never the body or credentials).
