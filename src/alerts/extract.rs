@@ -9,11 +9,44 @@ use crate::domain::{Email, UserId};
 
 /// A non-empty string (or a number, as text) at a JSON pointer.
 pub fn str_at(v: &Value, pointer: &str) -> Option<String> {
-    match v.pointer(pointer)? {
+    match at(v, pointer)? {
         Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
         Value::Number(n) => Some(n.to_string()),
         _ => None,
     }
+}
+
+/// `Value::pointer` (RFC 6901) without its allocation per token: formats try a dozen
+/// pointers per alert, and serde_json unescapes every token into a new `String` (~2% of
+/// intake CPU in perf). Tokens are unescaped only when they hold a `~`.
+pub fn at<'a>(v: &'a Value, pointer: &str) -> Option<&'a Value> {
+    if pointer.is_empty() {
+        return Some(v);
+    }
+    pointer
+        .strip_prefix('/')?
+        .split('/')
+        .try_fold(v, |target, token| {
+            let token: std::borrow::Cow<str> = if token.contains('~') {
+                token.replace("~1", "/").replace("~0", "~").into()
+            } else {
+                token.into()
+            };
+            match target {
+                Value::Object(map) => map.get(token.as_ref()),
+                Value::Array(list) => array_index(&token).and_then(|i| list.get(i)),
+                _ => None,
+            }
+        })
+}
+
+/// An array index as RFC 6901 writes it: digits, no sign, no leading zero.
+fn array_index(token: &str) -> Option<usize> {
+    let digits = !token.is_empty() && token.bytes().all(|b| b.is_ascii_digit());
+    if !digits || (token.len() > 1 && token.starts_with('0')) {
+        return None;
+    }
+    token.parse().ok()
 }
 
 /// The first of several pointers that holds a value.
@@ -142,4 +175,35 @@ pub fn refs(v: &[String]) -> Vec<&str> {
 /// `base` prefixed to every pointer in `pointers`.
 pub fn under(base: &str, pointers: &[&str]) -> Vec<String> {
     pointers.iter().map(|p| format!("{base}{p}")).collect()
+}
+
+#[cfg(test)]
+mod pointer_tests {
+    use super::at;
+    use serde_json::json;
+
+    #[test]
+    fn reads_what_serde_json_pointer_reads() {
+        let v = json!({"a": {"b/c": [10, {"d~e": "x"}], "": 1, "0": "zero"}, "list": [1, 2]});
+        for p in [
+            "",
+            "/a",
+            "/a/b~1c",
+            "/a/b~1c/0",
+            "/a/b~1c/1/d~0e",
+            "/a/",
+            "/a/0",
+            "/list/1",
+            "/list/01",
+            "/list/+1",
+            "/list/-1",
+            "/list/2",
+            "/missing",
+            "a",
+            "/a/b~1c/1/d~0e/x",
+            "/list/18446744073709551616",
+        ] {
+            assert_eq!(at(&v, p), v.pointer(p), "{p}");
+        }
+    }
 }

@@ -20,8 +20,11 @@ pub use admin::AdminTokens;
 pub use alerts::BodyLimit;
 pub use error::ApiError;
 
+/// Routes are tried in this order, and every pattern with a parameter is a regex match:
+/// intake, the hot path, comes first (after the static health check).
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(web::resource("/healthz").route(web::get().to(health::healthz)))
+        .service(web::resource("/v1/alerts/{source}").route(web::post().to(alerts::receive)))
         .service(web::resource("/readyz").route(web::get().to(health::readyz)))
         .service(web::resource("/metrics").route(web::get().to(health::metrics)))
         .service(web::resource("/openapi.json").route(
@@ -31,7 +34,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}")
                 .config(utoipa_swagger_ui::Config::from("/openapi.json")),
         )
-        .service(web::resource("/v1/alerts/{source}").route(web::post().to(alerts::receive)))
         .service(web::resource("/v1/audit").route(web::get().to(audit::list)))
         .service(web::resource("/v1/audit/export").route(web::get().to(audit::export)))
         .service(web::resource("/v1/approvals").route(web::get().to(approvals::list)))
