@@ -230,7 +230,7 @@ impl Application {
         let data = web::Data::from(ctx.clone());
         let mut server = HttpServer::new(move || {
             App::new()
-                .wrap(tracing_actix_web::TracingLogger::default())
+                .wrap(tracing_actix_web::TracingLogger::<crate::http::RequestSpan>::new())
                 .app_data(data.clone())
                 .app_data(admin.clone())
                 .app_data(limit.clone())

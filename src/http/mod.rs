@@ -20,6 +20,28 @@ pub use admin::AdminTokens;
 pub use alerts::BodyLimit;
 pub use error::ApiError;
 
+/// The request span of `tracing-actix-web`, built only when it would be recorded: the default
+/// builder reads the route pattern (a regex match), the connection info and more for every
+/// request, even with the span filtered out (~4% of intake CPU with `RUST_LOG=warn`).
+pub struct RequestSpan;
+
+impl tracing_actix_web::RootSpanBuilder for RequestSpan {
+    fn on_request_start(request: &actix_web::dev::ServiceRequest) -> tracing::Span {
+        if tracing::span_enabled!(tracing::Level::INFO) {
+            tracing_actix_web::root_span!(request)
+        } else {
+            tracing::Span::none()
+        }
+    }
+
+    fn on_request_end<B: actix_web::body::MessageBody>(
+        span: tracing::Span,
+        outcome: &Result<actix_web::dev::ServiceResponse<B>, actix_web::Error>,
+    ) {
+        tracing_actix_web::DefaultRootSpanBuilder::on_request_end(span, outcome)
+    }
+}
+
 /// Routes are tried in this order, and every pattern with a parameter is a regex match:
 /// intake, the hot path, comes first (after the static health check).
 pub fn routes(cfg: &mut web::ServiceConfig) {
