@@ -19,6 +19,7 @@ STORES=${STORES:-sqlite postgres}
 PG=${LOCKOUT_TEST_DATABASE_URL:-postgres://root@127.0.0.1:5432/test}
 command -v wrk >/dev/null || { echo "wrk is not installed (apt-get install wrk)"; exit 1; }
 cargo build --release --bin lockout -q
+bin=${CARGO_TARGET_DIR:-target}/release/lockout
 work=$(mktemp -d)
 pid=
 trap '[ -n "$pid" ] && kill $pid 2>/dev/null; rm -rf "$work"' EXIT
@@ -81,7 +82,25 @@ run_wrk() { # name, args...
   p50=$(awk '$1=="50%" {print $2}' <<<"$out")
   p99=$(awk '$1=="99%" {print $2}' <<<"$out")
   non2xx=$(awk '/Non-2xx/ {print $5}' <<<"$out")
-  printf '  %-20s %10s req/s   p50 %-9s p99 %-9s non-2xx %s\n' "$name" "$rps" "$p50" "$p99" "${non2xx:-0}"
+  printf '  %-20s %10s req/s   p50 %-9s p99 %-9s non-2xx %s' "$name" "$rps" "$p50" "$p99" "${non2xx:-0}"
+  # Intake runs are compared with the bare route measured just before them: this machine's
+  # ceiling moves by ±15% from minute to minute.
+  if [[ $name == GET* ]]; then ceiling=$rps; echo
+  else printf '   (%s%% of the GET /healthz just before)\n' "$(python3 -c "print(round(100 * $rps / $ceiling, 1))")"; fi
+}
+
+# CPU time of the service's threads, by thread name, in clock ticks (100 per second).
+thread_ticks() {
+  for t in /proc/$pid/task/*; do
+    printf '%s %s\n' "$(tr ' ' _ <"$t/comm")" "$(awk '{print $14 + $15}' "$t/stat")"
+  done | awk '{s[$1] += $2} END {for (k in s) print k, s[k]}' | sort
+}
+
+# Where an intake run's CPU went, per stored alert (each thread group's ticks over the run).
+cpu_per_alert() { # ticks before, ticks after, alerts stored
+  join <(echo "$1") <(echo "$2") | awk -v n="$3" '$3 > $2 && n > 0 {printf "%s %.1f µs, ", $1, ($3 - $2) * 10000 / n}' |
+    sed 's/, $//; s/^/                       CPU per alert: /'
+  echo
 }
 
 count_unevaluated() { # store url
@@ -131,13 +150,16 @@ sources:
   generic: { format: generic, auth: { type: bearer, token: "bench-token" } }
   alertmanager: { format: alertmanager, auth: { type: bearer, token: "bench-token" } }
 YAML
-  RUST_LOG=warn ./target/release/lockout --config "$work/lockout.yaml" serve 2>"$work/serve-$store.log" &
+  RUST_LOG=warn "$bin" --config "$work/lockout.yaml" serve 2>"$work/serve-$store.log" &
   pid=$!
   for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
   echo "$store:"
   run_wrk "GET /healthz" "http://127.0.0.1:$port/healthz"
+  before=$(thread_ticks); stored=$(sql "$url" "select count(*) from alerts")
   run_wrk "POST generic" -s "$work/generic.lua" "http://127.0.0.1:$port"
+  cpu_per_alert "$before" "$(thread_ticks)" $(( $(sql "$url" "select count(*) from alerts") - stored ))
   drain "$url"
+  run_wrk "GET /healthz" "http://127.0.0.1:$port/healthz"
   run_wrk "POST alertmanager" -s "$work/alertmanager.lua" "http://127.0.0.1:$port"
   drain "$url"
   # Actions: ACTIONS alerts (in requests of 500), each suspending a different user.
