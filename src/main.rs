@@ -18,7 +18,8 @@ use secrecy::ExposeSecret;
 use serde_json::json;
 
 /// mimalloc instead of glibc's allocator: intake allocates on the HTTP workers and frees on
-/// the store threads, where glibc's arenas spent ~15% of the service's CPU (perf, BENCHMARKS.md).
+/// the store threads; glibc's malloc and free took ~15% of the process's samples under intake
+/// load (perf, BENCHMARKS.md).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

@@ -113,12 +113,33 @@ pub struct PreparedEvent {
 }
 
 impl PreparedEvent {
+    /// `data` is serialised once and spliced into the event's JSON: `data` is the last field
+    /// of `AuditEvent`, so this is byte for byte what `serialise` writes (unit test below).
     pub fn new(event: AuditEvent) -> Self {
-        Self {
-            data: event.data.to_string(),
-            json: serialise(&event),
-            event,
+        #[derive(Serialize)]
+        struct Head<'a> {
+            kind: &'a str,
+            actor: &'a str,
+            alert_id: &'a Option<String>,
+            action_id: &'a Option<String>,
+            playbook: &'a Option<String>,
+            subject: &'a Option<String>,
         }
+        let data = event.data.to_string();
+        let mut json = serde_json::to_vec(&Head {
+            kind: &event.kind,
+            actor: &event.actor,
+            alert_id: &event.alert_id,
+            action_id: &event.action_id,
+            playbook: &event.playbook,
+            subject: &event.subject,
+        })
+        .expect("audit events serialise");
+        json.pop(); // the closing brace
+        json.extend_from_slice(b",\"data\":");
+        json.extend_from_slice(data.as_bytes());
+        json.push(b'}');
+        Self { data, json, event }
     }
 
     /// The same as [`chain_hash`] of the event.
@@ -252,6 +273,18 @@ mod tests {
             .alert("alr_1")
             .data(serde_json::json!({"z": 1, "a": ["\n", null, 2.5], "m": {"b": true, "a": "é"}}));
         e.subject = Some("alice@example.com".into());
+        let bare = AuditEvent::new("x", "system");
+        let full = AuditEvent::new("action.succeeded", "playbook:p")
+            .alert("alr_2")
+            .action("act_1")
+            .playbook("p")
+            .subject("ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+            .data(serde_json::json!("text \u{1F512}"));
+        for e in [&bare, &full] {
+            let prepared = PreparedEvent::new(e.clone());
+            assert_eq!(prepared.json, serialise(e));
+            assert_eq!(prepared.data, e.data.to_string());
+        }
         for (seq, id, at) in [(1, "aud_1", "2026-01-01T00:00:00Z"), (42, "a\"b\\c", "t")] {
             let body = serde_json::to_vec(&Hashed {
                 seq,
