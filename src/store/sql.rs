@@ -143,6 +143,8 @@ pub(super) fn decide_batch(
                 audit.kind = "alert.duplicate".into();
                 if let serde_json::Value::Object(m) = &mut audit.data {
                     m.insert("duplicate_of".into(), o.clone().into());
+                    // A duplicate gets no plan: the one intake folded in is dropped with it.
+                    m.remove("plan");
                 }
                 decided.outcomes.push(InsertOutcome::Duplicate {
                     original: o.clone(),

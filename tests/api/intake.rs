@@ -339,6 +339,9 @@ async fn an_alert_that_calls_for_nothing_is_stored_evaluated_with_its_plan_at_on
         .map(|r| r.event.kind)
         .collect();
     assert_eq!(kinds, ["alert.duplicate"]);
+    let record = &app.audit(&format!("alert_id={duplicate}")).await[0];
+    assert_eq!(record.event.data["duplicate_of"], json!(id));
+    assert!(record.event.data.get("plan").is_none(), "{record:?}");
 }
 
 #[tokio::test]
