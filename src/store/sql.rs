@@ -61,7 +61,9 @@ impl Shared {
 pub(super) struct IntakeRequest {
     pub(super) alert: NewAlert,
     pub(super) dedup_since: String,
-    pub(super) audit: AuditEvent,
+    /// The `alert.received` record, serialised by the caller (the writer re-serialises it
+    /// only for a duplicate, whose record differs).
+    pub(super) audit: Option<PreparedEvent>,
     /// The alert's settled plan (taken from `alert.settled`), ready to chain.
     pub(super) plan: Option<Vec<PreparedEvent>>,
     reply: oneshot::Sender<Result<InsertOutcome, String>>,
@@ -136,16 +138,18 @@ pub(super) fn decide_batch(
             .get(&key)
             .filter(|(_, at)| at.as_str() >= r.dedup_since.as_str())
             .map(|(id, _)| id.clone());
-        let mut audit = std::mem::take(&mut r.audit);
+        let mut audit = r.audit.take().expect("each request is decided once");
         let plan = r.plan.take();
         let state = match &original {
             Some(o) => {
-                audit.kind = "alert.duplicate".into();
-                if let serde_json::Value::Object(m) = &mut audit.data {
+                let mut event = audit.event;
+                event.kind = "alert.duplicate".into();
+                if let serde_json::Value::Object(m) = &mut event.data {
                     m.insert("duplicate_of".into(), o.clone().into());
                     // A duplicate gets no plan: the one intake folded in is dropped with it.
                     m.remove("plan");
                 }
+                audit = PreparedEvent::new(event);
                 decided.outcomes.push(InsertOutcome::Duplicate {
                     original: o.clone(),
                 });
@@ -161,7 +165,7 @@ pub(super) fn decide_batch(
                 }
             }
         };
-        decided.audits.push(PreparedEvent::new(audit));
+        decided.audits.push(audit);
         // A duplicate's plan is dropped: a re-delivery produces no second plan.
         if original.is_none() {
             decided.audits.extend(plan.into_iter().flatten());
@@ -894,7 +898,7 @@ impl Store for SqlStore {
         let request = IntakeRequest {
             alert,
             dedup_since: dedup_since.to_owned(),
-            audit,
+            audit: Some(PreparedEvent::new(audit)),
             plan,
             reply,
         };
