@@ -42,6 +42,10 @@ const WAL_LIMIT_PAGES: i64 = 16_384;
 /// Pages left to copy below which the last checkpoint of a full log holds the writer.
 const WAL_REST_PAGES: i64 = 1_024;
 
+/// Checkpoints beside the writer before the rest of a full log is copied with it held, even
+/// if more than `WAL_REST_PAGES` are left (a writer faster than the copy).
+const CATCH_UP_PASSES: usize = 8;
+
 fn open(path: &str) -> StoreResult<Connection> {
     let conn = Connection::open(path)?;
     conn.execute_batch(PRAGMAS)?;
@@ -100,37 +104,43 @@ fn checkpoint(
     shared: &Shared,
 ) {
     use std::sync::mpsc::RecvTimeoutError;
-    let report = |e: &dyn std::fmt::Display| tracing::warn!(error = %e, "WAL checkpoint failed");
     // Also every few seconds without a nudge: other writers (the worker, approvals) commit
     // with automatic checkpoints off too.
     while !matches!(
         nudges.recv_timeout(std::time::Duration::from_secs(5)),
         Err(RecvTimeoutError::Disconnected)
     ) {
-        let mut rounds = 0;
-        loop {
-            let (log, copied) = match passive_checkpoint(&conn) {
-                Ok(pages) => pages,
-                Err(e) => break report(&e),
-            };
-            // A failed sync costs only time: SQLite syncs before it reuses the log.
-            if let Err(e) = db_file.sync_data() {
-                report(&e);
-            }
-            rounds += 1;
-            if log <= WAL_LIMIT_PAGES {
-                break;
-            }
-            if log - copied < WAL_REST_PAGES || rounds == 8 {
-                let _writer = shared.writer.blocking_lock();
-                if let Err(e) = passive_checkpoint(&conn) {
-                    report(&e);
-                }
-                break;
-            }
+        if let Err(e) = copy_log(&conn, &db_file, &shared.writer, WAL_LIMIT_PAGES) {
+            tracing::warn!(error = %e, "WAL checkpoint failed");
         }
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
+}
+
+/// Checkpoint passes beside the writer until the log is under `limit` pages or little of it
+/// is left to copy (at most `CATCH_UP_PASSES`); in the second case, the rest with the writer
+/// held.
+fn copy_log(
+    conn: &Connection,
+    db_file: &std::fs::File,
+    writer: &tokio::sync::Mutex<()>,
+    limit: i64,
+) -> rusqlite::Result<()> {
+    for _ in 0..CATCH_UP_PASSES {
+        let (log, copied) = passive_checkpoint(conn)?;
+        // A failed sync costs only time: SQLite syncs before it reuses the log.
+        if let Err(e) = db_file.sync_data() {
+            tracing::warn!(error = %e, "could not sync the database file");
+        }
+        if log <= limit {
+            return Ok(());
+        }
+        if log - copied < WAL_REST_PAGES {
+            break;
+        }
+    }
+    let _writer = writer.blocking_lock();
+    passive_checkpoint(conn).map(|_| ())
 }
 
 /// A PASSIVE checkpoint; returns the log's size and how much of it is now in the database
@@ -296,4 +306,36 @@ fn append_audit(tx: &rusqlite::Transaction<'_>, events: Vec<PreparedEvent>) -> S
         ])?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_log_past_its_limit_is_copied_to_the_end_so_the_next_write_starts_it_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let path = path.to_str().unwrap();
+        let writer = open(path).unwrap();
+        writer.execute_batch("CREATE TABLE t (x TEXT)").unwrap();
+        for _ in 0..40 {
+            writer
+                .execute("INSERT INTO t VALUES (?1)", ["x".repeat(3000)])
+                .unwrap();
+        }
+        let checkpoints = open(path).unwrap();
+        let db_file = std::fs::File::open(path).unwrap();
+        let lock = tokio::sync::Mutex::new(());
+        copy_log(&checkpoints, &db_file, &lock, 10).unwrap();
+        // Everything was copied: the next transaction writes the log from its start.
+        writer.execute("INSERT INTO t VALUES ('z')", []).unwrap();
+        let (log, copied) = passive_checkpoint(&checkpoints).unwrap();
+        assert!(log < 10, "the log started over: {log} frames");
+        assert_eq!(copied, log);
+        let rows: i64 = writer
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(rows, 41);
+    }
 }
