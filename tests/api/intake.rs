@@ -310,16 +310,11 @@ async fn an_alert_that_calls_for_nothing_is_stored_evaluated_with_its_plan_at_on
     // No waiting: the 202 came after the commit that holds the alert and its plan.
     let stored = app.ctx.store.get_alert(&id).await.unwrap().unwrap();
     assert_eq!(stored.state, lockout::store::AlertState::Evaluated);
-    let kinds: Vec<String> = app
-        .audit(&format!("alert_id={id}"))
-        .await
-        .into_iter()
-        .map(|r| r.event.kind)
-        .collect();
+    let records = app.audit(&format!("alert_id={id}")).await;
+    let kinds: Vec<&str> = records.iter().map(|r| r.event.kind.as_str()).collect();
     // One record: the plan that found nothing to do is in the receipt.
     assert_eq!(kinds, ["alert.received"]);
-    let received = app.audit(&format!("alert_id={id}")).await;
-    let plan = &received[0].event.data["plan"];
+    let plan = &records[0].event.data["plan"];
     assert!(
         plan["not_matched"]
             .as_array()
@@ -332,14 +327,10 @@ async fn an_alert_that_calls_for_nothing_is_stored_evaluated_with_its_plan_at_on
     let again = app.post_alert("generic", &alert).await;
     let body = again.json::<Value>().await.unwrap();
     let duplicate = body["duplicates"][0]["alert_id"].as_str().unwrap();
-    let kinds: Vec<String> = app
-        .audit(&format!("alert_id={duplicate}"))
-        .await
-        .into_iter()
-        .map(|r| r.event.kind)
-        .collect();
+    let records = app.audit(&format!("alert_id={duplicate}")).await;
+    let kinds: Vec<&str> = records.iter().map(|r| r.event.kind.as_str()).collect();
     assert_eq!(kinds, ["alert.duplicate"]);
-    let record = &app.audit(&format!("alert_id={duplicate}")).await[0];
+    let record = &records[0];
     assert_eq!(record.event.data["duplicate_of"], json!(id));
     assert!(record.event.data.get("plan").is_none(), "{record:?}");
 }
