@@ -129,6 +129,16 @@ CREATE TABLE audit_anchors (
         "indexes for what intake writes and what queries read",
         V3_INDEXES,
     ),
+    (
+        4,
+        "de-duplication in the intake thread's memory",
+        r#"
+-- The intake thread de-duplicates against the alerts of the window it holds in memory
+-- (store/recent.rs): this index put every alert on a random page. Resolved alerts find their
+-- firing one through pending approvals, not through it.
+DROP INDEX alerts_by_correlation;
+"#,
+    ),
 ];
 
 pub const POSTGRES: &[(i64, &str, &str)] = &[

@@ -4,6 +4,7 @@
 //! commits together with its audit records; audit rows are only ever inserted.
 
 mod migrations;
+mod recent;
 mod sql;
 mod sqlite_intake;
 mod types;

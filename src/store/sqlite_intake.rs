@@ -6,7 +6,8 @@
 //!
 //! - the **intake thread** owns one connection with prepared statements, takes queued alerts
 //!   in batches and commits each batch in one transaction, under the store's writer lock like
-//!   every other write (so the audit chain stays single);
+//!   every other write (so the audit chain stays single). It de-duplicates against the
+//!   alerts of the window, which it holds in memory (`recent.rs`), not through an index;
 //! - the **sync thread** makes committed batches durable with one `fdatasync` of the WAL file
 //!   and only then answers their callers. The intake connection commits with
 //!   `synchronous = NORMAL` (WAL frames written, not synced), so the next batch is built
@@ -20,6 +21,7 @@ use std::sync::Arc;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::mpsc;
 
+use super::recent::{self, Recent, RecentAlerts};
 use super::sql::{
     Decided, INTAKE_QUEUE, IntakeRequest, Shared, answer, chain_records, decide_batch, fill_batch,
 };
@@ -157,11 +159,12 @@ fn run(
     mut rx: mpsc::Receiver<IntakeRequest>,
     committed: std::sync::mpsc::SyncSender<Committed>,
 ) {
+    let mut recent = RecentAlerts::new(RECENT_CAPACITY);
     while let Some(first) = rx.blocking_recv() {
         let mut batch = fill_batch(first, &mut rx);
         let result = {
             let _writer = shared.writer.blocking_lock();
-            insert_batch(&mut conn, &mut batch)
+            insert_batch(&mut conn, &mut batch, &mut recent)
         };
         if committed
             .send((batch, result.map_err(|e| e.to_string())))
@@ -224,24 +227,58 @@ impl WalFile {
     }
 }
 
+/// Alerts the de-duplication map holds at most (~90 bytes each).
+const RECENT_CAPACITY: usize = 1_000_000;
+
+/// How far past the window a reload reads back: rows are in rowid order, and their times in
+/// that order only nearly (each is stamped before it queues for the writer).
+const RELOAD_MARGIN_MICROS: i64 = 3600 * 1_000_000;
+
 fn insert_batch(
     conn: &mut Connection,
     batch: &mut [IntakeRequest],
+    recent: &mut RecentAlerts,
 ) -> StoreResult<Vec<InsertOutcome>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let now = recent::micros(&now_rfc3339()).unwrap_or_default();
+    // Each request's window start, in microseconds; unreadable ones (never: the service
+    // wrote them) de-duplicate against everything held.
+    let since: Vec<i64> = batch
+        .iter()
+        .map(|r| recent::micros(&r.dedup_since).unwrap_or(i64::MIN))
+        .collect();
+    let longest = since.iter().map(|s| now.saturating_sub(*s)).max();
+    if recent.needs_reload(longest.unwrap_or(0)) {
+        if let Err(e) = reload(&tx, recent, now, longest.unwrap_or(0)) {
+            recent.invalidate();
+            return Err(e);
+        }
+    } else {
+        catch_up(&tx, recent, now)?;
+    }
     let mut found = vec![];
     {
-        let mut same = tx.prepare_cached(
-            "SELECT source, fingerprint, id, received_at FROM alerts WHERE correlation = ?1 AND fingerprint = ?2 AND received_at >= ?3 AND state != 'duplicate' ORDER BY received_at",
+        let mut row = tx.prepare_cached(
+            "SELECT source, fingerprint, id, received_at, state FROM alerts WHERE rowid = ?1",
         )?;
-        for r in batch.iter() {
+        for (r, since) in batch.iter().zip(&since) {
             let a = &r.alert;
-            let rows = same.query_map(
-                params![a.correlation, a.fingerprint, r.dedup_since],
-                |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
-            )?;
-            for row in rows {
-                found.push(row?);
+            let Some(hit) = recent.find(recent::key(&a.source, &a.fingerprint), *since) else {
+                continue;
+            };
+            let (source, fingerprint, id, at, state): (String, String, String, String, String) =
+                row.query_row([hit.rowid], |row| {
+                    Ok((
+                        row.get(0)?,
+                        row.get(1)?,
+                        row.get(2)?,
+                        row.get(3)?,
+                        row.get(4)?,
+                    ))
+                })?;
+            // The key is a hash: the row decides.
+            if source == a.source && fingerprint == a.fingerprint && state != "duplicate" {
+                found.push((source, fingerprint, id, at));
             }
         }
     }
@@ -250,6 +287,7 @@ fn insert_batch(
         outcomes,
         audits,
     } = decide_batch(batch, found);
+    let mut originals = vec![];
     {
         let mut insert = tx.prepare_cached(
             "INSERT INTO alerts (id, source, fingerprint, correlation, received_at, status, state, duplicate_of, alert) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
@@ -266,11 +304,119 @@ fn insert_batch(
                 original,
                 a.alert,
             ])?;
+            if original.is_none() {
+                let at = recent::micros(&a.received_at).unwrap_or(now);
+                let rowid = tx.last_insert_rowid();
+                originals.push((recent::key(&a.source, &a.fingerprint), Recent { rowid, at }));
+            }
         }
     }
     append_audit(&tx, audits)?;
     tx.commit()?;
+    // Only what was committed enters the map.
+    let mut dropped = 0;
+    for (key, r) in originals {
+        dropped += recent.add(key, r, now);
+    }
+    if dropped > 0 {
+        warn_shortened(recent, dropped);
+    }
     Ok(outcomes)
+}
+
+/// Refills the de-duplication map from the table: every alert received within the window,
+/// newest first, up to its capacity.
+fn reload(
+    tx: &rusqlite::Transaction<'_>,
+    recent: &mut RecentAlerts,
+    now: i64,
+    window: i64,
+) -> StoreResult<()> {
+    recent.reset(window);
+    let horizon = now.saturating_sub(recent.window());
+    let mut rows = tx.prepare(
+        "SELECT rowid, source, fingerprint, received_at, state FROM alerts ORDER BY rowid DESC",
+    )?;
+    let mut rows = rows.query([])?;
+    let mut kept = vec![];
+    let mut last = None;
+    while let Some(row) = rows.next()? {
+        let (key, r, duplicate) = recent_row(row, i64::MIN)?;
+        last.get_or_insert(r.rowid);
+        if r.at < horizon.saturating_sub(RELOAD_MARGIN_MICROS) || kept.len() >= RECENT_CAPACITY {
+            break;
+        }
+        if r.at >= horizon && !duplicate {
+            kept.push((key, r));
+        }
+    }
+    // Oldest first, so the first copy of a fingerprint is the one kept.
+    for (key, r) in kept.into_iter().rev() {
+        recent.add(key, r, now);
+    }
+    recent.last_rowid = last.unwrap_or(0);
+    Ok(())
+}
+
+/// Adds the alerts other processes stored since the last batch (the map's rows are this
+/// thread's own and those it has read).
+fn catch_up(
+    tx: &rusqlite::Transaction<'_>,
+    recent: &mut RecentAlerts,
+    now: i64,
+) -> StoreResult<()> {
+    let newest: Option<i64> = tx
+        .prepare_cached("SELECT max(rowid) FROM alerts")?
+        .query_row([], |r| r.get(0))?;
+    if newest.unwrap_or(0) <= recent.last_rowid {
+        return Ok(());
+    }
+    let mut rows = tx.prepare_cached(
+        "SELECT rowid, source, fingerprint, received_at, state FROM alerts WHERE rowid > ?1 ORDER BY rowid",
+    )?;
+    let mut rows = rows.query([recent.last_rowid])?;
+    let mut dropped = 0;
+    while let Some(row) = rows.next()? {
+        let (key, r, duplicate) = recent_row(row, now)?;
+        recent.last_rowid = r.rowid;
+        if !duplicate {
+            dropped += recent.add(key, r, now);
+        }
+    }
+    if dropped > 0 {
+        warn_shortened(recent, dropped);
+    }
+    Ok(())
+}
+
+/// A row of `SELECT rowid, source, fingerprint, received_at, state`: its key, where it is and
+/// when it came (`unreadable` if its time is not one), whether it is a duplicate.
+fn recent_row(row: &rusqlite::Row<'_>, unreadable: i64) -> rusqlite::Result<(u128, Recent, bool)> {
+    let text = |i| row.get_ref(i).and_then(|v| Ok(v.as_str()?));
+    let recent = Recent {
+        rowid: row.get(0)?,
+        at: recent::micros(text(3)?).unwrap_or(unreadable),
+    };
+    Ok((
+        recent::key(text(1)?, text(2)?),
+        recent,
+        text(4)? == "duplicate",
+    ))
+}
+
+/// A flood of distinct alerts filled the map: say so, at most once a minute.
+fn warn_shortened(recent: &RecentAlerts, dropped: usize) {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static LAST: AtomicI64 = AtomicI64::new(0);
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    if now - LAST.load(Ordering::Relaxed) >= 60 {
+        LAST.store(now, Ordering::Relaxed);
+        tracing::warn!(
+            dropped,
+            held = recent.len(),
+            "more distinct alerts within the de-duplication window than the {RECENT_CAPACITY} held in memory: the oldest were dropped, and a re-delivery of one of them would be taken as new"
+        );
+    }
 }
 
 /// Appends to the audit chain inside the caller's transaction (under the writer lock).

@@ -169,6 +169,88 @@ async fn alerts_are_stored_once_and_duplicates_are_marked() {
     }
 }
 
+async fn insert(store: &SqlStore, id: &str, fp: &str, since: String) -> StoreResult<InsertOutcome> {
+    store
+        .insert_alert(alert(id, fp), &since, event("alert.received"))
+        .await
+}
+
+/// Two stores on one database (replicas, or a second process on one SQLite file) and a store
+/// opened again (a restart) recognise each other's alerts: on SQLite, de-duplication reads
+/// the window into memory and catches up on rows other writers added.
+#[tokio::test]
+async fn a_redelivery_is_recognised_across_stores_on_one_database_and_across_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut urls = vec![(
+        "sqlite",
+        format!("sqlite://{}", dir.path().join("d.db").display()),
+    )];
+    if postgres_available() {
+        urls.push(("postgres", fresh_pg_database()));
+    }
+    for (name, url) in urls {
+        let a = SqlStore::connect(&url).await.unwrap();
+        assert_eq!(
+            insert(&a, "x1", "fp-x", since_long_ago()).await.unwrap(),
+            InsertOutcome::Inserted
+        );
+        // A second store: its first write reads what the first stored.
+        let b = SqlStore::connect(&url).await.unwrap();
+        let dup = |original: &str| InsertOutcome::Duplicate {
+            original: original.into(),
+        };
+        assert_eq!(
+            insert(&b, "x2", "fp-x", since_long_ago()).await.unwrap(),
+            dup("x1"),
+            "{name}"
+        );
+        // Later writes of the first store reach the second (and the other way round).
+        assert_eq!(
+            insert(&a, "y1", "fp-y", since_long_ago()).await.unwrap(),
+            InsertOutcome::Inserted
+        );
+        assert_eq!(
+            insert(&b, "y2", "fp-y", since_long_ago()).await.unwrap(),
+            dup("y1"),
+            "{name}"
+        );
+        assert_eq!(
+            insert(&b, "z1", "fp-z", since_long_ago()).await.unwrap(),
+            InsertOutcome::Inserted
+        );
+        assert_eq!(
+            insert(&a, "z2", "fp-z", since_long_ago()).await.unwrap(),
+            dup("z1"),
+            "{name}"
+        );
+        // Outside the window, the same fingerprint is a new alert; later copies are its.
+        let now = now_rfc3339();
+        assert_eq!(
+            insert(&a, "y3", "fp-y", now.clone()).await.unwrap(),
+            InsertOutcome::Inserted,
+            "{name}"
+        );
+        assert_eq!(
+            insert(&b, "y4", "fp-y", now).await.unwrap(),
+            dup("y3"),
+            "{name}"
+        );
+        // A restart: the window is read back from the table.
+        drop((a, b));
+        let a = SqlStore::connect(&url).await.unwrap();
+        assert_eq!(
+            insert(&a, "x3", "fp-x", since_long_ago()).await.unwrap(),
+            dup("x1"),
+            "{name}"
+        );
+        assert_eq!(
+            insert(&a, "w1", "fp-w", since_long_ago()).await.unwrap(),
+            InsertOutcome::Inserted,
+            "{name}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn chains_advance_and_claims_are_exclusive() {
     for (name, store, _dir) in stores().await {
