@@ -228,15 +228,24 @@ impl Application {
         ));
         let limit = web::Data::new(crate::http::BodyLimit(settings.server.body_limit_bytes));
         let data = web::Data::from(ctx.clone());
+        let mut sources: Vec<String> = ctx.sources.keys().cloned().collect();
+        sources.sort();
         let mut server = HttpServer::new(move || {
+            // Without INFO spans the middleware would still wrap and poll every request, and
+            // generate a request id nobody reads (~5% of intake's HTTP CPU).
+            let request_spans = tracing::span_enabled!(tracing::Level::INFO);
+            let sources = sources.clone();
             App::new()
-                .wrap(tracing_actix_web::TracingLogger::<crate::http::RequestSpan>::new())
+                .wrap(actix_web::middleware::Condition::new(
+                    request_spans,
+                    tracing_actix_web::TracingLogger::<crate::http::RequestSpan>::new(),
+                ))
                 .app_data(data.clone())
                 .app_data(admin.clone())
                 .app_data(limit.clone())
                 .app_data(error::json_config())
                 .app_data(error::query_config())
-                .configure(crate::http::routes)
+                .configure(move |cfg| crate::http::routes(cfg, &sources))
         })
         .shutdown_timeout(30);
         if settings.server.http_workers > 0 {

@@ -43,10 +43,23 @@ impl tracing_actix_web::RootSpanBuilder for RequestSpan {
 }
 
 /// Routes are tried in this order, and every pattern with a parameter is a regex match:
-/// intake, the hot path, comes first (after the static health check).
-pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(web::resource("/healthz").route(web::get().to(health::healthz)))
-        .service(web::resource("/v1/alerts/{source}").route(web::post().to(alerts::receive)))
+/// intake, the hot path, comes first (after the static health check), with a static route
+/// per configured source (`sources`: their names) before the `{source}` one, which is left
+/// for names a static pattern cannot hold and for unknown sources (404).
+pub fn routes(cfg: &mut web::ServiceConfig, sources: &[String]) {
+    cfg.service(web::resource("/healthz").route(web::get().to(health::healthz)));
+    for name in sources.iter().filter(|n| static_segment(n)) {
+        let name: std::sync::Arc<str> = name.as_str().into();
+        cfg.service(
+            web::resource(format!("/v1/alerts/{name}")).route(web::post().to(
+                move |ctx, limit, req, payload| {
+                    let name = name.clone();
+                    async move { alerts::receive_from(&name, ctx, limit, req, payload).await }
+                },
+            )),
+        );
+    }
+    cfg.service(web::resource("/v1/alerts/{source}").route(web::post().to(alerts::receive)))
         .service(web::resource("/readyz").route(web::get().to(health::readyz)))
         .service(web::resource("/metrics").route(web::get().to(health::metrics)))
         .service(web::resource("/openapi.json").route(
@@ -73,4 +86,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         .service(web::resource("/v1/playbooks").route(web::get().to(playbooks::list)))
         .service(web::resource("/v1/playbooks/reload").route(web::post().to(playbooks::reload)))
         .service(web::resource("/v1/limits/reset").route(web::post().to(playbooks::reset_limits)));
+}
+
+/// A name the router matches as plain text in a path (no pattern syntax, nothing to decode).
+fn static_segment(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~'))
 }

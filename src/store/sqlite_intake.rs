@@ -422,7 +422,8 @@ fn warn_shortened(recent: &RecentAlerts, dropped: usize) {
 /// Appends to the audit chain inside the caller's transaction (under the writer lock).
 fn append_audit(tx: &rusqlite::Transaction<'_>, events: Vec<PreparedEvent>) -> StoreResult<()> {
     let tail = |sql: &str| {
-        tx.query_row(sql, [], |r| Ok((r.get(0)?, r.get(1)?)))
+        tx.prepare_cached(sql)?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()
     };
     let last = match tail("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")? {
