@@ -35,6 +35,8 @@ pub(super) struct RecentAlerts {
     /// The last alerts row this map has seen.
     pub(super) last_rowid: i64,
     capacity: usize,
+    /// How many times it was emptied to be read back (a test checks it stays rare).
+    pub(super) reloads: u64,
 }
 
 /// The key of a fingerprint within its source. Fingerprints are 128-bit hashes that cover the
@@ -63,6 +65,7 @@ impl RecentAlerts {
             window: None,
             last_rowid: 0,
             capacity,
+            reloads: 0,
         }
     }
 
@@ -74,6 +77,7 @@ impl RecentAlerts {
 
     /// Empties the map before a reload for `window`.
     pub(super) fn reset(&mut self, window: i64) {
+        self.reloads += 1;
         self.by_key.iter_mut().for_each(HashMap::clear);
         self.order.clear();
         self.window = Some(window);

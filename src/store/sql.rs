@@ -69,6 +69,26 @@ pub(super) struct IntakeRequest {
     reply: oneshot::Sender<Result<InsertOutcome, String>>,
 }
 
+#[cfg(test)]
+impl IntakeRequest {
+    /// A request as `insert_alert` builds it, and the receiver of its answer.
+    pub(super) fn new_for_test(
+        alert: NewAlert,
+        dedup_since: &str,
+    ) -> (Self, oneshot::Receiver<Result<InsertOutcome, String>>) {
+        let (reply, answer) = oneshot::channel();
+        let audit = crate::audit::AuditEvent::new("alert.received", "test");
+        let request = Self {
+            alert,
+            dedup_since: dedup_since.to_owned(),
+            audit: Some(PreparedEvent::new(audit)),
+            plan: None,
+            reply,
+        };
+        (request, answer)
+    }
+}
+
 /// Most alerts committed in one intake transaction.
 const INTAKE_BATCH: usize = 512;
 /// Alerts waiting for the intake writer before senders wait too (back-pressure).

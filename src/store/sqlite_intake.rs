@@ -241,13 +241,21 @@ fn insert_batch(
 ) -> StoreResult<Vec<InsertOutcome>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let now = recent::micros(&now_rfc3339()).unwrap_or_default();
-    // Each request's window start, in microseconds; unreadable ones (never: the service
-    // wrote them) de-duplicate against everything held.
-    let since: Vec<i64> = batch
+    // Each request's time and window start, in microseconds (the service wrote both; an
+    // unreadable start de-duplicates against everything held).
+    let times: Vec<(i64, i64)> = batch
         .iter()
-        .map(|r| recent::micros(&r.dedup_since).unwrap_or(i64::MIN))
+        .map(|r| {
+            let at = recent::micros(&r.alert.received_at).unwrap_or(now);
+            (at, recent::micros(&r.dedup_since).unwrap_or(i64::MIN))
+        })
         .collect();
-    let longest = since.iter().map(|s| now.saturating_sub(*s)).max();
+    // The source's window, as the request measured it: not from `now`, which the time spent
+    // queued would stretch into a "longer" window, and a reload, every few batches.
+    let longest = times
+        .iter()
+        .map(|(at, since)| at.saturating_sub(*since))
+        .max();
     if recent.needs_reload(longest.unwrap_or(0)) {
         if let Err(e) = reload(&tx, recent, now, longest.unwrap_or(0)) {
             recent.invalidate();
@@ -261,7 +269,7 @@ fn insert_batch(
         let mut row = tx.prepare_cached(
             "SELECT source, fingerprint, id, received_at, state FROM alerts WHERE rowid = ?1",
         )?;
-        for (r, since) in batch.iter().zip(&since) {
+        for (r, (_, since)) in batch.iter().zip(&times) {
             let a = &r.alert;
             let Some(hit) = recent.find(recent::key(&a.source, &a.fingerprint), *since) else {
                 continue;
@@ -292,7 +300,8 @@ fn insert_batch(
         let mut insert = tx.prepare_cached(
             "INSERT INTO alerts (id, source, fingerprint, correlation, received_at, status, state, duplicate_of, alert) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?;
-        for (a, state, original) in rows {
+        // `rows` is in the batch's order, as `times` is.
+        for ((a, state, original), (at, _)) in rows.into_iter().zip(times) {
             insert.execute(params![
                 a.id,
                 a.source,
@@ -305,7 +314,6 @@ fn insert_batch(
                 a.alert,
             ])?;
             if original.is_none() {
-                let at = recent::micros(&a.received_at).unwrap_or(now);
                 let rowid = tx.last_insert_rowid();
                 originals.push((recent::key(&a.source, &a.fingerprint), Recent { rowid, at }));
             }
@@ -458,6 +466,73 @@ fn append_audit(tx: &rusqlite::Transaction<'_>, events: Vec<PreparedEvent>) -> S
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::{format_time, shift_time};
+    use crate::store::NewAlert;
+
+    /// Intake of one alert through `insert_batch`, received `age` seconds ago with a window of
+    /// `window` seconds; returns its outcome.
+    fn intake(
+        conn: &mut Connection,
+        recent: &mut RecentAlerts,
+        id: &str,
+        fingerprint: &str,
+        age: i64,
+        window: i64,
+    ) -> InsertOutcome {
+        let received_at = shift_time(&format_time(time::OffsetDateTime::now_utc()), -age);
+        let alert = NewAlert {
+            id: id.into(),
+            source: "generic".into(),
+            fingerprint: fingerprint.into(),
+            correlation: "c".into(),
+            received_at: received_at.clone(),
+            status: "firing".into(),
+            alert: "{}".into(),
+            settled: None,
+        };
+        let (request, _answer) =
+            IntakeRequest::new_for_test(alert, &shift_time(&received_at, -window));
+        let mut batch = vec![request];
+        insert_batch(conn, &mut batch, recent).unwrap().remove(0)
+    }
+
+    #[test]
+    fn de_duplication_reads_the_table_back_only_for_a_longer_window() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("d.db");
+        let mut conn = open(path.to_str().unwrap()).unwrap();
+        for (_, _, sql) in crate::store::migrations::SQLITE {
+            conn.execute_batch(sql).unwrap();
+        }
+        let mut recent = RecentAlerts::new(100);
+        let hour = 3600;
+        assert_eq!(
+            intake(&mut conn, &mut recent, "a1", "fp-1", 10, hour),
+            InsertOutcome::Inserted
+        );
+        assert_eq!(recent.reloads, 1, "the first batch reads the window");
+        // A request that waited longer in the queue has the same window: no reload (its
+        // window measured from now would look 20 s longer).
+        assert_eq!(
+            intake(&mut conn, &mut recent, "a2", "fp-2", 30, hour),
+            InsertOutcome::Inserted
+        );
+        assert_eq!(
+            intake(&mut conn, &mut recent, "a3", "fp-1", 0, hour),
+            InsertOutcome::Duplicate {
+                original: "a1".into()
+            }
+        );
+        assert_eq!(recent.reloads, 1);
+        // A longer window reads the table back, and finds the same original.
+        assert_eq!(
+            intake(&mut conn, &mut recent, "a4", "fp-1", 0, 2 * hour),
+            InsertOutcome::Duplicate {
+                original: "a1".into()
+            }
+        );
+        assert_eq!(recent.reloads, 2);
+    }
 
     #[test]
     fn a_log_past_its_limit_is_copied_to_the_end_so_the_next_write_starts_it_over() {
