@@ -89,17 +89,23 @@ run_wrk() { # name, args...
   else printf '   (%s%% of the GET /healthz just before)\n' "$(python3 -c "print(round(100 * $rps / $ceiling, 1))")"; fi
 }
 
-# CPU time of the service's threads, by thread name, in clock ticks (100 per second).
+# CPU time of the service's threads, by thread name, in clock ticks (100 per second), and
+# what they wrote (bytes; "+" before the name).
 thread_ticks() {
   for t in /proc/$pid/task/*; do
     printf '%s %s\n' "$(tr ' ' _ <"$t/comm")" "$(awk '{print $14 + $15}' "$t/stat")"
+    printf '+%s %s\n' "$(tr ' ' _ <"$t/comm")" "$(awk '/^wchar/ {print $2}' "$t/io")"
   done | awk '{s[$1] += $2} END {for (k in s) print k, s[k]}' | sort
 }
 
-# Where an intake run's CPU went, per stored alert (each thread group's ticks over the run).
+# Where an intake run's CPU went, per stored alert (each thread group's ticks over the run),
+# and what the store threads wrote per alert (WAL frames, database pages, the HTTP responses).
 cpu_per_alert() { # ticks before, ticks after, alerts stored
-  join <(echo "$1") <(echo "$2") | awk -v n="$3" '$3 > $2 && n > 0 {printf "%s %.1f µs, ", $1, ($3 - $2) * 10000 / n}' |
+  join <(echo "$1") <(echo "$2") | awk -v n="$3" '$1 !~ /^\+/ && $3 > $2 && n > 0 {printf "%s %.1f µs, ", $1, ($3 - $2) * 10000 / n}' |
     sed 's/, $//; s/^/                       CPU per alert: /'
+  echo
+  join <(echo "$1") <(echo "$2") | awk -v n="$3" '$1 ~ /^\+lockout/ && $3 - $2 > 1000 * n && n > 0 {printf "%s %d bytes, ", substr($1, 2), ($3 - $2) / n}' |
+    sed 's/, $//; s/^/                       written per alert: /'
   echo
 }
 
