@@ -23,7 +23,7 @@ const ID_KEYS: &[&str] = &[
     "/annotations/user_uuid",
 ];
 
-pub fn parse(value: Value, format: &'static str) -> Result<Vec<ParsedAlert>, ParseError> {
+pub fn parse(mut value: Value, format: &'static str) -> Result<Vec<ParsedAlert>, ParseError> {
     must_be_object(&value, format)?;
     let alerts = array(&value, "alerts", format)?;
     if alerts.is_empty() {
@@ -33,10 +33,17 @@ pub fn parse(value: Value, format: &'static str) -> Result<Vec<ParsedAlert>, Par
         ));
     }
     let group_status = str_at(&value, "/status");
+    // Each alert is moved out of the payload to become its alert's raw record (not copied).
+    let alerts = value
+        .get_mut("alerts")
+        .and_then(Value::as_array_mut)
+        .map(std::mem::take)
+        .unwrap_or_default();
     alerts
-        .iter()
+        .into_iter()
         .enumerate()
-        .map(|(i, a)| {
+        .map(|(i, raw)| {
+            let a = &raw;
             object(a, "labels", format).map_err(|e| prefix(e, i))?;
             let status = str_at(a, "/status")
                 .or(group_status.clone())
@@ -64,7 +71,7 @@ pub fn parse(value: Value, format: &'static str) -> Result<Vec<ParsedAlert>, Par
                 ),
                 source_ip: first_str(a, &["/labels/source_ip", "/labels/ip", "/labels/client_ip"]),
                 labels: labels(a.get("labels")),
-                raw: a.clone(),
+                raw,
             })
         })
         .collect()
