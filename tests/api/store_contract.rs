@@ -169,10 +169,24 @@ async fn alerts_are_stored_once_and_duplicates_are_marked() {
     }
 }
 
-async fn insert(store: &SqlStore, id: &str, fp: &str, since: String) -> StoreResult<InsertOutcome> {
-    store
-        .insert_alert(alert(id, fp), &since, event("alert.received"))
+/// Inserts alert `id` with fingerprint `fp` through `store` and checks the outcome: `None` for
+/// a new alert, `Some(original)` for a duplicate of `original`.
+async fn expect(
+    store: &SqlStore,
+    db: &str,
+    (id, fp): (&str, &str),
+    since: &str,
+    dup: Option<&str>,
+) {
+    let outcome = store
+        .insert_alert(alert(id, fp), since, event("alert.received"))
         .await
+        .unwrap();
+    let expected = match dup {
+        None => InsertOutcome::Inserted,
+        Some(o) => InsertOutcome::Duplicate { original: o.into() },
+    };
+    assert_eq!(outcome, expected, "{db}: {id}");
 }
 
 /// Two stores on one database (replicas, or a second process on one SQLite file) and a store
@@ -188,66 +202,27 @@ async fn a_redelivery_is_recognised_across_stores_on_one_database_and_across_a_r
     if postgres_available() {
         urls.push(("postgres", fresh_pg_database()));
     }
-    for (name, url) in urls {
+    let day = &since_long_ago();
+    for (db, url) in urls {
         let a = SqlStore::connect(&url).await.unwrap();
-        assert_eq!(
-            insert(&a, "x1", "fp-x", since_long_ago()).await.unwrap(),
-            InsertOutcome::Inserted
-        );
+        expect(&a, db, ("x1", "fp-x"), day, None).await;
         // A second store: its first write reads what the first stored.
         let b = SqlStore::connect(&url).await.unwrap();
-        let dup = |original: &str| InsertOutcome::Duplicate {
-            original: original.into(),
-        };
-        assert_eq!(
-            insert(&b, "x2", "fp-x", since_long_ago()).await.unwrap(),
-            dup("x1"),
-            "{name}"
-        );
-        // Later writes of the first store reach the second (and the other way round).
-        assert_eq!(
-            insert(&a, "y1", "fp-y", since_long_ago()).await.unwrap(),
-            InsertOutcome::Inserted
-        );
-        assert_eq!(
-            insert(&b, "y2", "fp-y", since_long_ago()).await.unwrap(),
-            dup("y1"),
-            "{name}"
-        );
-        assert_eq!(
-            insert(&b, "z1", "fp-z", since_long_ago()).await.unwrap(),
-            InsertOutcome::Inserted
-        );
-        assert_eq!(
-            insert(&a, "z2", "fp-z", since_long_ago()).await.unwrap(),
-            dup("z1"),
-            "{name}"
-        );
+        expect(&b, db, ("x2", "fp-x"), day, Some("x1")).await;
+        // Later writes of either store reach the other.
+        expect(&a, db, ("y1", "fp-y"), day, None).await;
+        expect(&b, db, ("y2", "fp-y"), day, Some("y1")).await;
+        expect(&b, db, ("z1", "fp-z"), day, None).await;
+        expect(&a, db, ("z2", "fp-z"), day, Some("z1")).await;
         // Outside the window, the same fingerprint is a new alert; later copies are its.
-        let now = now_rfc3339();
-        assert_eq!(
-            insert(&a, "y3", "fp-y", now.clone()).await.unwrap(),
-            InsertOutcome::Inserted,
-            "{name}"
-        );
-        assert_eq!(
-            insert(&b, "y4", "fp-y", now).await.unwrap(),
-            dup("y3"),
-            "{name}"
-        );
+        let now = &now_rfc3339();
+        expect(&a, db, ("y3", "fp-y"), now, None).await;
+        expect(&b, db, ("y4", "fp-y"), now, Some("y3")).await;
         // A restart: the window is read back from the table.
         drop((a, b));
         let a = SqlStore::connect(&url).await.unwrap();
-        assert_eq!(
-            insert(&a, "x3", "fp-x", since_long_ago()).await.unwrap(),
-            dup("x1"),
-            "{name}"
-        );
-        assert_eq!(
-            insert(&a, "w1", "fp-w", since_long_ago()).await.unwrap(),
-            InsertOutcome::Inserted,
-            "{name}"
-        );
+        expect(&a, db, ("x3", "fp-x"), day, Some("x1")).await;
+        expect(&a, db, ("w1", "fp-w"), day, None).await;
     }
 }
 
