@@ -144,6 +144,11 @@ impl RecentAlerts {
     }
 }
 
+/// The current time in unix microseconds.
+pub(super) fn now_micros() -> i64 {
+    (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1000) as i64
+}
+
 /// Unix microseconds of a time this service wrote.
 pub(super) fn micros(ts: &str) -> Option<i64> {
     crate::domain::parse_time(ts).map(|t| (t.unix_timestamp_nanos() / 1000) as i64)

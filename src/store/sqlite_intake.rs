@@ -240,7 +240,7 @@ fn insert_batch(
     recent: &mut RecentAlerts,
 ) -> StoreResult<Vec<InsertOutcome>> {
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let now = recent::micros(&now_rfc3339()).unwrap_or_default();
+    let now = recent::now_micros();
     // Each request's time and window start, in microseconds (the service wrote both; an
     // unreadable start de-duplicates against everything held).
     let times: Vec<(i64, i64)> = batch
@@ -358,7 +358,8 @@ fn reload(
             kept.push((key, r));
         }
     }
-    // Oldest first, so the first copy of a fingerprint is the one kept.
+    // Oldest first, as they were stored: a later original of a fingerprint replaces an earlier
+    // one, as it did then.
     for (key, r) in kept.into_iter().rev() {
         recent.add(key, r, now);
     }
