@@ -136,7 +136,7 @@ CREATE TABLE audit_anchors (
 -- The intake thread de-duplicates against the alerts of the window it holds in memory
 -- (store/recent.rs): this index put every alert on a random page. Resolved alerts find their
 -- firing one through pending approvals, not through it.
-DROP INDEX alerts_by_correlation;
+DROP INDEX IF EXISTS alerts_by_correlation;
 "#,
     ),
 ];
