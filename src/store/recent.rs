@@ -131,6 +131,10 @@ impl RecentAlerts {
         over
     }
 
+    pub(super) fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     pub(super) fn len(&self) -> usize {
         self.by_key.iter().map(HashMap::len).sum()
     }

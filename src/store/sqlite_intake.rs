@@ -351,7 +351,7 @@ fn reload(
     while let Some(row) = rows.next()? {
         let (key, r, duplicate) = recent_row(row, i64::MIN)?;
         last.get_or_insert(r.rowid);
-        if r.at < horizon.saturating_sub(RELOAD_MARGIN_MICROS) || kept.len() >= RECENT_CAPACITY {
+        if r.at < horizon.saturating_sub(RELOAD_MARGIN_MICROS) || kept.len() >= recent.capacity() {
             break;
         }
         if r.at >= horizon && !duplicate {
@@ -423,7 +423,8 @@ fn warn_shortened(recent: &RecentAlerts, dropped: usize) {
         tracing::warn!(
             dropped,
             held = recent.len(),
-            "more distinct alerts within the de-duplication window than the {RECENT_CAPACITY} held in memory: the oldest were dropped, and a re-delivery of one of them would be taken as new"
+            "more distinct alerts within the de-duplication window than the {} held in memory: the oldest were dropped, and a re-delivery of one of them would be taken as new",
+            recent.capacity()
         );
     }
 }
