@@ -472,27 +472,39 @@ pub async fn run_workers(
     shutdown: CancellationToken,
 ) {
     let mut tasks = tokio::task::JoinSet::new();
+    // When the last poll (by any worker) found nothing: idle workers share one poll per
+    // interval instead of each polling the store. New actions wake them all anyway.
+    let found_nothing = Arc::new(std::sync::Mutex::new(None::<tokio::time::Instant>));
     for i in 0..n.max(1) {
         let ctx = ctx.clone();
         let shutdown = shutdown.clone();
         let worker = format!("{name}/{i}");
+        let found_nothing = found_nothing.clone();
         tasks.spawn(async move {
+            let mut woken = true;
             loop {
                 if shutdown.is_cancelled() {
                     return;
                 }
-                match try_run_next(&ctx, &worker).await {
-                    Ok(Outcome::Ran) => continue,
-                    Ok(Outcome::Empty) => {}
-                    Err(e) => {
-                        tracing::error!(error = %e, worker, "worker could not reach the store")
+                let last = *found_nothing.lock().expect("not poisoned");
+                let polled_lately = last.is_some_and(|at| at.elapsed() < ctx.worker.poll_interval);
+                if woken || !polled_lately {
+                    match try_run_next(&ctx, &worker).await {
+                        Ok(Outcome::Ran) => continue,
+                        Ok(Outcome::Empty) => {
+                            *found_nothing.lock().expect("not poisoned") =
+                                Some(tokio::time::Instant::now());
+                        }
+                        Err(e) => {
+                            tracing::error!(error = %e, worker, "worker could not reach the store")
+                        }
                     }
                 }
-                tokio::select! {
+                woken = tokio::select! {
                     _ = shutdown.cancelled() => return,
-                    _ = ctx.actions_waiting.notified() => {}
-                    _ = tokio::time::sleep(ctx.worker.poll_interval) => {}
-                }
+                    _ = ctx.actions_waiting.notified() => true,
+                    _ = tokio::time::sleep(ctx.worker.poll_interval) => false,
+                };
             }
         });
     }

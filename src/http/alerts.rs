@@ -1,14 +1,15 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures::StreamExt;
-use serde_json::json;
+use serde::Serialize;
+use serde_json::{Value, json};
 
 use super::ApiError;
 use crate::actions;
-use crate::alerts::{self, ParseError};
-use crate::audit::AuditEvent;
+use crate::alerts::{self, Alert, AlertStatus, ParseError, Severity};
+use crate::audit::{AuditEvent, PreparedEvent};
 use crate::context::AppContext;
-use crate::domain::{format_time, new_id, now_rfc3339};
+use crate::domain::{Email, UserId, format_time, new_id, now_rfc3339};
 use crate::store::{InsertOutcome, NewAlert};
 
 pub struct BodyLimit(pub usize);
@@ -101,21 +102,16 @@ pub async fn receive_from(
             source.format,
             received_at.clone(),
         );
-        let mut audit = AuditEvent::new("alert.received", format!("source:{}", source.name))
-            .alert(&alert.id)
-            .data(json!({
-                "fingerprint": alert.fingerprint,
-                "title": alert.title,
-                "status": alert.status,
-                "severity": alert.severity,
-                "subjects": alert.subjects,
-            }));
         // Evaluation is pure and cheap: done here, an alert that calls for nothing is stored
         // already evaluated, in one transaction; one that starts actions goes to the planner.
         let plan = actions::decide(&ctx, &playbooks, &alert, &correlation);
-        let settled = plan
-            .is_settled()
-            .then(|| fold_plan_into(&mut audit, plan.audit));
+        let (made, settled) = if plan.is_settled() {
+            let (made, rest) = split_plan_made(plan.audit);
+            (made, Some(rest))
+        } else {
+            (None, None)
+        };
+        let audit = received_record(&source.name, &alert, made.as_ref());
         let stored = NewAlert {
             id: alert.id.clone(),
             source: source.name.clone(),
@@ -161,13 +157,57 @@ pub async fn receive_from(
 }
 
 /// An alert that calls for nothing (most SIEM traffic) gets one audit record, not two: its
-/// `plan.made` data goes into its `alert.received` record, under `plan`. Returns the plan's
-/// other records (guards that held, a loop prevented), which are kept as they are.
-fn fold_plan_into(received: &mut AuditEvent, mut plan: Vec<AuditEvent>) -> Vec<AuditEvent> {
-    if let Some(made) = plan.iter().position(|e| e.kind == "plan.made") {
-        received.data["plan"] = plan.remove(made).data;
+/// `plan.made` data goes into its `alert.received` record, under `plan`. Returns that data and
+/// the plan's other records (guards that held, a loop prevented), kept as they are.
+fn split_plan_made(mut plan: Vec<AuditEvent>) -> (Option<Value>, Vec<AuditEvent>) {
+    let made = plan
+        .iter()
+        .position(|e| e.kind == "plan.made")
+        .map(|at| plan.remove(at).data);
+    (made, plan)
+}
+
+/// The `alert.received` record, its data serialised straight from the alert (no `Value` built
+/// and dropped per alert). Keys in sorted order, as `PreparedEvent::with_data` requires: the
+/// same text as the `Value` it replaces (unit test).
+fn received_record(source: &str, alert: &Alert, plan: Option<&Value>) -> PreparedEvent {
+    #[derive(Serialize)]
+    struct Received<'a> {
+        fingerprint: &'a str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        plan: Option<&'a Value>,
+        severity: Severity,
+        status: AlertStatus,
+        subjects: Vec<SortedSubject<'a>>,
+        title: &'a str,
     }
-    plan
+    #[derive(Serialize)]
+    struct SortedSubject<'a> {
+        email: &'a Option<Email>,
+        name: &'a Option<String>,
+        user_id: &'a Option<UserId>,
+    }
+    let data = Received {
+        fingerprint: &alert.fingerprint,
+        plan,
+        severity: alert.severity,
+        status: alert.status,
+        subjects: alert
+            .subjects
+            .iter()
+            .map(|s| SortedSubject {
+                email: &s.email,
+                name: &s.name,
+                user_id: &s.user_id,
+            })
+            .collect(),
+        title: &alert.title,
+    };
+    let event = AuditEvent::new("alert.received", format!("source:{source}")).alert(&alert.id);
+    PreparedEvent::with_data(
+        event,
+        serde_json::to_string(&data).expect("alert data serialises"),
+    )
 }
 
 /// Refused requests leave an audit record (never the body or credentials).
@@ -180,5 +220,65 @@ async fn reject(ctx: &AppContext, source: &str, reason: &str, detail: &str) {
         .data(json!({"reason": reason, "detail": detail.chars().take(300).collect::<String>(), "at": now_rfc3339()}));
     if let Err(err) = ctx.store.append_audit(vec![e]).await {
         tracing::error!(error = %err, "could not audit a rejected alert");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alerts::Subject;
+
+    /// The record's text must be what serialising its data as a `Value` gives: the chain is
+    /// verified that way.
+    #[test]
+    fn the_received_record_is_written_as_its_value_would_be() {
+        let alert = Alert {
+            id: "alr_1".into(),
+            source: "s".into(),
+            format: crate::config::SourceFormat::Generic,
+            received_at: "2026-11-27T00:00:00.000000Z".into(),
+            fingerprint: "fp \"q\"".into(),
+            status: AlertStatus::Resolved,
+            title: "t\u{e9}\n".into(),
+            severity: Severity::High,
+            occurred_at: None,
+            subjects: vec![
+                Subject {
+                    email: Email::parse("a@example.com").ok(),
+                    user_id: None,
+                    name: Some("A".into()),
+                },
+                Subject {
+                    email: None,
+                    user_id: Some(UserId::parse("IR7VJHJ36JHINBFAD7V2T5MP3E").unwrap()),
+                    name: None,
+                },
+            ],
+            source_ip: None,
+            labels: Default::default(),
+            raw: Value::Null,
+        };
+        let plan = json!({"matched": [], "not_matched": ["x"], "playbooks_loaded": 1});
+        for plan in [None, Some(&plan)] {
+            let mut expected = json!({
+                "fingerprint": alert.fingerprint,
+                "title": alert.title,
+                "status": alert.status,
+                "severity": alert.severity,
+                "subjects": alert.subjects,
+            });
+            if let Some(p) = plan {
+                expected["plan"] = p.clone();
+            }
+            let record = received_record("s", &alert, plan);
+            assert_eq!(record.data, serde_json::to_string(&expected).unwrap());
+            let whole = AuditEvent::new("alert.received", "source:s")
+                .alert("alr_1")
+                .data(expected);
+            assert_eq!(
+                record.chain_hash("h", 1, "aud_1", "t"),
+                PreparedEvent::new(whole).chain_hash("h", 1, "aud_1", "t")
+            );
+        }
     }
 }

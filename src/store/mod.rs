@@ -12,7 +12,7 @@ mod types;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
-use crate::audit::{AuditEvent, AuditRecord};
+use crate::audit::{AuditEvent, AuditRecord, PreparedEvent};
 
 pub use sql::{SqlStore, SqliteStore};
 pub use types::*;
@@ -123,7 +123,7 @@ pub trait Store: Send + Sync + 'static {
         &self,
         alert: NewAlert,
         dedup_since: &str,
-        audit: AuditEvent,
+        audit: PreparedEvent,
     ) -> StoreResult<InsertOutcome>;
     async fn get_alert(&self, id: &str) -> StoreResult<Option<StoredAlert>>;
     /// Alerts stored but not yet evaluated, oldest first.

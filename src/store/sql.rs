@@ -58,6 +58,13 @@ impl Shared {
     }
 }
 
+/// Actions a worker may claim at `$1`: due, or held by a worker whose claim ran out.
+macro_rules! claimable {
+    () => {
+        "(state IN ('scheduled', 'ready') AND not_before <= $1) OR (state = 'running' AND claim_expires_at < $1)"
+    };
+}
+
 pub(super) struct IntakeRequest {
     pub(super) alert: NewAlert,
     pub(super) dedup_since: String,
@@ -164,6 +171,8 @@ pub(super) fn decide_batch(
             Some(o) => {
                 let mut event = audit.event;
                 event.kind = "alert.duplicate".into();
+                // Rare enough to read the data back from its text.
+                event.data = serde_json::from_str(&audit.data).unwrap_or_default();
                 if let serde_json::Value::Object(m) = &mut event.data {
                     m.insert("duplicate_of".into(), o.clone().into());
                     // A duplicate gets no plan: the one intake folded in is dropped with it.
@@ -907,7 +916,7 @@ impl Store for SqlStore {
         &self,
         mut alert: NewAlert,
         dedup_since: &str,
-        audit: AuditEvent,
+        audit: PreparedEvent,
     ) -> StoreResult<InsertOutcome> {
         let (reply, answer) = oneshot::channel();
         // Serialised here, on the caller's thread, not by the writer.
@@ -918,7 +927,7 @@ impl Store for SqlStore {
         let request = IntakeRequest {
             alert,
             dedup_since: dedup_since.to_owned(),
-            audit: Some(PreparedEvent::new(audit)),
+            audit: Some(audit),
             plan,
             reply,
         };
@@ -1052,12 +1061,26 @@ impl Store for SqlStore {
         claim_until: &str,
         limits: &LimitPolicy,
     ) -> StoreResult<Claim> {
+        // Workers poll: most polls find nothing, and must not take the writer (and on
+        // PostgreSQL the cluster-wide lock) to learn it, which would make intake wait. A read
+        // first; the claim below checks again under the lock.
+        let due = sqlx::query(concat!(
+            "SELECT 1 FROM actions WHERE ",
+            claimable!(),
+            " LIMIT 1"
+        ))
+        .bind(now)
+        .fetch_optional(&self.shared.pool)
+        .await?;
+        if due.is_none() {
+            return Ok(Claim::Empty);
+        }
         let (_w, mut tx) = self.shared.write_tx().await?;
-        let row = sqlx::query(
-            "SELECT * FROM actions
-             WHERE (state IN ('scheduled', 'ready') AND not_before <= $1) OR (state = 'running' AND claim_expires_at < $1)
-             ORDER BY not_before, id LIMIT 1",
-        )
+        let row = sqlx::query(concat!(
+            "SELECT * FROM actions WHERE ",
+            claimable!(),
+            " ORDER BY not_before, id LIMIT 1"
+        ))
         .bind(now)
         .fetch_optional(&mut *tx)
         .await?;

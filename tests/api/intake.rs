@@ -4,7 +4,7 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hmac::{Hmac, Mac};
-use lockout::audit::AuditEvent;
+use lockout::audit::{AuditEvent, PreparedEvent};
 use lockout::store::{NewAlert, Store};
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -276,9 +276,11 @@ async fn alerts_stored_before_a_crash_are_evaluated_on_restart() {
         .insert_alert(
             stored,
             "2000-01-01T00:00:00Z",
-            AuditEvent::new("alert.received", "source:generic")
-                .alert("alr_crashed")
-                .data(json!({})),
+            PreparedEvent::new(
+                AuditEvent::new("alert.received", "source:generic")
+                    .alert("alr_crashed")
+                    .data(json!({})),
+            ),
         )
         .await
         .unwrap();

@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use lockout::audit::{AuditEvent, GENESIS_HASH, verify};
+use lockout::audit::{AuditEvent, GENESIS_HASH, PreparedEvent, verify};
 use lockout::domain::{new_id, now_rfc3339, shift_time};
 use lockout::store::*;
 use serde_json::json;
@@ -96,7 +96,7 @@ async fn alerts_are_stored_once_and_duplicates_are_marked() {
                 .insert_alert(
                     alert("a1", "fp-a"),
                     &since_long_ago(),
-                    event("alert.received")
+                    PreparedEvent::new(event("alert.received"))
                 )
                 .await
                 .unwrap(),
@@ -108,7 +108,7 @@ async fn alerts_are_stored_once_and_duplicates_are_marked() {
                 .insert_alert(
                     alert("a2", "fp-a"),
                     &since_long_ago(),
-                    event("alert.received")
+                    PreparedEvent::new(event("alert.received"))
                 )
                 .await
                 .unwrap(),
@@ -126,7 +126,7 @@ async fn alerts_are_stored_once_and_duplicates_are_marked() {
                     .insert_alert(
                         alert(&format!("b{i}"), "fp-b"),
                         &since_long_ago(),
-                        event("alert.received"),
+                        PreparedEvent::new(event("alert.received")),
                     )
                     .await
                     .unwrap()
@@ -179,7 +179,11 @@ async fn expect(
     dup: Option<&str>,
 ) {
     let outcome = store
-        .insert_alert(alert(id, fp), since, event("alert.received"))
+        .insert_alert(
+            alert(id, fp),
+            since,
+            PreparedEvent::new(event("alert.received")),
+        )
         .await
         .unwrap();
     let expected = match dup {
