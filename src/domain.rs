@@ -165,6 +165,14 @@ pub fn new_id(prefix: &str) -> String {
     format!("{prefix}_{}", uuid::Uuid::now_v7().simple())
 }
 
+/// Lower-case hex, as `hex::encode` writes it, without its character-at-a-time iterator:
+/// intake hashes every alert and every audit record.
+pub fn to_hex(bytes: &[u8]) -> String {
+    let mut out = vec![0; bytes.len() * 2];
+    hex::encode_to_slice(bytes, &mut out).expect("the output is twice the input");
+    String::from_utf8(out).expect("hex digits are ASCII")
+}
+
 /// Current time as RFC 3339 with fixed sub-second precision, so text comparison orders times.
 pub fn now_rfc3339() -> String {
     format_time(time::OffsetDateTime::now_utc())
@@ -225,6 +233,13 @@ pub fn shift_time(ts: &str, secs: i64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn hex_is_written_as_the_hex_crate_writes_it() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        assert_eq!(super::to_hex(&bytes), hex::encode(&bytes));
+        assert_eq!(super::to_hex(&[]), "");
+    }
+
     #[test]
     fn times_are_formatted_as_the_time_crate_formats_them() {
         use super::{format_time, format_time_slowly};

@@ -283,7 +283,7 @@ mod tests {
     fn sign(secret: &str, parts: &[&[u8]]) -> String {
         let mut m = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
         parts.iter().for_each(|p| m.update(p));
-        hex::encode(m.finalize().into_bytes())
+        crate::domain::to_hex(&m.finalize().into_bytes())
     }
 
     #[test]

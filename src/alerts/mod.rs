@@ -149,7 +149,7 @@ impl ParsedAlert {
                 h.update(content.to_string().as_bytes());
             }
         }
-        hex::encode(&h.finalize()[..16])
+        crate::domain::to_hex(&h.finalize()[..16])
     }
 
     /// The same alert whatever its status: how a `resolved` notification finds its `firing` one.
@@ -280,7 +280,7 @@ fn apply_overrides(a: &mut ParsedAlert, m: &FieldMappings, default_severity: Opt
 
 /// A short stable hash, for building ids out of content.
 pub(crate) fn short_hash(s: &str) -> String {
-    hex::encode(&Sha256::digest(s.as_bytes())[..8])
+    crate::domain::to_hex(&Sha256::digest(s.as_bytes())[..8])
 }
 
 #[cfg(test)]

@@ -98,7 +98,7 @@ fn hash_record(prev_hash: &str, seq: i64, id: &str, at: &str, event_json: &[u8])
     );
     h.update(event_json);
     h.update(b"}");
-    hex::encode(h.finalize())
+    crate::domain::to_hex(&h.finalize())
 }
 
 /// An event serialised before it is chained: the costly part of its hash and its stored

@@ -153,7 +153,15 @@ pub async fn receive_from(
     if planner_needed {
         ctx.alerts_waiting.notify_one();
     }
-    Ok(HttpResponse::Accepted().json(json!({ "alert_ids": alert_ids, "duplicates": duplicates })))
+    #[derive(Serialize)]
+    struct Accepted {
+        alert_ids: Vec<String>,
+        duplicates: Vec<Value>,
+    }
+    Ok(HttpResponse::Accepted().json(Accepted {
+        alert_ids,
+        duplicates,
+    }))
 }
 
 /// An alert that calls for nothing (most SIEM traffic) gets one audit record, not two: its
