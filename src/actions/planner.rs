@@ -3,10 +3,10 @@ use std::time::Duration;
 use serde_json::json;
 
 use crate::alerts::{Alert, AlertStatus};
-use crate::audit::AuditEvent;
+use crate::audit::{AuditEvent, PreparedEvent};
 use crate::context::AppContext;
 use crate::domain::new_id;
-use crate::playbooks::{ApprovalSpec, OnTimeout, PlannedChain, PlaybookSet, evaluate};
+use crate::playbooks::{ApprovalSpec, OnTimeout, Plan, PlannedChain, PlaybookSet, Skip, evaluate};
 use crate::store::{ApprovalRequest, NewChain, NewStep, PlanRecord, StoreError, StoredAlert};
 
 /// Evaluates every stored alert not yet evaluated (new ones, and any left by a crash), a batch
@@ -107,11 +107,11 @@ pub fn decide(
     let mut record = PlanRecord::default();
     // Invariant 7: lockout's own actions come back as alerts. Never remediate on them.
     if let Some(why) = super::loops::self_inflicted(alert, &ctx.self_actors) {
-        record.audit.push(
+        record.audit.push(PreparedEvent::new(
             AuditEvent::new("plan.loop_prevented", "system")
                 .alert(&alert.id)
                 .data(json!({"reason": why})),
-        );
+        ));
         return record;
     }
     let plan = evaluate(playbooks, alert);
@@ -120,25 +120,21 @@ pub fn decide(
     // every alert. Every other skip keeps its reason.
     let (not_matched, skipped): (Vec<_>, Vec<_>) =
         plan.skipped.iter().partition(|s| s.kind == "no_match");
-    let not_matched: Vec<_> = not_matched.iter().map(|s| &s.playbook).collect();
-    record.audit.push(
-        AuditEvent::new("plan.made", "system")
-            .alert(&alert.id)
-            .data(json!({
-                "matched": plan.matched,
-                "chains": plan.chains,
-                "skipped": skipped,
-                "not_matched": not_matched,
-                "playbooks_loaded": playbooks.playbooks.len(),
-            })),
-    );
+    let not_matched: Vec<&str> = not_matched.iter().map(|s| &*s.playbook).collect();
+    record.audit.push(plan_made(
+        &alert.id,
+        &plan,
+        &skipped,
+        &not_matched,
+        playbooks.playbooks.len(),
+    ));
     for s in plan.skipped.iter().filter(|s| s.kind == "protected") {
         let mut e = AuditEvent::new("guard.protected", format!("playbook:{}", s.playbook))
             .alert(&alert.id)
             .playbook(&s.playbook)
             .data(json!({"reason": s.reason}));
         e.subject = s.target.clone();
-        record.audit.push(e);
+        record.audit.push(PreparedEvent::new(e));
     }
     for c in &plan.chains {
         let target = c.target.as_ref().map(|t| t.to_string());
@@ -151,7 +147,7 @@ pub fn decide(
                 .playbook(&c.playbook)
                 .data(json!({"reason": format!("protected by global guard {p}")}));
             e.subject = target;
-            record.audit.push(e);
+            record.audit.push(PreparedEvent::new(e));
             continue;
         }
         record
@@ -178,5 +174,76 @@ pub async fn run_planner(
             _ = ctx.alerts_waiting.notified() => {}
             _ = tokio::time::sleep(Duration::from_secs(5)) => {}
         }
+    }
+}
+
+/// The `plan.made` record: which playbooks matched, the chains they start, why others did not.
+fn plan_made(
+    alert_id: &str,
+    plan: &Plan,
+    skipped: &[&Skip],
+    not_matched: &[&str],
+    playbooks_loaded: usize,
+) -> PreparedEvent {
+    let made = AuditEvent::new("plan.made", "system").alert(alert_id);
+    if plan.chains.is_empty() && skipped.is_empty() {
+        // Most alerts: nothing to do. Serialised straight from the plan, keys sorted as
+        // `PreparedEvent::with_data` requires (unit test: the same text as the `Value`).
+        #[derive(serde::Serialize)]
+        struct NothingToDo<'a> {
+            chains: [(); 0],
+            matched: &'a [String],
+            not_matched: &'a [&'a str],
+            playbooks_loaded: usize,
+            skipped: [(); 0],
+        }
+        let data = NothingToDo {
+            chains: [],
+            matched: &plan.matched,
+            not_matched,
+            playbooks_loaded,
+            skipped: [],
+        };
+        return PreparedEvent::with_data(
+            made,
+            serde_json::to_string(&data).expect("plans serialise"),
+        );
+    }
+    PreparedEvent::new(made.data(json!({
+        "matched": plan.matched,
+        "chains": plan.chains,
+        "skipped": skipped,
+        "not_matched": not_matched,
+        "playbooks_loaded": playbooks_loaded,
+    })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_plan_with_nothing_to_do_is_written_as_its_value_would_be() {
+        let plan = Plan {
+            matched: vec!["dry \"run\"".into()],
+            ..Default::default()
+        };
+        let not_matched = ["a", "b\u{e9}"];
+        let fast = plan_made("alr_1", &plan, &[], &not_matched, 3);
+        let slow = AuditEvent::new("plan.made", "system")
+            .alert("alr_1")
+            .data(json!({
+                "matched": plan.matched,
+                "chains": plan.chains,
+                "skipped": Vec::<Skip>::new(),
+                "not_matched": not_matched,
+                "playbooks_loaded": 3,
+            }));
+        let slow = PreparedEvent::new(slow);
+        assert_eq!(fast.data, slow.data);
+        assert_eq!(
+            fast.chain_hash("h", 1, "aud_1", "t"),
+            slow.chain_hash("h", 1, "aud_1", "t")
+        );
     }
 }

@@ -2,6 +2,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures::StreamExt;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::ApiError;
@@ -111,7 +112,7 @@ pub async fn receive_from(
         } else {
             (None, None)
         };
-        let audit = received_record(&source.name, &alert, made.as_ref());
+        let audit = received_record(&source.name, &alert, made.as_deref());
         let stored = NewAlert {
             id: alert.id.clone(),
             source: source.name.clone(),
@@ -167,10 +168,10 @@ pub async fn receive_from(
 /// An alert that calls for nothing (most SIEM traffic) gets one audit record, not two: its
 /// `plan.made` data goes into its `alert.received` record, under `plan`. Returns that data and
 /// the plan's other records (guards that held, a loop prevented), kept as they are.
-fn split_plan_made(mut plan: Vec<AuditEvent>) -> (Option<Value>, Vec<AuditEvent>) {
+fn split_plan_made(mut plan: Vec<PreparedEvent>) -> (Option<String>, Vec<PreparedEvent>) {
     let made = plan
         .iter()
-        .position(|e| e.kind == "plan.made")
+        .position(|e| e.event.kind == "plan.made")
         .map(|at| plan.remove(at).data);
     (made, plan)
 }
@@ -178,12 +179,13 @@ fn split_plan_made(mut plan: Vec<AuditEvent>) -> (Option<Value>, Vec<AuditEvent>
 /// The `alert.received` record, its data serialised straight from the alert (no `Value` built
 /// and dropped per alert). Keys in sorted order, as `PreparedEvent::with_data` requires: the
 /// same text as the `Value` it replaces (unit test).
-fn received_record(source: &str, alert: &Alert, plan: Option<&Value>) -> PreparedEvent {
+fn received_record(source: &str, alert: &Alert, plan: Option<&str>) -> PreparedEvent {
     #[derive(Serialize)]
     struct Received<'a> {
         fingerprint: &'a str,
+        /// The `plan.made` data, already JSON (keys sorted, as it was prepared).
         #[serde(skip_serializing_if = "Option::is_none")]
-        plan: Option<&'a Value>,
+        plan: Option<&'a RawValue>,
         severity: Severity,
         status: AlertStatus,
         subjects: Vec<SortedSubject<'a>>,
@@ -195,6 +197,8 @@ fn received_record(source: &str, alert: &Alert, plan: Option<&Value>) -> Prepare
         name: &'a Option<String>,
         user_id: &'a Option<UserId>,
     }
+    let plan =
+        plan.map(|p| serde_json::from_str::<&RawValue>(p).expect("prepared audit data is JSON"));
     let data = Received {
         fingerprint: &alert.fingerprint,
         plan,
@@ -278,7 +282,8 @@ mod tests {
             if let Some(p) = plan {
                 expected["plan"] = p.clone();
             }
-            let record = received_record("s", &alert, plan);
+            let text = plan.map(|p| serde_json::to_string(p).unwrap());
+            let record = received_record("s", &alert, text.as_deref());
             assert_eq!(record.data, serde_json::to_string(&expected).unwrap());
             let whole = AuditEvent::new("alert.received", "source:s")
                 .alert("alr_1")

@@ -42,7 +42,7 @@ impl From<rusqlite::Error> for StoreError {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// An alert as intake hands it to the store.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug)]
 pub struct NewAlert {
     pub id: String,
     pub source: String,
@@ -57,8 +57,7 @@ pub struct NewAlert {
     /// When evaluation at intake found nothing to do: the plan's audit records. The alert is
     /// then stored `evaluated` with them, in the same transaction; otherwise (`None`) it is
     /// stored `received` and the planner takes it.
-    #[serde(default)]
-    pub settled: Option<Vec<AuditEvent>>,
+    pub settled: Option<Vec<PreparedEvent>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -919,11 +919,7 @@ impl Store for SqlStore {
         audit: PreparedEvent,
     ) -> StoreResult<InsertOutcome> {
         let (reply, answer) = oneshot::channel();
-        // Serialised here, on the caller's thread, not by the writer.
-        let plan = alert
-            .settled
-            .take()
-            .map(|events| events.into_iter().map(PreparedEvent::new).collect());
+        let plan = alert.settled.take();
         let request = IntakeRequest {
             alert,
             dedup_since: dedup_since.to_owned(),
@@ -979,6 +975,8 @@ impl Store for SqlStore {
         } else {
             q.fetch_all(&mut *tx).await?.into_iter().collect()
         };
+        // What the commit itself adds (cancellations, chains), after each plan's own records.
+        let mut more = vec![];
         for (alert_id, mut plan) in plans {
             if !fresh.contains(&alert_id) {
                 continue;
@@ -999,16 +997,17 @@ impl Store for SqlStore {
                     }
                     if let Some(action) = load_action(&mut tx, &approval.action_id).await? {
                         let why = format!("the source resolved the alert (resolved by {alert_id})");
-                        cancel_action(&mut tx, &action, &why, &now, &mut plan.audit).await?;
+                        cancel_action(&mut tx, &action, &why, &now, &mut more).await?;
                     }
                 }
             }
             for chain in &plan.chains {
-                created.extend(insert_chain(&mut tx, chain, &now, &mut plan.audit).await?);
+                created.extend(insert_chain(&mut tx, chain, &now, &mut more).await?);
             }
             audit.append(&mut plan.audit);
+            audit.extend(more.drain(..).map(PreparedEvent::new));
         }
-        append_audit_tx(&mut tx, audit).await?;
+        append_prepared_tx(&mut tx, audit).await?;
         tx.commit().await?;
         Ok(created)
     }

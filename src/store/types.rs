@@ -353,7 +353,8 @@ pub fn apply_decision(
 #[derive(Debug, Default)]
 pub struct PlanRecord {
     pub chains: Vec<NewChain>,
-    pub audit: Vec<crate::audit::AuditEvent>,
+    /// Serialised by the planner (on intake's HTTP workers for most alerts), not the writer.
+    pub audit: Vec<crate::audit::PreparedEvent>,
     /// For a resolved alert: cancel pending approvals of the firing alert with this correlation.
     pub cancel_correlation: Option<String>,
 }
