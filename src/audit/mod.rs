@@ -74,7 +74,7 @@ pub struct AuditRecord {
 /// The hash of a record: SHA-256 over the previous hash and the record's canonical JSON
 /// (serde_json without `preserve_order` writes object keys sorted, so it is canonical).
 pub fn chain_hash(prev_hash: &str, seq: i64, id: &str, at: &str, event: &AuditEvent) -> String {
-    hash_record(prev_hash, seq, id, at, &serialise(event))
+    hash_record(prev_hash, seq, id, at, &[&serialise(event)])
 }
 
 fn serialise(event: &AuditEvent) -> Vec<u8> {
@@ -82,8 +82,8 @@ fn serialise(event: &AuditEvent) -> Vec<u8> {
 }
 
 /// SHA-256 over `prev_hash`, a newline and `{"seq":…,"id":…,"at":…,"event":…}` with the
-/// event's JSON as given.
-fn hash_record(prev_hash: &str, seq: i64, id: &str, at: &str, event_json: &[u8]) -> String {
+/// event's JSON as given (in parts, hashed one after the other).
+fn hash_record(prev_hash: &str, seq: i64, id: &str, at: &str, event_json: &[&[u8]]) -> String {
     let text = |s: &str| serde_json::to_string(s).expect("strings serialise");
     let mut h = Sha256::new();
     h.update(prev_hash.as_bytes());
@@ -96,7 +96,9 @@ fn hash_record(prev_hash: &str, seq: i64, id: &str, at: &str, event_json: &[u8])
         )
         .as_bytes(),
     );
-    h.update(event_json);
+    for part in event_json {
+        h.update(part);
+    }
     h.update(b"}");
     crate::domain::to_hex(&h.finalize())
 }
@@ -110,7 +112,8 @@ pub struct PreparedEvent {
     pub event: AuditEvent,
     /// The event's data as stored (JSON text).
     pub data: String,
-    json: Vec<u8>,
+    /// The event's JSON up to its data, without the closing brace.
+    head: Vec<u8>,
 }
 
 impl PreparedEvent {
@@ -137,25 +140,27 @@ impl PreparedEvent {
             playbook: &'a Option<String>,
             subject: &'a Option<String>,
         }
-        let mut json = serde_json::to_vec(&Head {
-            kind: &event.kind,
-            actor: &event.actor,
-            alert_id: &event.alert_id,
-            action_id: &event.action_id,
-            playbook: &event.playbook,
-            subject: &event.subject,
-        })
+        let mut head = Vec::with_capacity(192);
+        serde_json::to_writer(
+            &mut head,
+            &Head {
+                kind: &event.kind,
+                actor: &event.actor,
+                alert_id: &event.alert_id,
+                action_id: &event.action_id,
+                playbook: &event.playbook,
+                subject: &event.subject,
+            },
+        )
         .expect("audit events serialise");
-        json.pop(); // the closing brace
-        json.extend_from_slice(b",\"data\":");
-        json.extend_from_slice(data.as_bytes());
-        json.push(b'}');
-        Self { data, json, event }
+        head.pop(); // the closing brace: `data` follows
+        Self { data, head, event }
     }
 
-    /// The same as [`chain_hash`] of the event.
+    /// The same as [`chain_hash`] of the event: its JSON is `head`, `data`, and the brace.
     pub fn chain_hash(&self, prev_hash: &str, seq: i64, id: &str, at: &str) -> String {
-        hash_record(prev_hash, seq, id, at, &self.json)
+        let json: [&[u8]; 4] = [&self.head, b",\"data\":", self.data.as_bytes(), b"}"];
+        hash_record(prev_hash, seq, id, at, &json)
     }
 }
 
@@ -293,7 +298,11 @@ mod tests {
             .data(serde_json::json!("text \u{1F512}"));
         for e in [&bare, &full] {
             let prepared = PreparedEvent::new(e.clone());
-            assert_eq!(prepared.json, serialise(e));
+            let mut json = prepared.head.clone();
+            json.extend_from_slice(b",\"data\":");
+            json.extend_from_slice(prepared.data.as_bytes());
+            json.push(b'}');
+            assert_eq!(json, serialise(e));
             assert_eq!(prepared.data, e.data.to_string());
         }
         for (seq, id, at) in [(1, "aud_1", "2026-01-01T00:00:00Z"), (42, "a\"b\\c", "t")] {

@@ -2,7 +2,6 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use futures::StreamExt;
 use serde::Serialize;
-use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use super::ApiError;
@@ -180,12 +179,9 @@ fn split_plan_made(mut plan: Vec<PreparedEvent>) -> (Option<String>, Vec<Prepare
 /// and dropped per alert). Keys in sorted order, as `PreparedEvent::with_data` requires: the
 /// same text as the `Value` it replaces (unit test).
 fn received_record(source: &str, alert: &Alert, plan: Option<&str>) -> PreparedEvent {
+    // After `plan` (spliced in as text: it is JSON already), in sorted order.
     #[derive(Serialize)]
-    struct Received<'a> {
-        fingerprint: &'a str,
-        /// The `plan.made` data, already JSON (keys sorted, as it was prepared).
-        #[serde(skip_serializing_if = "Option::is_none")]
-        plan: Option<&'a RawValue>,
+    struct AfterPlan<'a> {
         severity: Severity,
         status: AlertStatus,
         subjects: Vec<SortedSubject<'a>>,
@@ -197,11 +193,15 @@ fn received_record(source: &str, alert: &Alert, plan: Option<&str>) -> PreparedE
         name: &'a Option<String>,
         user_id: &'a Option<UserId>,
     }
-    let plan =
-        plan.map(|p| serde_json::from_str::<&RawValue>(p).expect("prepared audit data is JSON"));
-    let data = Received {
-        fingerprint: &alert.fingerprint,
-        plan,
+    let mut data = Vec::with_capacity(256 + plan.map_or(0, str::len));
+    data.extend_from_slice(b"{\"fingerprint\":");
+    serde_json::to_writer(&mut data, &alert.fingerprint).expect("strings serialise");
+    if let Some(plan) = plan {
+        data.extend_from_slice(b",\"plan\":");
+        data.extend_from_slice(plan.as_bytes());
+    }
+    let rest = data.len();
+    let after = AfterPlan {
         severity: alert.severity,
         status: alert.status,
         subjects: alert
@@ -215,11 +215,11 @@ fn received_record(source: &str, alert: &Alert, plan: Option<&str>) -> PreparedE
             .collect(),
         title: &alert.title,
     };
+    serde_json::to_writer(&mut data, &after).expect("alert data serialises");
+    data[rest] = b','; // its opening brace: the object goes on
+    let data = String::from_utf8(data).expect("serde_json writes UTF-8");
     let event = AuditEvent::new("alert.received", format!("source:{source}")).alert(&alert.id);
-    PreparedEvent::with_data(
-        event,
-        serde_json::to_string(&data).expect("alert data serialises"),
-    )
+    PreparedEvent::with_data(event, data)
 }
 
 /// Refused requests leave an audit record (never the body or credentials).
