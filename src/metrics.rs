@@ -85,16 +85,26 @@ impl Metrics {
     }
 
     pub fn add(&self, name: &'static str, labels: &[(&'static str, &str)], n: u64) {
-        let key = (
-            name,
-            labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
-        );
-        *self
-            .counters
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(key)
-            .or_default() += n;
+        let mut counters = self.counters.lock().unwrap_or_else(|p| p.into_inner());
+        // An existing series is found without allocating its label set (intake counts every
+        // alert); a name has few series, and an empty `Vec` is the first of them.
+        let same = |l: &Labels| {
+            l.len() == labels.len() && l.iter().zip(labels).all(|(a, b)| a.0 == b.0 && a.1 == b.1)
+        };
+        let existing = counters
+            .range_mut((name, Vec::new())..)
+            .take_while(|((series, _), _)| *series == name)
+            .find(|((_, l), _)| same(l));
+        match existing {
+            Some((_, count)) => *count += n,
+            None => {
+                let key = (
+                    name,
+                    labels.iter().map(|(k, v)| (*k, (*v).to_owned())).collect(),
+                );
+                counters.insert(key, n);
+            }
+        }
     }
 
     pub fn observe(&self, name: &'static str, labels: &[(&'static str, &str)], seconds: f64) {
@@ -184,6 +194,31 @@ fn escape(v: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_label_set_of_each_counter_counts_apart() {
+        let m = Metrics::default();
+        let rejected = "lockout_alerts_rejected_total";
+        for (name, labels, n) in [
+            (rejected, vec![("source", "b"), ("reason", "x")], 1),
+            (rejected, vec![("source", "a"), ("reason", "x")], 2),
+            (rejected, vec![("source", "b"), ("reason", "x")], 3),
+            (rejected, vec![("source", "b")], 4),
+            ("lockout_plans_total", vec![], 5),
+            ("lockout_plans_total", vec![], 6),
+        ] {
+            m.add(name, &labels, n);
+        }
+        let text = m.render(&[]);
+        for line in [
+            "lockout_alerts_rejected_total{source=\"b\",reason=\"x\"} 4",
+            "lockout_alerts_rejected_total{source=\"a\",reason=\"x\"} 2",
+            "lockout_alerts_rejected_total{source=\"b\"} 4",
+            "lockout_plans_total 11",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} in {text}");
+        }
+    }
 
     #[test]
     fn renders_counters_histograms_and_gauges() {
