@@ -368,6 +368,18 @@ async fn insert_batch(
     batch: &mut [IntakeRequest],
 ) -> StoreResult<Vec<InsertOutcome>> {
     let (_w, mut tx) = shared.write_tx().await?;
+    // Until ANALYZE has run (autovacuum may be off, or not yet come round) PostgreSQL guesses
+    // that a list of hundreds of correlations matches a third of the table: it scanned all of
+    // it for every batch, or, with the index, judged the query costly enough to JIT-compile it
+    // and to start parallel workers (processes) for it, every batch. Each made intake slower
+    // as the table grew (BENCHMARKS.md). Each correlation matches one alert or a few: the
+    // index, in this process, uncompiled, is always the right plan.
+    sqlx::query(
+        "SELECT set_config('enable_seqscan', 'off', true), set_config('jit', 'off', true), \
+         set_config('max_parallel_workers_per_gather', '0', true)",
+    )
+    .execute(&mut *tx)
+    .await?;
     let oldest = batch
         .iter()
         .map(|r| r.dedup_since.as_str())
