@@ -73,7 +73,27 @@ pub(super) struct IntakeRequest {
     pub(super) audit: Option<PreparedEvent>,
     /// The alert's settled plan (taken from `alert.settled`), ready to chain.
     pub(super) plan: Option<Vec<PreparedEvent>>,
-    reply: oneshot::Sender<Result<InsertOutcome, String>>,
+    reply: Reply,
+}
+
+/// Where an intake caller waits for its outcome.
+pub(super) struct Reply {
+    sender: oneshot::Sender<Result<InsertOutcome, String>>,
+    /// The caller's thread and runtime. A batch's answers to the callers on one thread are
+    /// sent by one task spawned there: each answer sent from a store thread woke the caller's
+    /// thread itself, a `write` to its runtime's event fd per alert (measured: BENCHMARKS.md).
+    home: Option<(std::thread::ThreadId, tokio::runtime::Handle)>,
+}
+
+impl Reply {
+    /// A reply to the calling task, and the receiver it awaits.
+    pub(super) fn new() -> (Self, oneshot::Receiver<Result<InsertOutcome, String>>) {
+        let (sender, receiver) = oneshot::channel();
+        let home = tokio::runtime::Handle::try_current()
+            .ok()
+            .map(|runtime| (std::thread::current().id(), runtime));
+        (Self { sender, home }, receiver)
+    }
 }
 
 #[cfg(test)]
@@ -83,7 +103,7 @@ impl IntakeRequest {
         alert: NewAlert,
         dedup_since: &str,
     ) -> (Self, oneshot::Receiver<Result<InsertOutcome, String>>) {
-        let (reply, answer) = oneshot::channel();
+        let (reply, answer) = Reply::new();
         let audit = crate::audit::AuditEvent::new("alert.received", "test");
         let request = Self {
             alert,
@@ -119,17 +139,51 @@ pub(super) fn fill_batch(
 /// Answers every caller of a batch: its outcome, or the batch's error (nothing of a failed
 /// batch was committed, so nothing of it was acknowledged).
 pub(super) fn answer(batch: Vec<IntakeRequest>, result: Result<Vec<InsertOutcome>, String>) {
-    match result {
-        Ok(outcomes) => {
-            for (r, o) in batch.into_iter().zip(outcomes) {
-                let _ = r.reply.send(Ok(o));
+    let outcomes: Vec<Result<InsertOutcome, String>> = match result {
+        Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
+        Err(msg) => vec![Err(msg); batch.len()],
+    };
+    type Answers = Vec<(Reply, Result<InsertOutcome, String>)>;
+    // By the caller's thread: a handful of HTTP workers, so a short list.
+    let mut by_thread: Vec<(std::thread::ThreadId, Answers)> = Vec::new();
+    for (r, outcome) in batch.into_iter().zip(outcomes) {
+        match &r.reply.home {
+            Some((thread, _)) => match by_thread.iter_mut().find(|(t, _)| t == thread) {
+                Some((_, answers)) => answers.push((r.reply, outcome)),
+                None => by_thread.push((*thread, vec![(r.reply, outcome)])),
+            },
+            None => {
+                let _ = r.reply.sender.send(outcome);
             }
         }
-        Err(msg) => {
-            for r in batch {
-                let _ = r.reply.send(Err(msg.clone()));
+    }
+    for (_, answers) in by_thread {
+        let send_all = |answers: Answers| {
+            for (reply, outcome) in answers {
+                let _ = reply.sender.send(outcome);
             }
-        }
+        };
+        let runtime = match &answers[..] {
+            [
+                (
+                    Reply {
+                        home: Some((_, runtime)),
+                        ..
+                    },
+                    _,
+                ),
+                _,
+                ..,
+            ] => runtime.clone(),
+            // One answer: sending it wakes its thread once anyway.
+            _ => {
+                send_all(answers);
+                continue;
+            }
+        };
+        // A runtime that is shutting down drops the task, and with it the answers: their
+        // callers, on that runtime, are being dropped too.
+        drop(runtime.spawn(async move { send_all(answers) }));
     }
 }
 
@@ -930,7 +984,7 @@ impl Store for SqlStore {
         dedup_since: &str,
         audit: PreparedEvent,
     ) -> StoreResult<InsertOutcome> {
-        let (reply, answer) = oneshot::channel();
+        let (reply, answer) = Reply::new();
         let plan = alert.settled.take();
         let request = IntakeRequest {
             alert,
@@ -1627,5 +1681,85 @@ impl Store for SqlStore {
         append_audit_tx(&mut tx, vec![e]).await?;
         tx.commit().await?;
         Ok(deleted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(
+        id: &str,
+    ) -> (
+        IntakeRequest,
+        oneshot::Receiver<Result<InsertOutcome, String>>,
+    ) {
+        let alert = NewAlert {
+            id: id.into(),
+            source: "generic".into(),
+            fingerprint: id.into(),
+            correlation: id.into(),
+            received_at: now_rfc3339(),
+            status: "firing".into(),
+            alert: "{}".into(),
+            settled: None,
+        };
+        IntakeRequest::new_for_test(alert, "")
+    }
+
+    /// Callers on two runtimes' threads and one outside any runtime, answered from a thread of
+    /// the store's: each gets its own outcome, whether the batch succeeded or failed.
+    #[test]
+    fn every_caller_gets_its_own_answer_wherever_it_waits() {
+        let on_runtime = |ids: &'static [&'static str]| {
+            std::thread::spawn(move || {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let made: Vec<_> =
+                    rt.block_on(async { ids.iter().map(|id| request(id)).collect() });
+                (rt, made)
+            })
+            .join()
+            .unwrap()
+        };
+        for failed in [false, true] {
+            let (rt_a, a) = on_runtime(&["a1", "a2", "a3"]);
+            let (rt_b, b) = on_runtime(&["b1", "b2"]);
+            let outside: Vec<_> = vec![request("c1")];
+            let mut batch = vec![];
+            let mut waiting = vec![];
+            // Interleaved, as a batch takes them.
+            for (req, answer) in a.into_iter().chain(b).chain(outside) {
+                waiting.push((req.alert.id.clone(), answer));
+                batch.push(req);
+            }
+            let result = if failed {
+                Err("disk full".to_owned())
+            } else {
+                Ok(batch
+                    .iter()
+                    .map(|r| InsertOutcome::Duplicate {
+                        original: format!("of-{}", r.alert.id),
+                    })
+                    .collect())
+            };
+            std::thread::spawn(move || answer(batch, result))
+                .join()
+                .unwrap();
+            for (id, answer) in waiting {
+                let rt = if id.starts_with('a') { &rt_a } else { &rt_b };
+                let got = rt.block_on(answer).unwrap();
+                let expected = if failed {
+                    Err("disk full".to_owned())
+                } else {
+                    Ok(InsertOutcome::Duplicate {
+                        original: format!("of-{id}"),
+                    })
+                };
+                assert_eq!(got, expected, "{id}");
+            }
+        }
     }
 }
