@@ -71,6 +71,11 @@ const HELP: &[(&str, &str, &str)] = &[
         "counter",
         "OAuth token requests",
     ),
+    (
+        "lockout_dedup_forgotten_total",
+        "counter",
+        "Alerts the SQLite intake stopped remembering for de-duplication before their window ended (more distinct alerts in a window than it holds): a re-delivery of one is stored as new",
+    ),
     ("lockout_queue_depth", "gauge", "Open actions, by state"),
     (
         "lockout_oldest_pending_approval_age_seconds",

@@ -81,6 +81,11 @@ pub async fn metrics(ctx: web::Data<AppContext>) -> Result<HttpResponse, ApiErro
         vec![],
         ctx.users.token_requests() as f64,
     ));
+    gauges.push((
+        "lockout_dedup_forgotten_total",
+        vec![],
+        ctx.store.dedup_forgotten() as f64,
+    ));
     let text = ctx.metrics.render(&gauges);
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")

@@ -164,6 +164,11 @@ pub trait Store: Send + Sync + 'static {
     async fn list_actions(&self, alert_id: Option<&str>) -> StoreResult<Vec<Action>>;
     /// Counts of actions per (kind, state), for metrics.
     async fn action_counts(&self) -> StoreResult<Vec<(String, String, i64)>>;
+    /// Alerts forgotten by de-duplication before their window ended (SQLite's in-memory
+    /// window past its capacity; a re-delivery of one is taken as new), since the start.
+    fn dedup_forgotten(&self) -> u64 {
+        0
+    }
     async fn list_approvals(&self, state: Option<ApprovalState>) -> StoreResult<Vec<Approval>>;
     async fn get_approval(&self, id: &str) -> StoreResult<Option<Approval>>;
     /// Applies one approver's decision atomically: quorum, four-eyes, binding and

@@ -37,6 +37,8 @@ pub(super) struct RecentAlerts {
     capacity: usize,
     /// How many times it was emptied to be read back (a test checks it stays rare).
     pub(super) reloads: u64,
+    /// Alerts dropped within their window to stay within capacity, since the start.
+    pub(super) forgotten: u64,
 }
 
 /// The key of a fingerprint within its source. Fingerprints are 128-bit hashes that cover the
@@ -66,6 +68,7 @@ impl RecentAlerts {
             last_rowid: 0,
             capacity,
             reloads: 0,
+            forgotten: 0,
         }
     }
 
@@ -128,6 +131,7 @@ impl RecentAlerts {
                 }
             }
         }
+        self.forgotten += over as u64;
         over
     }
 
@@ -242,9 +246,13 @@ mod tests {
             );
         }
         assert_eq!(dropped, 2);
+        assert_eq!(m.forgotten, 2);
         assert_eq!(m.len(), 3);
         assert_eq!(m.find(key("s", "0"), 0), None);
         assert_eq!(m.find(key("s", "4"), 0).map(|r| r.rowid), Some(4));
+        // The count runs on across reloads, as a metric's should.
+        m.reset(3600 * S);
+        assert_eq!(m.forgotten, 2);
     }
 
     #[test]

@@ -33,6 +33,9 @@ pub(super) struct Shared {
     pool: AnyPool,
     pub(super) writer: tokio::sync::Mutex<()>,
     postgres: bool,
+    /// SQLite: alerts the intake thread's de-duplication map dropped within their window
+    /// (a flood past its capacity), published after each batch.
+    pub(super) dedup_forgotten: std::sync::atomic::AtomicU64,
 }
 
 /// Key of the advisory lock that serialises writers on PostgreSQL.
@@ -333,6 +336,7 @@ impl SqlStore {
             pool,
             writer: tokio::sync::Mutex::new(()),
             postgres,
+            dedup_forgotten: Default::default(),
         });
         migrate(&shared).await?;
         let intake = match &sqlite_path {
@@ -1352,6 +1356,12 @@ impl Store for SqlStore {
             .fetch_all(&self.shared.pool)
             .await?;
         rows.iter().map(action_from_row).collect()
+    }
+
+    fn dedup_forgotten(&self) -> u64 {
+        self.shared
+            .dedup_forgotten
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     async fn action_counts(&self) -> StoreResult<Vec<(String, String, i64)>> {

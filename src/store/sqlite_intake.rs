@@ -166,6 +166,9 @@ fn run(
             let _writer = shared.writer.blocking_lock();
             insert_batch(&mut conn, &mut batch, &mut recent)
         };
+        shared
+            .dedup_forgotten
+            .store(recent.forgotten, std::sync::atomic::Ordering::Relaxed);
         if committed
             .send((batch, result.map_err(|e| e.to_string())))
             .is_err()
@@ -534,6 +537,37 @@ mod tests {
             }
         );
         assert_eq!(recent.reloads, 2);
+    }
+
+    /// A flood past the map's capacity: the oldest are forgotten early, counted (the
+    /// `lockout_dedup_forgotten_total` metric), and a re-delivery of one is taken as new.
+    #[test]
+    fn alerts_forgotten_past_capacity_are_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.db");
+        let mut conn = open(path.to_str().unwrap()).unwrap();
+        for (_, _, sql) in crate::store::migrations::SQLITE {
+            conn.execute_batch(sql).unwrap();
+        }
+        let mut recent = RecentAlerts::new(2);
+        let hour = 3600;
+        for (id, fp) in [("f1", "fp-1"), ("f2", "fp-2"), ("f3", "fp-3")] {
+            assert_eq!(
+                intake(&mut conn, &mut recent, id, fp, 0, hour),
+                InsertOutcome::Inserted
+            );
+        }
+        assert_eq!(recent.forgotten, 1);
+        assert_eq!(
+            intake(&mut conn, &mut recent, "f4", "fp-1", 0, hour),
+            InsertOutcome::Inserted
+        );
+        assert_eq!(
+            intake(&mut conn, &mut recent, "f5", "fp-3", 0, hour),
+            InsertOutcome::Duplicate {
+                original: "f3".into()
+            }
+        );
     }
 
     #[test]

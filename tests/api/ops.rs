@@ -118,6 +118,7 @@ async fn metrics_count_an_end_to_end_run() {
         "lockout_actions_total{kind=\"suspend\",outcome=\"succeeded\"} 1",
         "lockout_users_api_calls_total{operation=\"suspend_user\",status=\"200\"} 1",
         "lockout_token_requests_total 1",
+        "lockout_dedup_forgotten_total 0",
         "lockout_queue_depth{state=\"pending_approval\"} 0",
         "lockout_oldest_pending_approval_age_seconds 0",
     ] {
