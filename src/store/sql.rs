@@ -147,46 +147,34 @@ pub(super) fn answer(batch: Vec<IntakeRequest>, result: Result<Vec<InsertOutcome
         Err(msg) => vec![Err(msg); batch.len()],
     };
     type Answers = Vec<(Reply, Result<InsertOutcome, String>)>;
-    // By the caller's thread: a handful of HTTP workers, so a short list.
-    let mut by_thread: Vec<(std::thread::ThreadId, Answers)> = Vec::new();
-    for (r, outcome) in batch.into_iter().zip(outcomes) {
-        match &r.reply.home {
-            Some((thread, _)) => match by_thread.iter_mut().find(|(t, _)| t == thread) {
-                Some((_, answers)) => answers.push((r.reply, outcome)),
-                None => by_thread.push((*thread, vec![(r.reply, outcome)])),
-            },
-            None => {
-                let _ = r.reply.sender.send(outcome);
-            }
+    let send_all = |answers: Answers| {
+        for (reply, outcome) in answers {
+            let _ = reply.sender.send(outcome);
         }
-    }
-    for (_, answers) in by_thread {
-        let send_all = |answers: Answers| {
-            for (reply, outcome) in answers {
+    };
+    // By the caller's thread: a handful of HTTP workers, so a short list.
+    let mut by_thread: Vec<(std::thread::ThreadId, tokio::runtime::Handle, Answers)> = vec![];
+    for (r, outcome) in batch.into_iter().zip(outcomes) {
+        let mut reply = r.reply;
+        match reply.home.take() {
+            None => {
                 let _ = reply.sender.send(outcome);
             }
-        };
-        let runtime = match &answers[..] {
-            [
-                (
-                    Reply {
-                        home: Some((_, runtime)),
-                        ..
-                    },
-                    _,
-                ),
-                _,
-                ..,
-            ] => runtime.clone(),
-            // One answer: sending it wakes its thread once anyway.
-            _ => {
-                send_all(answers);
-                continue;
-            }
-        };
-        // A runtime that is shutting down drops the task, and with it the answers: their
-        // callers, on that runtime, are being dropped too.
-        drop(runtime.spawn(async move { send_all(answers) }));
+            Some((thread, runtime)) => match by_thread.iter_mut().find(|(t, ..)| *t == thread) {
+                Some((.., answers)) => answers.push((reply, outcome)),
+                None => by_thread.push((thread, runtime, vec![(reply, outcome)])),
+            },
+        }
+    }
+    for (_, runtime, answers) in by_thread {
+        if answers.len() == 1 {
+            // Sending it wakes its thread once anyway.
+            send_all(answers);
+        } else {
+            // A runtime that is shutting down drops the task, and with it the answers: their
+            // callers, on that runtime, are being dropped too.
+            drop(runtime.spawn(async move { send_all(answers) }));
+        }
     }
 }
 
