@@ -474,6 +474,15 @@ mod tests {
     use crate::domain::{format_time, shift_time};
     use crate::store::NewAlert;
 
+    /// A connection to a new database in `dir` with the schema in place.
+    fn migrated(dir: &tempfile::TempDir) -> Connection {
+        let conn = open(dir.path().join("intake.db").to_str().unwrap()).unwrap();
+        for (_, _, sql) in crate::store::migrations::SQLITE {
+            conn.execute_batch(sql).unwrap();
+        }
+        conn
+    }
+
     /// Intake of one alert through `insert_batch`, received `age` seconds ago with a window of
     /// `window` seconds; returns its outcome.
     fn intake(
@@ -504,11 +513,7 @@ mod tests {
     #[test]
     fn de_duplication_reads_the_table_back_only_for_a_longer_window() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("d.db");
-        let mut conn = open(path.to_str().unwrap()).unwrap();
-        for (_, _, sql) in crate::store::migrations::SQLITE {
-            conn.execute_batch(sql).unwrap();
-        }
+        let mut conn = migrated(&dir);
         let mut recent = RecentAlerts::new(100);
         let hour = 3600;
         assert_eq!(
@@ -544,11 +549,7 @@ mod tests {
     #[test]
     fn alerts_forgotten_past_capacity_are_counted() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f.db");
-        let mut conn = open(path.to_str().unwrap()).unwrap();
-        for (_, _, sql) in crate::store::migrations::SQLITE {
-            conn.execute_batch(sql).unwrap();
-        }
+        let mut conn = migrated(&dir);
         let mut recent = RecentAlerts::new(2);
         let hour = 3600;
         for (id, fp) in [("f1", "fp-1"), ("f2", "fp-2"), ("f3", "fp-3")] {
