@@ -4,7 +4,10 @@
 # new generic alerts. Both see the same machine, whatever it does that minute: on this shared
 # machine the same binary measured alone varies by ±30% from one minute to the next, which
 # hides changes of a few percent; side by side, the same binary twice came out at 0.97–1.03
-# (BENCHMARKS.md). Run it several times both ways round (A B, then B A) and average.
+# (BENCHMARKS.md). Run it several times both ways round (A B, then B A) and average. Not for
+# changes in the number of threads: the kernel shares the cores by thread, so the build with
+# more threads gets more of them (3 HTTP workers against 2 came out 1.13-1.20 here, and the
+# same alone).
 #   bash benches/side_by_side.sh OLD_BINARY NEW_BINARY
 #   DURATION=8 CONNECTIONS=64 bash benches/side_by_side.sh target/release/lockout /tmp/lockout-new
 set -euo pipefail
