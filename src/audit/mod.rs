@@ -157,10 +157,14 @@ impl PreparedEvent {
         Self { data, head, event }
     }
 
-    /// The same as [`chain_hash`] of the event: its JSON is `head`, `data`, and the brace.
+    /// The same as [`chain_hash`] of the event.
     pub fn chain_hash(&self, prev_hash: &str, seq: i64, id: &str, at: &str) -> String {
-        let json: [&[u8]; 4] = [&self.head, b",\"data\":", self.data.as_bytes(), b"}"];
-        hash_record(prev_hash, seq, id, at, &json)
+        hash_record(prev_hash, seq, id, at, &self.json_parts())
+    }
+
+    /// The event's JSON, in the parts it is kept in: `head`, `data`, and the closing brace.
+    fn json_parts(&self) -> [&[u8]; 4] {
+        [&self.head, b",\"data\":", self.data.as_bytes(), b"}"]
     }
 }
 
@@ -298,11 +302,7 @@ mod tests {
             .data(serde_json::json!("text \u{1F512}"));
         for e in [&bare, &full] {
             let prepared = PreparedEvent::new(e.clone());
-            let mut json = prepared.head.clone();
-            json.extend_from_slice(b",\"data\":");
-            json.extend_from_slice(prepared.data.as_bytes());
-            json.push(b'}');
-            assert_eq!(json, serialise(e));
+            assert_eq!(prepared.json_parts().concat(), serialise(e));
             assert_eq!(prepared.data, e.data.to_string());
         }
         for (seq, id, at) in [(1, "aud_1", "2026-01-01T00:00:00Z"), (42, "a\"b\\c", "t")] {

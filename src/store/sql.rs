@@ -1728,7 +1728,7 @@ mod tests {
             let outside: Vec<_> = vec![request("c1")];
             let mut batch = vec![];
             let mut waiting = vec![];
-            // Interleaved, as a batch takes them.
+            // One batch, callers of both runtimes and outside any, as the writer takes them.
             for (req, answer) in a.into_iter().chain(b).chain(outside) {
                 waiting.push((req.alert.id.clone(), answer));
                 batch.push(req);
