@@ -96,7 +96,9 @@ run_wrk() { # name, args... (sets rps)
 # what they wrote (bytes; "+" before the name).
 thread_ticks() {
   for t in /proc/$pid/task/*; do
-    printf '%s %s\n' "$(tr ' ' _ <"$t/comm")" "$(awk '{print $14 + $15}' "$t/stat")"
+    # utime and stime are fields 14 and 15, counted after the name in parentheses, which may
+    # hold spaces ("actix-server worker 0"): cut it off first.
+    printf '%s %s\n' "$(tr ' ' _ <"$t/comm")" "$(sed 's/^.*) //' "$t/stat" | awk '{print $12 + $13}')"
     printf '+%s %s\n' "$(tr ' ' _ <"$t/comm")" "$(awk '/^wchar/ {print $2}' "$t/io")"
   done | awk '{s[$1] += $2} END {for (k in s) print k, s[k]}' | sort
 }
