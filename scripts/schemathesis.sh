@@ -12,7 +12,9 @@ bin="$PWD/target/debug/lockout"
 work=$(mktemp -d)
 cp -r playbooks "$work/"
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-(cd "$work" && LOCKOUT__SERVER__LISTEN="127.0.0.1:$port" RUST_LOG=warn "$bin" serve >"$work/serve.log" 2>&1) &
+# exec: $! is then the service itself, which the trap stops (not a subshell that leaves it
+# running).
+(cd "$work" && exec env LOCKOUT__SERVER__LISTEN="127.0.0.1:$port" RUST_LOG=warn "$bin" serve >"$work/serve.log" 2>&1) &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null && break; sleep 0.1; done
