@@ -162,6 +162,21 @@ pub fn postgres_available() -> bool {
         .unwrap_or(false)
 }
 
+/// Whether a test can run its PostgreSQL part: true when a server answers; otherwise it fails
+/// in CI (which starts one) and elsewhere says that `what` was skipped.
+pub fn postgres_or_skip(what: &str) -> bool {
+    if postgres_available() {
+        return true;
+    }
+    assert!(
+        std::env::var("CI").is_err(),
+        "PostgreSQL is not reachable at {} in CI",
+        pg_base_url()
+    );
+    eprintln!("SKIPPED {what}: no PostgreSQL server at {}", pg_base_url());
+    false
+}
+
 /// The store a test app used, opened from its config (SQLite or PostgreSQL alike).
 pub async fn store_of(dir: &std::path::Path) -> lockout::store::SqlStore {
     let settings = Settings::load(Some(&dir.join("lockout.yaml"))).unwrap().0;

@@ -168,12 +168,7 @@ fn suspends_per_user(
 
 #[tokio::test]
 async fn two_replicas_on_one_postgres_behave_as_one_service() {
-    if !postgres_available() {
-        assert!(
-            std::env::var("CI").is_err(),
-            "PostgreSQL is not reachable in CI"
-        );
-        eprintln!("SKIPPED: no PostgreSQL at {}", pg_base_url());
+    if !postgres_or_skip("the replica test") {
         return;
     }
     let (fake, dir, config) = setup(
