@@ -162,18 +162,23 @@ pub fn postgres_available() -> bool {
         .unwrap_or(false)
 }
 
-/// Whether a test can run its PostgreSQL part: true when a server answers; otherwise it fails
-/// in CI (which starts one) and elsewhere says that `what` was skipped.
+/// `what` cannot run here, for `reason`: in CI (where `.ci/run` installs and starts everything
+/// the tests need, and sets `CI`) that fails the test; elsewhere it says what was skipped.
+pub fn skip_outside_ci(what: &str, reason: &str) {
+    assert!(
+        std::env::var("CI").is_err(),
+        "{what} cannot run in CI: {reason}"
+    );
+    eprintln!("SKIPPED {what}: {reason}");
+}
+
+/// Whether a test can run its PostgreSQL part: true when a server answers; otherwise
+/// `skip_outside_ci`.
 pub fn postgres_or_skip(what: &str) -> bool {
     if postgres_available() {
         return true;
     }
-    assert!(
-        std::env::var("CI").is_err(),
-        "PostgreSQL is not reachable at {} in CI",
-        pg_base_url()
-    );
-    eprintln!("SKIPPED {what}: no PostgreSQL server at {}", pg_base_url());
+    skip_outside_ci(what, &format!("no PostgreSQL server at {}", pg_base_url()));
     false
 }
 
