@@ -214,32 +214,39 @@ pub fn parse(
     default_severity: Option<Severity>,
     body: &[u8],
 ) -> Result<Vec<ParsedAlert>, ParseError> {
-    let value: serde_json::Value =
-        serde_json::from_slice(body).map_err(|e| ParseError::NotJson {
-            message: e
-                .to_string()
-                .split(" at line")
-                .next()
-                .unwrap_or_default()
-                .to_owned(),
-            line: e.line(),
-            column: e.column(),
-        })?;
     let mut alerts = match format {
-        SourceFormat::Generic => return formats::generic::parse(mappings, value),
-        SourceFormat::Alertmanager => formats::alertmanager::parse(value, "alertmanager")?,
-        SourceFormat::Grafana => formats::alertmanager::parse(value, "grafana")?,
-        SourceFormat::Splunk => formats::splunk::parse(value)?,
-        SourceFormat::Datadog => formats::datadog::parse(value)?,
-        SourceFormat::Elastic => formats::elastic::parse(value)?,
-        SourceFormat::Sentinel => formats::sentinel::parse(value)?,
-        SourceFormat::Panther => formats::panther::parse(value)?,
-        SourceFormat::Sumologic => formats::sumologic::parse(value)?,
+        SourceFormat::Generic => return formats::generic::parse(mappings, read_json(body)?),
+        SourceFormat::Alertmanager | SourceFormat::Grafana => {
+            match formats::alertmanager::parse_body(body, format.as_str()) {
+                Some(parsed) => parsed?,
+                None => formats::alertmanager::parse(read_json(body)?, format.as_str())?,
+            }
+        }
+        SourceFormat::Splunk => formats::splunk::parse(read_json(body)?)?,
+        SourceFormat::Datadog => formats::datadog::parse(read_json(body)?)?,
+        SourceFormat::Elastic => formats::elastic::parse(read_json(body)?)?,
+        SourceFormat::Sentinel => formats::sentinel::parse(read_json(body)?)?,
+        SourceFormat::Panther => formats::panther::parse(read_json(body)?)?,
+        SourceFormat::Sumologic => formats::sumologic::parse(read_json(body)?)?,
     };
     for a in &mut alerts {
         apply_overrides(a, mappings, default_severity);
     }
     Ok(alerts)
+}
+
+/// The body as JSON, or where it stops being JSON.
+fn read_json(body: &[u8]) -> Result<serde_json::Value, ParseError> {
+    serde_json::from_slice(body).map_err(|e| ParseError::NotJson {
+        message: e
+            .to_string()
+            .split(" at line")
+            .next()
+            .unwrap_or_default()
+            .to_owned(),
+        line: e.line(),
+        column: e.column(),
+    })
 }
 
 fn apply_overrides(a: &mut ParsedAlert, m: &FieldMappings, default_severity: Option<Severity>) {
@@ -361,5 +368,64 @@ mod fuzz {
                 let _ = parse(f, &FieldMappings::default(), None, body.as_bytes());
             }
         }
+
+        /// Alertmanager's envelope read straight from the body gives what reading the body as
+        /// a `Value` gives, whenever it answers at all.
+        #[test]
+        fn the_alertmanager_envelope_reads_as_the_value_does(
+            status in prop::option::of(json_value()),
+            alerts in prop::collection::vec(json_value(), 0..4),
+            extra in json_value(),
+            spaced in any::<bool>(),
+        ) {
+            let mut envelope = serde_json::json!({"alerts": alerts, "groupLabels": extra});
+            if let Some(s) = status {
+                envelope["status"] = s;
+            }
+            let body = if spaced {
+                serde_json::to_string_pretty(&envelope).unwrap()
+            } else {
+                envelope.to_string()
+            };
+            for body in [body.clone(), format!("[{body}]"), format!(" {body}")] {
+                let value = serde_json::from_str(&body).unwrap();
+                if let Some(fast) = formats::alertmanager::parse_body(body.as_bytes(), "alertmanager") {
+                    let general = formats::alertmanager::parse(value, "alertmanager");
+                    prop_assert_eq!(format!("{fast:?}"), format!("{general:?}"));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_alertmanager_envelope_leaves_what_is_not_a_webhook_to_the_general_path() {
+        let one = r#"{"status":"firing","labels":{"alertname":"A"}}"#;
+        for body in [
+            format!("[\"firing\", [{one}]]"),
+            r#"{"alerts": []}"#.to_string(),
+            format!(r#"{{"alerts": [{one}], "alerts": [{one}]}}"#),
+            r#"{"alerts": {}}"#.to_string(),
+            format!(r#"{{"alerts": [{one}]}} x"#),
+        ] {
+            assert!(
+                formats::alertmanager::parse_body(body.as_bytes(), "alertmanager").is_none(),
+                "{body}"
+            );
+        }
+        let repeated = format!(
+            r#"{{"alerts": [{one}], "alerts": [{}]}}"#,
+            one.replace("\"A\"", "\"B\"")
+        );
+        let parsed = parse(
+            SourceFormat::Alertmanager,
+            &FieldMappings::default(),
+            None,
+            repeated.as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(
+            parsed[0].title, "B",
+            "the last of a repeated field, as serde_json's Value keeps it"
+        );
     }
 }
