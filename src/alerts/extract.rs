@@ -9,7 +9,12 @@ use crate::domain::{Email, UserId};
 
 /// A non-empty string (or a number, as text) at a JSON pointer.
 pub fn str_at(v: &Value, pointer: &str) -> Option<String> {
-    match at(v, pointer)? {
+    text(at(v, pointer)?)
+}
+
+/// A value as `str_at` reads it: a non-empty string, trimmed, or a number as text.
+pub fn text(v: &Value) -> Option<String> {
+    match v {
         Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
         Value::Number(n) => Some(n.to_string()),
         _ => None,
@@ -57,15 +62,28 @@ pub fn first_str(v: &Value, pointers: &[&str]) -> Option<String> {
 /// One subject from the first e-mail / id / name found, or none. Values that are not a valid
 /// e-mail or 1Password id are ignored rather than guessed at.
 pub fn subject(v: &Value, emails: &[&str], ids: &[&str], names: &[&str]) -> Vec<Subject> {
+    subject_of(
+        emails.iter().map(|p| str_at(v, p)),
+        ids.iter().map(|p| str_at(v, p)),
+        first_str(v, names),
+    )
+}
+
+/// The same from candidate values, in order of preference (read lazily: the first valid
+/// e-mail or id ends the search).
+pub fn subject_of(
+    emails: impl IntoIterator<Item = Option<String>>,
+    ids: impl IntoIterator<Item = Option<String>>,
+    name: Option<String>,
+) -> Vec<Subject> {
     let email = emails
-        .iter()
-        .filter_map(|p| str_at(v, p))
+        .into_iter()
+        .flatten()
         .find_map(|s| Email::parse(&s).ok());
     let user_id = ids
-        .iter()
-        .filter_map(|p| str_at(v, p))
+        .into_iter()
+        .flatten()
         .find_map(|s| UserId::parse(&s).ok());
-    let name = first_str(v, names);
     if email.is_none() && user_id.is_none() {
         return vec![];
     }
