@@ -738,14 +738,117 @@ pub enum ConfigOrigin {
     File(PathBuf),
     /// No file: the embedded sandbox defaults.
     Defaults,
+    /// No file, and `users_api` from `LOCKOUT__…` variables: live, with no sandbox default.
+    Environment,
+}
+
+/// Which 1Password lockout acts on, and why: printed by `config check` and logged by `serve`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Mode {
+    Sandbox { why: String },
+    Live { why: String },
+}
+
+impl std::fmt::Display for Mode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sandbox { why } => write!(f, "sandbox ({why})"),
+            Self::Live { why } => write!(f, "live ({why})"),
+        }
+    }
 }
 
 pub const SANDBOX_SOURCE_TOKEN: &str = "sandbox-token";
+pub const SANDBOX_ADMIN_TOKEN: &str = "sandbox-admin";
+pub const SANDBOX_APPROVER_SECRET: &str = "sandbox-approver-signing-secret";
+
+/// The top-level sections: a variable `LOCKOUT_<SECTION>…` with one underscore is a typo for
+/// `LOCKOUT__<SECTION>…`, which the loader would otherwise ignore without a word.
+const SECTIONS: [&str; 13] = [
+    "server",
+    "store",
+    "users_api",
+    "sandbox",
+    "playbooks",
+    "sources",
+    "worker",
+    "directory",
+    "notify",
+    "notifications",
+    "approvals",
+    "guards",
+    "audit",
+];
+
+/// Environment variables that look like settings but would be ignored: refused by name.
+fn misspelt_variables(vars: impl Iterator<Item = String>) -> Vec<String> {
+    let mut bad: Vec<String> = vars
+        .filter(|k| {
+            let Some(rest) = k.strip_prefix("LOCKOUT_") else {
+                return false;
+            };
+            if rest.starts_with('_') {
+                return false;
+            }
+            let rest = rest.to_ascii_lowercase();
+            SECTIONS.iter().any(|s| {
+                rest.strip_prefix(s)
+                    .is_some_and(|after| after.is_empty() || after.starts_with('_'))
+            })
+        })
+        .collect();
+    bad.sort();
+    bad
+}
+
+/// Keys whose value is a list, settable from the environment as comma-separated text.
+const LIST_KEYS: [&str; 9] = [
+    "server.admin_tokens",
+    "guards.protected",
+    "guards.self_actors",
+    "approvals.analyst_roles",
+    "approvals.manual_approvers",
+    "approvals.limit_approvers",
+    "notifications.approval_pending",
+    "notifications.action_failed",
+    "notifications.limit_tripped",
+];
+
+/// `a.client_secret` for `a.client_secret_file` and back: the key an environment value
+/// replaces beside its own, so that a secret set from the environment wins over the file's.
+fn secret_twin(key: &str) -> Option<String> {
+    const SECRETS: [&str; 5] = ["client_secret", "hs256_secret", "url", "token", "secret"];
+    let (parent, leaf) = key.rsplit_once('.')?;
+    if let Some(base) = leaf.strip_suffix("_file") {
+        return SECRETS.contains(&base).then(|| format!("{parent}.{base}"));
+    }
+    SECRETS
+        .contains(&leaf)
+        .then(|| format!("{parent}.{leaf}_file"))
+}
 
 impl Settings {
-    /// Load from `path` (or `./lockout.yaml` when present, else the sandbox defaults), then apply
-    /// `LOCKOUT__…` environment overrides, then validate.
+    /// Load from `path` (or `./lockout.yaml` when present), then apply `LOCKOUT__…`
+    /// environment overrides, then validate. With no file and no `users_api` from the
+    /// environment, the embedded sandbox defaults sit below the environment; with `users_api`
+    /// from the environment, nothing of the sandbox is used (live mode never holds a sandbox
+    /// credential).
     pub fn load(path: Option<&Path>) -> Result<(Self, ConfigOrigin), ConfigError> {
+        Self::load_with_env(path, std::env::vars().collect())
+    }
+
+    /// `load` with the environment given (tests).
+    pub fn load_with_env(
+        path: Option<&Path>,
+        env: std::collections::HashMap<String, String>,
+    ) -> Result<(Self, ConfigOrigin), ConfigError> {
+        let misspelt = misspelt_variables(env.keys().cloned());
+        if !misspelt.is_empty() {
+            return Err(ConfigError::Invalid(format!(
+                "environment variable(s) {} look like settings but have one underscore after LOCKOUT; write LOCKOUT__SECTION__KEY (e.g. LOCKOUT__USERS_API__BASE_URL)",
+                misspelt.join(", ")
+            )));
+        }
         let chosen = match path {
             Some(p) => {
                 if !p.exists() {
@@ -758,40 +861,153 @@ impl Settings {
             }
             None => Some(PathBuf::from("lockout.yaml")).filter(|p| p.exists()),
         };
-        let mut builder = config::Config::builder();
-        let origin = match &chosen {
-            Some(p) => {
-                builder = builder
-                    .add_source(config::File::from(p.as_path()).format(config::FileFormat::Yaml));
-                ConfigOrigin::File(p.clone())
-            }
-            None => {
-                builder = builder.add_source(config::File::from_str(
-                    SANDBOX_DEFAULTS,
-                    config::FileFormat::Yaml,
-                ));
-                ConfigOrigin::Defaults
-            }
-        };
-        builder = builder.add_source(
-            config::Environment::with_prefix("LOCKOUT")
-                .prefix_separator("__")
-                .separator("__"),
-        );
         let file_name = chosen
             .as_ref()
             .map(|p| p.display().to_string())
             .unwrap_or_else(|| "(embedded defaults)".into());
-        let settings: Settings =
-            builder
-                .build()
-                .and_then(|c| c.try_deserialize())
-                .map_err(|e| ConfigError::File {
-                    path: file_name,
-                    message: e.to_string(),
-                })?;
+        let file_error = |e: config::ConfigError| ConfigError::File {
+            path: file_name.clone(),
+            message: e.to_string(),
+        };
+        // `LOCKOUT__A__B` → `a.b`. Values stay text (a secret of digits is not a number);
+        // list keys split on commas; a secret given here replaces the file's `…_file` twin.
+        let from_env: Vec<(String, String)> = env
+            .iter()
+            .filter_map(|(k, v)| {
+                let key = k.strip_prefix("LOCKOUT__")?.to_ascii_lowercase();
+                Some((key.replace("__", "."), v.clone()))
+            })
+            .collect();
+        let file_only = {
+            let mut b = config::Config::builder();
+            if let Some(p) = &chosen {
+                b = b.add_source(config::File::from(p.as_path()).format(config::FileFormat::Yaml));
+            }
+            b.build().map_err(file_error)?
+        };
+        let build = |defaults: Option<&str>| {
+            let mut builder = config::Config::builder();
+            if let Some(d) = defaults {
+                builder = builder.add_source(config::File::from_str(d, config::FileFormat::Yaml));
+            }
+            if let Some(p) = &chosen {
+                builder = builder
+                    .add_source(config::File::from(p.as_path()).format(config::FileFormat::Yaml));
+            }
+            for (key, value) in &from_env {
+                builder = if LIST_KEYS.contains(&key.as_str()) {
+                    let items: Vec<String> = value
+                        .split(',')
+                        .map(|s| s.trim().to_owned())
+                        .filter(|s| !s.is_empty())
+                        .collect();
+                    builder.set_override(key.as_str(), items)?
+                } else {
+                    builder.set_override(key.as_str(), value.as_str())?
+                };
+                if let Some(twin) = secret_twin(key)
+                    && file_only.get::<config::Value>(&twin).is_ok()
+                {
+                    builder =
+                        builder.set_override(twin, config::Value::from(config::ValueKind::Nil))?;
+                }
+            }
+            builder.build()
+        };
+        let raw = build(None).map_err(file_error)?;
+        let users_api = raw.get::<config::Value>("users_api").ok();
+        if let Some(v) = &users_api {
+            let empty = match &v.kind {
+                config::ValueKind::Nil => true,
+                config::ValueKind::Table(t) => t.is_empty(),
+                _ => false,
+            };
+            if empty {
+                return Err(ConfigError::Invalid(
+                    "users_api is present but empty (every key commented out?): give base_url, account_id, client_id and client_secret_file to go live, or remove the section for the sandbox".into(),
+                ));
+            }
+        }
+        let (config, origin) = match (&chosen, &users_api) {
+            (Some(p), _) => (raw, ConfigOrigin::File(p.clone())),
+            (None, Some(_)) => (raw, ConfigOrigin::Environment),
+            (None, None) => (
+                build(Some(SANDBOX_DEFAULTS)).map_err(file_error)?,
+                ConfigOrigin::Defaults,
+            ),
+        };
+        let settings: Settings = config.try_deserialize().map_err(file_error)?;
         settings.validate()?;
         Ok((settings, origin))
+    }
+
+    /// Which mode these settings run in, and why, for `config check` and the start-up log.
+    pub fn mode(&self, origin: &ConfigOrigin) -> Mode {
+        match (&self.users_api, origin) {
+            (Some(_), ConfigOrigin::Environment) => Mode::Live {
+                why: "users_api from LOCKOUT__USERS_API__* variables, no config file".into(),
+            },
+            (Some(_), ConfigOrigin::File(p)) => Mode::Live {
+                why: format!("users_api configured in {}", p.display()),
+            },
+            (Some(_), ConfigOrigin::Defaults) => Mode::Live {
+                why: "users_api configured".into(),
+            },
+            (None, ConfigOrigin::File(p)) => Mode::Sandbox {
+                why: format!("{} has no users_api section", p.display()),
+            },
+            (None, _) => Mode::Sandbox {
+                why: "no config file (./lockout.yaml or --config) and no LOCKOUT__USERS_API__* variables".into(),
+            },
+        }
+    }
+
+    /// Live mode holds no sandbox credential and no missing one: each refusal names its key.
+    fn validate_live(&self) -> Result<(), ConfigError> {
+        let sandbox_value = |key: &str| {
+            ConfigError::Invalid(format!(
+                "{key} holds the sandbox's published credential; live mode (users_api configured) needs a secret of your own"
+            ))
+        };
+        let admin = self.server.admin_tokens();
+        if admin.is_empty() {
+            return Err(ConfigError::Invalid(
+                "server.admin_token is required in live mode (users_api configured)".into(),
+            ));
+        }
+        if admin
+            .iter()
+            .any(|t| t.expose_secret() == SANDBOX_ADMIN_TOKEN)
+        {
+            return Err(sandbox_value("server.admin_token"));
+        }
+        let hs256 = match (
+            &self.approvals.hs256_secret,
+            &self.approvals.hs256_secret_file,
+        ) {
+            (Some(s), _) => Some(s.expose_secret().to_owned()),
+            (None, Some(p)) => Some(read_secret_file(p)?),
+            (None, None) => None,
+        };
+        if hs256.as_deref() == Some(SANDBOX_APPROVER_SECRET) {
+            return Err(sandbox_value("approvals.hs256_secret"));
+        }
+        if hs256.is_none() && self.approvals.jwks_url.is_none() {
+            return Err(ConfigError::Invalid(
+                "approvals.hs256_secret_file or approvals.jwks_url is required in live mode: without one, nobody can approve, suspend by hand or list approvals".into(),
+            ));
+        }
+        for (name, source) in &self.sources {
+            if source
+                .auth
+                .secrets()?
+                .iter()
+                .any(|s| s.expose_secret() == SANDBOX_SOURCE_TOKEN)
+            {
+                return Err(sandbox_value(&format!("sources.{name}.auth")));
+            }
+        }
+        Ok(())
     }
 
     /// Checks across fields, after deserialising.
@@ -807,6 +1023,7 @@ impl Settings {
             )));
         }
         if let Some(api) = &self.users_api {
+            self.validate_live()?;
             api.client_config()?;
             if !(api.base_url.starts_with("https://") || api.base_url.starts_with("http://")) {
                 return Err(ConfigError::Invalid(format!(
@@ -931,6 +1148,8 @@ users_api:
   account_id: ACC
   client_id: cid
   client_secret: "s3cr3t-value"
+server: { admin_token: "adm-value" }
+approvals: { hs256_secret: "jwt-value" }
 sources:
   s:
     auth: { type: bearer, token: "tok-value" }
@@ -944,6 +1163,8 @@ sources:
         let printed = format!("{settings:?}");
         assert!(!printed.contains("s3cr3t-value"), "{printed}");
         assert!(!printed.contains("tok-value"), "{printed}");
+        assert!(!printed.contains("adm-value"), "{printed}");
+        assert!(!printed.contains("jwt-value"), "{printed}");
         settings.validate().unwrap();
     }
 
@@ -961,6 +1182,137 @@ sources:
             .unwrap();
         assert_eq!(settings.sources.len(), 3);
         assert!(settings.guards.global_limit.is_some());
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> std::collections::HashMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    const LIVE_API: [(&str, &str); 4] = [
+        ("LOCKOUT__USERS_API__BASE_URL", "https://api.1password.com"),
+        ("LOCKOUT__USERS_API__ACCOUNT_ID", "ACC"),
+        ("LOCKOUT__USERS_API__CLIENT_ID", "cid"),
+        ("LOCKOUT__USERS_API__CLIENT_SECRET", "0001"),
+    ];
+
+    fn load_err(path: Option<&Path>, pairs: &[(&str, &str)]) -> String {
+        Settings::load_with_env(path, env(pairs))
+            .expect_err("refused")
+            .to_string()
+    }
+
+    #[test]
+    fn live_from_the_environment_holds_no_sandbox_credential() {
+        let mut pairs = LIVE_API.to_vec();
+        pairs.push(("LOCKOUT__SERVER__ADMIN_TOKEN", "mine-admin"));
+        pairs.push(("LOCKOUT__APPROVALS__HS256_SECRET", "mine-approver-secret"));
+        let (s, origin) = Settings::load_with_env(None, env(&pairs)).unwrap();
+        assert_eq!(origin, ConfigOrigin::Environment);
+        assert!(matches!(s.mode(&origin), Mode::Live { .. }));
+        assert!(s.sources.is_empty(), "no sandbox source in live mode");
+        let admin: Vec<String> = s
+            .server
+            .admin_tokens()
+            .iter()
+            .map(|t| t.expose_secret().to_owned())
+            .collect();
+        assert_eq!(admin, ["mine-admin"]);
+        assert_eq!(
+            s.approvals.hs256_secret.as_ref().unwrap().expose_secret(),
+            "mine-approver-secret"
+        );
+        // A secret of digits stays text.
+        assert_eq!(
+            s.users_api.unwrap().client_secret.unwrap().expose_secret(),
+            "0001"
+        );
+    }
+
+    #[test]
+    fn live_mode_with_missing_or_sandbox_credentials_refuses_naming_the_key() {
+        let e = load_err(None, &LIVE_API);
+        assert!(e.contains("server.admin_token is required"), "{e}");
+        let mut pairs = LIVE_API.to_vec();
+        pairs.push(("LOCKOUT__SERVER__ADMIN_TOKEN", "mine"));
+        let e = load_err(None, &pairs);
+        assert!(
+            e.contains("approvals.hs256_secret_file or approvals.jwks_url"),
+            "{e}"
+        );
+        pairs.push(("LOCKOUT__APPROVALS__HS256_SECRET", SANDBOX_APPROVER_SECRET));
+        let e = load_err(None, &pairs);
+        assert!(
+            e.contains("approvals.hs256_secret holds the sandbox"),
+            "{e}"
+        );
+        let mut pairs = LIVE_API.to_vec();
+        pairs.push(("LOCKOUT__SERVER__ADMIN_TOKEN", SANDBOX_ADMIN_TOKEN));
+        pairs.push(("LOCKOUT__APPROVALS__HS256_SECRET", "x"));
+        let e = load_err(None, &pairs);
+        assert!(e.contains("server.admin_token holds the sandbox"), "{e}");
+        let mut pairs = LIVE_API.to_vec();
+        pairs.push(("LOCKOUT__SERVER__ADMIN_TOKEN", "a"));
+        pairs.push(("LOCKOUT__APPROVALS__HS256_SECRET", "x"));
+        pairs.push(("LOCKOUT__SOURCES__SIEM__AUTH__TYPE", "bearer"));
+        pairs.push(("LOCKOUT__SOURCES__SIEM__AUTH__TOKEN", SANDBOX_SOURCE_TOKEN));
+        let e = load_err(None, &pairs);
+        assert!(e.contains("sources.siem.auth holds the sandbox"), "{e}");
+    }
+
+    #[test]
+    fn the_sandbox_is_never_chosen_silently() {
+        // A single underscore after the prefix is refused by name, not ignored.
+        let e = load_err(
+            None,
+            &[("LOCKOUT_USERS_API__BASE_URL", "https://api.1password.com")],
+        );
+        assert!(e.contains("LOCKOUT_USERS_API__BASE_URL"), "{e}");
+        // Unrelated variables with that prefix are fine.
+        let (s, origin) =
+            Settings::load_with_env(None, env(&[("LOCKOUT_LOG_FORMAT", "json")])).unwrap();
+        assert!(matches!(s.mode(&origin), Mode::Sandbox { .. }));
+        // A users_api section with every key commented out.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lockout.yaml");
+        std::fs::write(
+            &path,
+            "users_api:\n#  base_url: https://api.1password.com\n",
+        )
+        .unwrap();
+        let e = load_err(Some(&path), &[]);
+        assert!(e.contains("users_api is present but empty"), "{e}");
+        std::fs::write(&path, "users_api: {}\n").unwrap();
+        let e = load_err(Some(&path), &[]);
+        assert!(e.contains("users_api is present but empty"), "{e}");
+    }
+
+    #[test]
+    fn the_environment_sets_lists_and_replaces_the_files_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lockout.yaml");
+        std::fs::write(
+            &path,
+            "server: {admin_token: a}\napprovals: {hs256_secret: h}\nusers_api:\n  base_url: https://api.1password.com\n  account_id: A\n  client_id: c\n  client_secret_file: /nonexistent/secret\n",
+        )
+        .unwrap();
+        let (s, _) = Settings::load_with_env(
+            Some(&path),
+            env(&[
+                ("LOCKOUT__USERS_API__CLIENT_SECRET", "from-env"),
+                (
+                    "LOCKOUT__GUARDS__PROTECTED",
+                    "a@example.com, *@corp.example",
+                ),
+            ]),
+        )
+        .unwrap();
+        let api = s.users_api.unwrap();
+        assert!(api.client_secret_file.is_none());
+        assert_eq!(api.client_secret.unwrap().expose_secret(), "from-env");
+        assert_eq!(s.guards.protected, ["a@example.com", "*@corp.example"]);
     }
 
     #[test]

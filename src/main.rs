@@ -23,6 +23,33 @@ use serde_json::json;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// `println!` that ends the process quietly when stdout is closed (`lockout … | head`)
+/// instead of panicking.
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout(), $($arg)*) {
+            stdout_failed(e);
+        }
+    }};
+}
+macro_rules! out_raw {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = write!(std::io::stdout(), $($arg)*) {
+            stdout_failed(e);
+        }
+    }};
+}
+
+fn stdout_failed(e: std::io::Error) {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(0);
+    }
+    eprintln!("error: cannot write to stdout: {e}");
+    std::process::exit(1);
+}
+
 #[derive(Parser)]
 #[command(
     name = "lockout",
@@ -201,7 +228,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Playbooks { command } => playbooks(cli.config.as_deref(), command),
         Command::Openapi => {
-            println!(
+            out!(
                 "{}",
                 serde_json::to_string_pretty(&lockout::http::openapi::document())?
             );
@@ -211,14 +238,16 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: ConfigCommand::Check,
         } => {
             let (settings, origin) = Settings::load(cli.config.as_deref())?;
-            println!("# configuration from {origin:?}; valid");
-            println!("{settings:#?}");
+            out!("# mode: {}", settings.mode(&origin));
+            out!("# configuration from {origin:?}; valid");
+            out!("{settings:#?}");
             Ok(ExitCode::SUCCESS)
         }
         command => {
-            let (settings, _) = Settings::load(cli.config.as_deref())?;
+            let (settings, origin) = Settings::load(cli.config.as_deref())?;
             match command {
                 Command::Serve => {
+                    tracing::info!(mode = %settings.mode(&origin), "configuration loaded");
                     let app = Application::build(settings).await?;
                     app.run_until_stopped().await?;
                     Ok(ExitCode::SUCCESS)
@@ -226,7 +255,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Command::Users { command } => users(&settings, command).await,
                 Command::Migrate => {
                     let store = SqlStore::connect(&settings.store.url).await?;
-                    println!(
+                    out!(
                         "migrations applied ({})",
                         if store.is_postgres() {
                             "postgres"
@@ -256,7 +285,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     );
                     let operator = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
                     let n = store.prune_audit(&before, &operator).await?;
-                    println!("pruned {n} audit records older than {before}");
+                    out!("pruned {n} audit records older than {before}");
                     Ok(ExitCode::SUCCESS)
                 }
                 Command::Audit {
@@ -285,7 +314,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         settings.approvals.issuer.as_deref(),
                         settings.approvals.audience.as_deref(),
                     );
-                    println!("{token}");
+                    out!("{token}");
                     Ok(ExitCode::SUCCESS)
                 }
                 _ => unreachable!("handled above"),
@@ -317,13 +346,13 @@ fn playbooks(
         PlaybooksCommand::Check { dir } => match load_dir(&dir.unwrap_or_else(default_dir), &ctx) {
             Ok(set) => {
                 for p in &set.playbooks {
-                    println!("ok  {} ({})", p.name, p.file.display());
+                    out!("ok  {} ({})", p.name, p.file.display());
                 }
                 Ok(ExitCode::SUCCESS)
             }
             Err(errors) => {
                 for e in errors {
-                    println!("{e}");
+                    out!("{e}");
                 }
                 Ok(ExitCode::FAILURE)
             }
@@ -341,7 +370,7 @@ fn playbooks(
                 Ok(s) => s,
                 Err(errors) => {
                     for e in errors {
-                        println!("{e}");
+                        out!("{e}");
                     }
                     return Ok(ExitCode::FAILURE);
                 }
@@ -352,11 +381,11 @@ fn playbooks(
                 let failed = results.iter().filter(|r| r.failure.is_some()).count();
                 for r in &results {
                     match &r.failure {
-                        None => println!("ok    {} ({})", r.name, r.file.display()),
-                        Some(f) => println!("FAIL  {} ({})\n{f}", r.name, r.file.display()),
+                        None => out!("ok    {} ({})", r.name, r.file.display()),
+                        Some(f) => out!("FAIL  {} ({})\n{f}", r.name, r.file.display()),
                     }
                 }
-                println!(
+                out!(
                     "playbook cases: {} passed, {} failed",
                     results.len() - failed,
                     failed
@@ -399,18 +428,18 @@ fn playbooks(
                         .filter_map(|s| s.user_ref())
                         .map(|r| r.to_string())
                         .collect();
-                    println!(
+                    out!(
                         "alert: {:?} ({:?}, {:?}), subjects: {}",
                         a.title,
                         a.severity,
                         a.status,
                         subjects.join(", ")
                     );
-                    print!("{}", testing::table(&verdicts, &plan));
+                    out_raw!("{}", testing::table(&verdicts, &plan));
                 }
             }
             if json {
-                println!("{}", serde_json::to_string_pretty(&out)?);
+                out!("{}", serde_json::to_string_pretty(&out)?);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -424,7 +453,7 @@ async fn audit_export(settings: &Settings, format: &str) -> anyhow::Result<ExitC
     let store = SqlStore::connect(&settings.store.url).await?;
     let mut after = 0;
     if format == "csv" {
-        print!("{}", lockout::audit::CSV_HEADER);
+        out_raw!("{}", lockout::audit::CSV_HEADER);
     }
     loop {
         let batch = store.audit_chain(after, 1000).await?;
@@ -433,9 +462,9 @@ async fn audit_export(settings: &Settings, format: &str) -> anyhow::Result<ExitC
         }
         for r in &batch {
             if format == "jsonl" {
-                println!("{}", serde_json::to_string(r)?);
+                out!("{}", serde_json::to_string(r)?);
             } else {
-                print!("{}", lockout::audit::csv_row(r));
+                out_raw!("{}", lockout::audit::csv_row(r));
             }
         }
         after = batch.last().map(|r| r.seq).unwrap_or(after);
@@ -462,12 +491,12 @@ async fn audit_verify(settings: &Settings) -> anyhow::Result<ExitCode> {
                 after = batch.last().map(|r| r.seq).unwrap_or(after);
             }
             Err(e) => {
-                println!("BROKEN: {e}");
+                out!("BROKEN: {e}");
                 return Ok(ExitCode::FAILURE);
             }
         }
     }
-    println!("ok: {total} audit records, chain intact, head {prev}");
+    out!("ok: {total} audit records, chain intact, head {prev}");
     Ok(ExitCode::SUCCESS)
 }
 
@@ -489,15 +518,15 @@ async fn resolve(client: &UsersApiClient, user: &str, log: &CallLog) -> anyhow::
 
 fn print_users(users: &[User], as_json: bool) {
     if as_json {
-        println!(
+        out!(
             "{}",
             serde_json::to_string_pretty(users).expect("users serialise")
         );
         return;
     }
-    println!("{:<26}  {:<10}  {:<32}  NAME", "ID", "STATE", "EMAIL");
+    out!("{:<26}  {:<10}  {:<32}  NAME", "ID", "STATE", "EMAIL");
     for u in users {
-        println!(
+        out!(
             "{:<26}  {:<10}  {:<32}  {}",
             u.id,
             u.state.as_str(),
@@ -524,7 +553,7 @@ async fn users(settings: &Settings, command: UsersCommand) -> anyhow::Result<Exi
             UsersCommand::Get { user, json } => {
                 let u = resolve(&client, &user, &log).await?;
                 if json {
-                    println!("{}", serde_json::to_string_pretty(&u)?);
+                    out!("{}", serde_json::to_string_pretty(&u)?);
                 } else {
                     print_users(&[u], false);
                 }
@@ -592,7 +621,7 @@ async fn operator_change(
     store.append_audit(events).await?;
     let after = result?;
     if as_json {
-        println!("{}", serde_json::to_string_pretty(&after)?);
+        out!("{}", serde_json::to_string_pretty(&after)?);
     } else {
         print_users(&[after], false);
     }

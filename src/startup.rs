@@ -97,6 +97,18 @@ pub struct Application {
 
 impl Application {
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
+        // What can fail without side effects fails first: a busy port or a broken playbook
+        // folder leaves no database and no audit record behind.
+        let listener =
+            TcpListener::bind(&settings.server.listen).map_err(|source| StartupError::Listen {
+                addr: settings.server.listen.clone(),
+                source,
+            })?;
+        let load_context = LoadContext {
+            notify_targets: settings.notify.keys().cloned().collect(),
+        };
+        let playbooks =
+            load_dir(&settings.playbooks.dir, &load_context).map_err(StartupError::Playbooks)?;
         let store: Arc<dyn Store> = Arc::new(SqlStore::connect(&settings.store.url).await?);
         let (users, fake) = users_api_client(&settings).await?;
         if fake.is_some() {
@@ -121,11 +133,6 @@ impl Application {
                 tracing::warn!(error = %e, "could not obtain a Users API token at start; /readyz will say so until it can")
             }
         }
-        let load_context = LoadContext {
-            notify_targets: settings.notify.keys().cloned().collect(),
-        };
-        let playbooks =
-            load_dir(&settings.playbooks.dir, &load_context).map_err(StartupError::Playbooks)?;
         let mut sources = HashMap::new();
         for (name, s) in &settings.sources {
             if matches!(s.auth, crate::config::SourceAuth::None) {
@@ -207,11 +214,6 @@ impl Application {
             }))])
             .await?;
 
-        let listener =
-            TcpListener::bind(&settings.server.listen).map_err(|source| StartupError::Listen {
-                addr: settings.server.listen.clone(),
-                source,
-            })?;
         let port = listener
             .local_addr()
             .map_err(|source| StartupError::Listen {

@@ -174,7 +174,7 @@ fn config_check_prints_the_effective_config_without_secrets() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("c.yaml"),
-        "users_api:\n  base_url: https://api.1password.com\n  account_id: ACC\n  client_id: cid\n  client_secret: very-secret-value\nsources:\n  s:\n    auth: { type: bearer, token: source-secret-value }\n",
+        "server:\n  admin_token: admin-secret-value\napprovals:\n  hs256_secret: approver-secret-value\nusers_api:\n  base_url: https://api.1password.com\n  account_id: ACC\n  client_id: cid\n  client_secret: very-secret-value\nsources:\n  s:\n    auth: { type: bearer, token: source-secret-value }\n",
     )
     .unwrap();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_lockout"))
@@ -195,7 +195,14 @@ fn config_check_prints_the_effective_config_without_secrets() {
         "env overrides apply: {stdout}"
     );
     assert!(
-        !stdout.contains("very-secret-value") && !stdout.contains("source-secret-value"),
+        !stdout.contains("very-secret-value")
+            && !stdout.contains("source-secret-value")
+            && !stdout.contains("admin-secret-value")
+            && !stdout.contains("approver-secret-value"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("# mode: live (users_api configured in"),
         "{stdout}"
     );
     let bad = std::process::Command::new(env!("CARGO_BIN_EXE_lockout"))
@@ -207,4 +214,82 @@ fn config_check_prints_the_effective_config_without_secrets() {
         .unwrap();
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("store.url"));
+}
+
+/// `lockout` run in an empty folder (no ./lockout.yaml) with exactly these LOCKOUT variables.
+fn lockout_in_empty_dir(args: &[&str], vars: &[(&str, &str)]) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_lockout"));
+    cmd.current_dir(dir.path()).args(args);
+    for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("LOCKOUT")) {
+        cmd.env_remove(k);
+    }
+    cmd.envs(vars.iter().copied());
+    cmd.output().unwrap()
+}
+
+const LIVE_FROM_ENV: [(&str, &str); 4] = [
+    ("LOCKOUT__USERS_API__BASE_URL", "https://api.1password.com"),
+    ("LOCKOUT__USERS_API__ACCOUNT_ID", "ACC"),
+    ("LOCKOUT__USERS_API__CLIENT_ID", "cid"),
+    ("LOCKOUT__USERS_API__CLIENT_SECRET", "secret"),
+];
+
+#[test]
+fn live_mode_from_the_environment_never_runs_on_sandbox_credentials() {
+    // Missing credentials: refused at start, naming the key, by `config check` and `serve`.
+    for args in [&["config", "check"][..], &["serve"][..]] {
+        let out = lockout_in_empty_dir(args, &LIVE_FROM_ENV);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} started: {stderr}");
+        assert!(
+            stderr.contains("server.admin_token is required in live mode"),
+            "{stderr}"
+        );
+    }
+    // The sandbox's published admin token is refused in live mode.
+    let mut vars = LIVE_FROM_ENV.to_vec();
+    vars.push(("LOCKOUT__SERVER__ADMIN_TOKEN", "sandbox-admin"));
+    vars.push(("LOCKOUT__APPROVALS__HS256_SECRET", "my-own-approver-secret"));
+    let out = lockout_in_empty_dir(&["serve"], &vars);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("server.admin_token holds the sandbox"),
+        "{stderr}"
+    );
+    // Complete: live, with no sandbox source, admin token or signing secret.
+    let mut vars = LIVE_FROM_ENV.to_vec();
+    vars.push(("LOCKOUT__SERVER__ADMIN_TOKEN", "my-own-admin-token"));
+    vars.push(("LOCKOUT__APPROVALS__HS256_SECRET", "my-own-approver-secret"));
+    let out = lockout_in_empty_dir(&["config", "check"], &vars);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("# mode: live (users_api from LOCKOUT__USERS_API__*"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("sandbox-token") && !stdout.contains("generic"),
+        "{stdout}"
+    );
+    // A single underscore after the prefix is not ignored.
+    let out = lockout_in_empty_dir(
+        &["config", "check"],
+        &[("LOCKOUT_USERS_API__BASE_URL", "https://api.1password.com")],
+    );
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("LOCKOUT_USERS_API__BASE_URL"));
+    // No file, no users_api: the sandbox, and it says why.
+    let out = lockout_in_empty_dir(&["config", "check"], &[]);
+    assert!(out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("# mode: sandbox (no config file"),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
