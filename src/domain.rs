@@ -47,7 +47,15 @@ impl fmt::Debug for UserId {
     }
 }
 
-/// An e-mail address, lower-cased so that look-ups and protected lists compare equal.
+/// The one rule by which e-mails compare: trimmed, ASCII letters lower-cased. Only ASCII
+/// letters change: Unicode case folding would make the Kelvin sign (U+212A) equal to `k`.
+pub fn normalise_email(s: &str) -> String {
+    s.trim().to_ascii_lowercase()
+}
+
+/// An e-mail address, normalised (`normalise_email`) so that look-ups and protected lists
+/// compare equal. Non-ASCII addresses are refused: a look-alike letter must not name a
+/// different user than it shows (an internationalised domain arrives as `xn--…`).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Email(String);
@@ -64,11 +72,12 @@ impl Email {
                     && !domain.contains('@')
                     && s.len() <= 320
                     && !s.chars().any(|c| c.is_whitespace() || c.is_control())
+                    && s.is_ascii()
             }
             None => false,
         };
         if valid {
-            Ok(Self(s.to_lowercase()))
+            Ok(Self(normalise_email(s)))
         } else {
             Err(DomainError::InvalidEmail(truncate(s)))
         }

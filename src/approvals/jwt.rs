@@ -17,7 +17,11 @@ use crate::config::{ApprovalSettings, ConfigError, read_secret_file};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Identity {
+    /// The e-mail (lower-cased), or `sub` for a token without one.
     pub id: String,
+    /// Every name the token gives this person (`email` lower-cased and `sub`): one person
+    /// counts once in a quorum whichever claim a later token carries.
+    pub aliases: Vec<String>,
     pub roles: Vec<String>,
 }
 
@@ -74,7 +78,16 @@ impl JwtVerifier {
             Some(a) => v.set_audience(&[a]),
             None => v.validate_aud = false,
         }
-        v.set_required_spec_claims(&["exp"]);
+        // A configured issuer or audience is a required claim, not one checked when present.
+        let mut required = vec!["exp"];
+        if self.issuer.is_some() {
+            required.push("iss");
+        }
+        if self.audience.is_some() {
+            required.push("aud");
+        }
+        v.set_required_spec_claims(&required);
+        v.validate_nbf = true;
         v.leeway = 30;
         v
     }
@@ -117,13 +130,24 @@ impl JwtVerifier {
                 )));
             }
         };
-        let id = claims
-            .get("email")
-            .or_else(|| claims.get("sub"))
-            .and_then(Value::as_str)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| AuthError::Invalid("token names no subject".into()))?
-            .to_owned();
+        let claim = |name: &str| {
+            claims
+                .get(name)
+                .and_then(Value::as_str)
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+        };
+        let email = claim("email").map(crate::domain::normalise_email);
+        let sub = claim("sub").map(str::to_owned);
+        if email.iter().chain(&sub).any(|s| s.contains('\0')) {
+            return Err(AuthError::Invalid("token identity holds a NUL".into()));
+        }
+        let id = email
+            .clone()
+            .or_else(|| sub.clone())
+            .ok_or_else(|| AuthError::Invalid("token names no subject".into()))?;
+        let mut aliases: Vec<String> = email.into_iter().chain(sub).collect();
+        aliases.dedup();
         let roles = match claims.get(&self.roles_claim) {
             Some(Value::Array(a)) => a
                 .iter()
@@ -132,7 +156,7 @@ impl JwtVerifier {
             Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
             _ => vec![],
         };
-        Ok(Identity { id, roles })
+        Ok(Identity { id, aliases, roles })
     }
 
     async fn key_for(&self, kid: &str) -> Result<(DecodingKey, Algorithm), AuthError> {

@@ -58,11 +58,53 @@ async fn view(ctx: &AppContext, a: &Approval) -> Result<Value, ApiError> {
     }))
 }
 
+/// Approvals show who is about to be suspended and why: only approvers and analysts see them.
+fn require_reader(ctx: &AppContext, who: &Authenticated) -> Result<(), ApiError> {
+    let allowed = |r: &String| {
+        ctx.analyst_roles.contains(r)
+            || ctx.manual_approvers.contains(r)
+            || ctx.limits.approvers.contains(r)
+            || ctx
+                .playbooks()
+                .playbooks
+                .iter()
+                .any(|p| p.approver_roles().any(|a| a == r))
+    };
+    if who.0.roles.iter().any(allowed) {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "reading approvals needs an approver or analyst role",
+        ))
+    }
+}
+
+/// An approve/deny body: empty, or a JSON object with an optional `reason`. Anything else is
+/// a 400, never read as an empty body.
+fn decision_body(bytes: &[u8]) -> Result<DecisionBody, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(DecisionBody::default());
+    }
+    let body: DecisionBody = serde_json::from_slice(bytes).map_err(|e| {
+        ApiError::bad_request("invalid_body", format!("invalid decision body: {e}"))
+    })?;
+    if body.reason.as_deref().is_some_and(|r| r.contains('\0')) {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "the reason holds a NUL character",
+        ));
+    }
+    Ok(body)
+}
+
 pub async fn list(
-    _: Authenticated,
+    who: Authenticated,
     ctx: web::Data<AppContext>,
     q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
+    require_reader(&ctx, &who)?;
     let state = match q.state.as_deref() {
         None => None,
         Some(s) => Some(ApprovalState::parse(s).map_err(|_| {
@@ -77,10 +119,11 @@ pub async fn list(
 }
 
 pub async fn get(
-    _: Authenticated,
+    who: Authenticated,
     ctx: web::Data<AppContext>,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    require_reader(&ctx, &who)?;
     let a = ctx
         .store
         .get_approval(&id)
@@ -93,25 +136,18 @@ pub async fn approve(
     who: Authenticated,
     ctx: web::Data<AppContext>,
     id: web::Path<String>,
-    body: Option<web::Json<DecisionBody>>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    decide(
-        who,
-        ctx,
-        id.into_inner(),
-        true,
-        body.map(|b| b.into_inner()).unwrap_or_default(),
-    )
-    .await
+    decide(who, ctx, id.into_inner(), true, decision_body(&body)?).await
 }
 
 pub async fn deny(
     who: Authenticated,
     ctx: web::Data<AppContext>,
     id: web::Path<String>,
-    body: Option<web::Json<DecisionBody>>,
+    body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.map(|b| b.into_inner()).unwrap_or_default();
+    let body = decision_body(&body)?;
     if body.reason.as_deref().is_none_or(|r| r.trim().is_empty()) {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -132,6 +168,7 @@ async fn decide(
 ) -> Result<HttpResponse, ApiError> {
     let approver = Approver {
         id: who.0.id.clone(),
+        aliases: who.0.aliases.clone(),
         roles: who.0.roles.clone(),
     };
     let outcome = ctx
@@ -141,6 +178,7 @@ async fn decide(
         .map_err(|e| match e {
             DecideError::NotFound => ApiError::not_found(format!("no approval {id}")),
             DecideError::AlreadyDecided(_)
+            | DecideError::Expired(_)
             | DecideError::DuplicateApprover
             | DecideError::BindingMismatch => {
                 ApiError::new(StatusCode::CONFLICT, "conflict", e.to_string())

@@ -318,6 +318,16 @@ pub struct Playbook {
     pub reads_raw: bool,
 }
 
+impl Playbook {
+    /// The roles any of this playbook's approval steps names.
+    pub fn approver_roles(&self) -> impl Iterator<Item = &String> {
+        self.steps
+            .iter()
+            .filter_map(|s| s.approval.as_ref())
+            .flat_map(|a| a.approvers.iter())
+    }
+}
+
 /// What loading checks playbooks against: names that live in the service's config.
 #[derive(Debug, Default, Clone)]
 pub struct LoadContext {

@@ -1390,10 +1390,11 @@ impl Store for SqlStore {
         let action = load_action(&mut tx, &approval.action_id)
             .await?
             .ok_or(DecideError::NotFound)?;
-        let new_state = super::apply_decision(&approval, &action, approver, approve)?;
+        let new_state = super::apply_decision(&approval, &action, approver, approve, now)?;
         let mut decisions = approval.decisions.clone();
         decisions.push(Decision {
             approver: approver.id.clone(),
+            identities: approver.aliases.clone(),
             decision: if approve { "approve" } else { "deny" }.into(),
             reason: reason.clone(),
             at: now.into(),

@@ -162,6 +162,10 @@ impl Action {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Decision {
     pub approver: String,
+    /// Every name the approver's token gave (`email` and `sub`): four-eyes and quorum
+    /// compare these, so one person counts once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub identities: Vec<String>,
     /// `approve` or `deny`.
     pub decision: String,
     pub reason: Option<String>,
@@ -283,6 +287,8 @@ pub enum DecideError {
     NotAnApprover(String),
     #[error("the action no longer matches what the approval shows")]
     BindingMismatch,
+    #[error("the approval expired at {0}")]
+    Expired(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -291,7 +297,19 @@ pub enum DecideError {
 #[derive(Debug, Clone)]
 pub struct Approver {
     pub id: String,
+    /// Every name the token gives this person (see `Identity::aliases`); `id` among them.
+    pub aliases: Vec<String>,
     pub roles: Vec<String>,
+}
+
+impl Approver {
+    /// Whether `name` is one of this approver's names (e-mails compare case-insensitively).
+    pub fn is(&self, name: &str) -> bool {
+        let name = name.trim();
+        std::iter::once(&self.id)
+            .chain(&self.aliases)
+            .any(|a| a == name || a.eq_ignore_ascii_case(name))
+    }
 }
 
 /// What binds an approval to exactly one action: a hash of what the approver is shown.
@@ -315,14 +333,23 @@ pub fn apply_decision(
     action: &Action,
     approver: &Approver,
     approve: bool,
+    now: &str,
 ) -> Result<Option<ApprovalState>, DecideError> {
     if approval.state != ApprovalState::Pending {
         return Err(DecideError::AlreadyDecided(approval.state.as_str().into()));
     }
+    // Refused at once, not left for the scheduler's next pass to expire.
+    if approval.expires_at.as_str() <= now {
+        return Err(DecideError::Expired(approval.expires_at.clone()));
+    }
     if binding_hash(action) != approval.binding_hash {
         return Err(DecideError::BindingMismatch);
     }
-    if approval.requested_by.as_deref() == Some(approver.id.as_str()) {
+    if approval
+        .requested_by
+        .as_deref()
+        .is_some_and(|r| approver.is(r))
+    {
         return Err(DecideError::SelfApproval);
     }
     if !approver
@@ -334,7 +361,11 @@ pub fn apply_decision(
             approval.request.approvers.join(", "),
         ));
     }
-    if approval.decisions.iter().any(|d| d.approver == approver.id) {
+    if approval
+        .decisions
+        .iter()
+        .any(|d| approver.is(&d.approver) || d.identities.iter().any(|i| approver.is(i)))
+    {
         return Err(DecideError::DuplicateApprover);
     }
     if !approve {
@@ -364,5 +395,92 @@ impl PlanRecord {
     /// stores such an alert already evaluated, with these records, in its own transaction.
     pub fn is_settled(&self) -> bool {
         self.chains.is_empty() && self.cancel_correlation.is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn action() -> Action {
+        serde_json::from_value(serde_json::json!({
+            "id": "act_1", "chain_id": "chn_1", "step_index": 0, "predecessor": null,
+            "alert_id": null, "playbook": null, "kind": "suspend", "target": "a@example.com",
+            "params": {}, "approval": null, "mode": "enforce", "reason": "r", "origin": "manual",
+            "requested_by": "Ana@Example.com", "state": "pending_approval", "attempts": 0,
+            "delay_secs": 0, "deadline_secs": 60, "not_before": "t", "deadline_at": "t",
+            "claimed_by": null, "claim_expires_at": null, "user_id": null, "last_error": null,
+            "result": null, "limit_override": false, "created_at": "t", "updated_at": "t",
+            "started_at": null, "finished_at": null
+        }))
+        .unwrap()
+    }
+
+    fn approval(a: &Action, decisions: Vec<Decision>) -> Approval {
+        serde_json::from_value(serde_json::json!({
+            "id": "apr_1", "action_id": a.id, "state": "pending",
+            "request": {"approvers": ["secops"], "quorum": 2, "timeout_secs": 60,
+                        "on_timeout": "deny", "escalate_after_secs": null, "escalate_to": null,
+                        "cancel_on_resolve": false, "reason": "manual"},
+            "binding_hash": binding_hash(a), "requested_by": "Ana@Example.com",
+            "decisions": decisions, "created_at": "2026-01-01T00:00:00.000000Z",
+            "expires_at": "2026-01-01T01:00:00.000000Z", "escalate_at": null, "escalated": false,
+            "decided_at": null
+        }))
+        .unwrap()
+    }
+
+    fn approver(id: &str, aliases: &[&str]) -> Approver {
+        Approver {
+            id: id.into(),
+            aliases: aliases.iter().map(|s| s.to_string()).collect(),
+            roles: vec!["secops".into()],
+        }
+    }
+
+    const BEFORE: &str = "2026-01-01T00:30:00.000000Z";
+
+    #[test]
+    fn decisions_compare_every_name_of_a_person_and_refuse_after_expiry() {
+        let a = action();
+        let empty = approval(&a, vec![]);
+        let ana = approver("ana@example.com", &["ana@example.com", "okta|ana"]);
+        assert!(matches!(
+            apply_decision(&empty, &a, &ana, true, BEFORE),
+            Err(DecideError::SelfApproval)
+        ));
+        let bob = approver("bob@example.com", &["bob@example.com", "okta|bob"]);
+        assert_eq!(
+            apply_decision(&empty, &a, &bob, true, BEFORE).unwrap(),
+            None
+        );
+        assert!(matches!(
+            apply_decision(&empty, &a, &bob, true, "2026-01-01T01:00:00.000000Z"),
+            Err(DecideError::Expired(_))
+        ));
+        let decided = approval(
+            &a,
+            vec![Decision {
+                approver: "bob@example.com".into(),
+                identities: vec!["bob@example.com".into(), "okta|bob".into()],
+                decision: "approve".into(),
+                reason: None,
+                at: "t".into(),
+            }],
+        );
+        for same in [
+            approver("okta|bob", &["okta|bob"]),
+            approver("BOB@example.com", &["BOB@example.com"]),
+        ] {
+            assert!(matches!(
+                apply_decision(&decided, &a, &same, true, BEFORE),
+                Err(DecideError::DuplicateApprover)
+            ));
+        }
+        let carol = approver("carol@example.com", &["carol@example.com"]);
+        assert_eq!(
+            apply_decision(&decided, &a, &carol, true, BEFORE).unwrap(),
+            Some(ApprovalState::Approved)
+        );
     }
 }

@@ -63,7 +63,7 @@ impl Directory {
         if state.fetched_at.is_some() {
             state
                 .by_email
-                .insert(user.email.to_lowercase(), user.clone());
+                .insert(crate::domain::normalise_email(&user.email), user.clone());
         }
     }
 
@@ -72,7 +72,7 @@ impl Directory {
         self.refreshes.fetch_add(1, Ordering::Relaxed);
         state.by_email = users
             .into_iter()
-            .map(|u| (u.email.to_lowercase(), u))
+            .map(|u| (crate::domain::normalise_email(&u.email), u))
             .collect();
         state.fetched_at = Some(Instant::now());
         Ok(())

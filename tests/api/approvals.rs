@@ -421,3 +421,147 @@ async fn a_pending_approval_escalates_after_its_delay() {
     assert_eq!(app.audit("kind=approval.escalated").await.len(), 1);
     assert_eq!(suspends(&app), 0);
 }
+
+/// An HS256 token with exactly these claims (`exp` added), signed with the test secret.
+fn raw_token(mut claims: Value) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    if claims.get("exp").is_none() {
+        claims["exp"] = json!(now + 600);
+    }
+    jsonwebtoken::encode(
+        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256),
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(JWT_SECRET.as_bytes()),
+    )
+    .unwrap()
+}
+
+#[tokio::test]
+async fn one_person_counts_once_whichever_claim_or_case_names_them() {
+    let app = app_with("{ approvers: [secops], quorum: 2, timeout: 30m }").await;
+    let alert_id = alert(&app, "bob@example.com", None).await;
+    let id = app.pending_approval_for(&alert_id).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = format!("/v1/approvals/{id}/approve");
+    let claims = |extra: Value| {
+        let mut c = json!({"iss": "lockout-tests", "aud": "lockout", "roles": ["secops"]});
+        c.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        raw_token(c)
+    };
+    let first = claims(json!({"sub": "okta|00u1", "email": "Alice@Example.com"}));
+    let (s, body) = app.post_json(&path, &first, &json!({})).await;
+    assert_eq!((s, body["approvals"].as_i64()), (200, Some(1)), "{body}");
+    // The same person by `sub` alone, and by the e-mail in another case: not a second approver.
+    for again in [
+        claims(json!({"sub": "okta|00u1"})),
+        claims(json!({"email": "alice@example.com"})),
+        claims(json!({"email": "ALICE@EXAMPLE.COM", "sub": "other"})),
+    ] {
+        let (s, body) = app.post_json(&path, &again, &json!({})).await;
+        assert_eq!(s, 409, "{body}");
+    }
+    assert_eq!(suspends(&app), 0);
+}
+
+#[tokio::test]
+async fn the_requester_in_another_case_is_still_the_requester() {
+    let app = spawn_app().await;
+    let (s, body) = app
+        .post_json(
+            &format!("/v1/users/{ALICE}/suspend"),
+            &token("ana@example.com", &["secops"]),
+            &json!({"reason": "INC-42", "approval_required": true}),
+        )
+        .await;
+    assert_eq!(s, 202, "{body}");
+    let approval = body["approval_id"].as_str().unwrap().to_owned();
+    let (s, body) = app
+        .post_json(
+            &format!("/v1/approvals/{approval}/approve"),
+            &token("ANA@Example.com", &["secops"]),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(s, 403, "{body}");
+}
+
+#[tokio::test]
+async fn tokens_must_carry_the_configured_issuer_and_audience_and_honour_nbf() {
+    let app = spawn_app().await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let cases = [
+        (
+            "no iss",
+            json!({"sub": "a@example.com", "aud": "lockout", "roles": ["secops"]}),
+        ),
+        (
+            "no aud",
+            json!({"sub": "a@example.com", "iss": "lockout-tests", "roles": ["secops"]}),
+        ),
+        (
+            "nbf in an hour",
+            json!({"sub": "a@example.com", "iss": "lockout-tests", "aud": "lockout", "roles": ["secops"], "nbf": now + 3600}),
+        ),
+    ];
+    for (what, claims) in cases {
+        let (s, body) = app.get_json("/v1/approvals", &raw_token(claims)).await;
+        assert_eq!(s, 401, "{what}: {body}");
+    }
+    // A valid token without a role that may read approvals.
+    let (s, body) = app
+        .get_json("/v1/approvals", &token("nobody@example.com", &[]))
+        .await;
+    assert_eq!(s, 403, "{body}");
+    let (s, _) = app
+        .get_json("/v1/approvals", &token("viewer@example.com", &["secops"]))
+        .await;
+    assert_eq!(s, 200);
+}
+
+#[tokio::test]
+async fn a_malformed_or_nul_decision_body_is_a_400() {
+    let app = app_with("{ approvers: [secops], timeout: 30m }").await;
+    let alert_id = alert(&app, "alice@example.com", None).await;
+    let id = app.pending_approval_for(&alert_id).await["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    for (verb, body) in [
+        ("approve", "{\"reason\": "),
+        ("approve", "[1,2]"),
+        ("approve", "{\"reason\": \"ok\", \"extra\": 1}"),
+        ("deny", "not json"),
+        ("deny", "{\"reason\": \"a\\u0000b\"}"),
+    ] {
+        let r = app
+            .http
+            .post(format!("{}/v1/approvals/{id}/{verb}", app.address))
+            .bearer_auth(token("bob@example.com", &["secops"]))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400, "{verb} {body}");
+        let v: Value = r.json().await.unwrap();
+        assert!(v["error"]["message"].is_string(), "{v}");
+    }
+    let (_, a) = app
+        .get_json(
+            &format!("/v1/approvals/{id}"),
+            &token("bob@example.com", &["secops"]),
+        )
+        .await;
+    assert_eq!(a["state"], "pending");
+    assert_eq!(suspends(&app), 0);
+}

@@ -389,6 +389,7 @@ async fn an_approval_is_decided_once_under_concurrency() {
                         &id,
                         &Approver {
                             id: who.into(),
+                            aliases: vec![who.into()],
                             roles: vec!["secops".into()],
                         },
                         true,
