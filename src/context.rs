@@ -126,7 +126,36 @@ impl AppContext {
         self.protected
             .iter()
             .find(|p| p.covers(id.as_deref(), email.as_ref()))
-            .map(|p| format!("{p:?}"))
+            .map(|p| p.to_string())
+    }
+
+    /// Every name lockout knows for a user (normalised e-mail and 1Password id), looked up
+    /// through the directory (an e-mail) or its cache (an id), so that one user named two ways
+    /// is one user to the store. `None` for the id when it is not known (a look-up error is
+    /// logged: the caller still has the name it was given).
+    pub async fn known_names(
+        &self,
+        target: &UserRef,
+        log: &crate::users_api::CallLog,
+    ) -> (Vec<String>, Option<crate::users_api::User>) {
+        let user = match target {
+            UserRef::Email(e) => match self.directory.find_by_email(e, log).await {
+                Ok(u) => u,
+                Err(err) => {
+                    tracing::warn!(error = %err, "directory look-up failed; matching by the e-mail alone");
+                    None
+                }
+            },
+            UserRef::Id(id) => self.directory.cached_by_id(id).await,
+        };
+        let mut names = vec![target.to_string()];
+        if let Some(u) = &user {
+            names.push(u.id.to_string());
+            names.push(crate::domain::normalise_email(&u.email));
+        }
+        names.sort();
+        names.dedup();
+        (names, user)
     }
 
     /// Counts Users API calls and their latency.

@@ -5,9 +5,10 @@ use serde_json::json;
 use crate::alerts::{Alert, AlertStatus};
 use crate::audit::{AuditEvent, PreparedEvent};
 use crate::context::AppContext;
-use crate::domain::new_id;
+use crate::domain::{UserRef, new_id};
 use crate::playbooks::{ApprovalSpec, OnTimeout, Plan, PlannedChain, PlaybookSet, Skip, evaluate};
 use crate::store::{ApprovalRequest, NewChain, NewStep, PlanRecord, StoreError, StoredAlert};
+use crate::users_api::CallLog;
 
 /// Evaluates every stored alert not yet evaluated (new ones, and any left by a crash), a batch
 /// at a time: evaluation is pure, and each batch of plans is committed in one transaction.
@@ -20,8 +21,11 @@ pub async fn plan_pending(ctx: &AppContext) -> Result<usize, StoreError> {
         }
         let playbooks = ctx.playbooks();
         let mut plans = Vec::with_capacity(batch.len());
+        let mut lookups = Lookups::default();
         for stored in &batch {
-            plans.push((stored.id.clone(), plan_record(ctx, &playbooks, stored)?));
+            let (alert, mut record) = plan_record(ctx, &playbooks, stored)?;
+            name_targets(ctx, &alert, &mut record, &mut lookups).await;
+            plans.push((stored.id.clone(), record));
         }
         total += batch.len();
         ctx.metrics
@@ -56,6 +60,11 @@ pub fn new_chain(c: &PlannedChain, alert_id: Option<&str>, deadline: Duration) -
         alert_id: alert_id.map(str::to_owned),
         playbook: Some(c.playbook.clone()),
         target: c.target.as_ref().map(|t| t.to_string()).unwrap_or_else(|| "*".into()),
+        aliases: vec![],
+        user_id: match &c.target {
+            Some(crate::domain::UserRef::Id(id)) => Some(id.to_string()),
+            _ => None,
+        },
         mode: c.mode.as_str().into(),
         reason: c.reason.clone(),
         origin: "playbook".into(),
@@ -75,9 +84,100 @@ pub fn new_chain(c: &PlannedChain, alert_id: Option<&str>, deadline: Duration) -
     }
 }
 
+/// Whether the directory may be asked during one planning pass: after one failure the rest
+/// of the pass uses what is cached, so an unreachable API cannot stall planning per alert.
+#[derive(Default)]
+struct Lookups {
+    failed: bool,
+}
+
+/// How long one planning pass waits for the directory before going on without it.
+const LOOKUP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Gives each chain every name its target goes by (normalised e-mail and 1Password id), so
+/// that the store sees one user under two names as one; and refuses, audited, a chain whose
+/// alert names a user by an e-mail and an id that belong to two different users.
+async fn name_targets(
+    ctx: &AppContext,
+    alert: &Alert,
+    record: &mut PlanRecord,
+    lookups: &mut Lookups,
+) {
+    if record.chains.iter().all(|c| c.target == "*") {
+        return;
+    }
+    let log = CallLog::default();
+    let mut conflicts: Vec<(String, String, String)> = vec![];
+    for s in &alert.subjects {
+        if let (Some(email), Some(id)) = (&s.email, &s.user_id) {
+            let (_, user, timed_out) =
+                lookup(ctx, UserRef::Email(email.clone()), &log, lookups.failed).await;
+            lookups.failed |= timed_out;
+            if let Some(u) = user
+                && &u.id != id
+            {
+                conflicts.push((email.to_string(), id.to_string(), u.id.to_string()));
+            }
+        }
+    }
+    let mut kept = Vec::with_capacity(record.chains.len());
+    for mut chain in std::mem::take(&mut record.chains) {
+        if let Some((email, id, owner)) = conflicts
+            .iter()
+            .find(|(e, i, _)| chain.target == *e || chain.target == *i)
+        {
+            let mut e = AuditEvent::new("plan.identity_conflict", "system")
+                .alert(&alert.id)
+                .subject(&chain.target)
+                .data(json!({
+                    "reason": format!("the alert names {email} and {id}, but {email} is 1Password user {owner}: refusing to act on either"),
+                    "email": email, "user_id": id, "email_owner": owner, "kind": chain.steps.first().map(|s| s.kind.clone()),
+                }));
+            e.playbook = chain.playbook.clone();
+            record.audit.push(PreparedEvent::new(e));
+            continue;
+        }
+        if let Ok(target) = UserRef::parse(&chain.target) {
+            let (aliases, user, timed_out) = lookup(ctx, target, &log, lookups.failed).await;
+            lookups.failed |= timed_out;
+            chain.aliases = aliases;
+            if let Some(u) = user {
+                chain.user_id = Some(u.id.to_string());
+            }
+        }
+        kept.push(chain);
+    }
+    record.chains = kept;
+    for call in log.take() {
+        record.audit.push(PreparedEvent::new(
+            AuditEvent::new("api.call", "system")
+                .alert(&alert.id)
+                .data(serde_json::to_value(call).expect("calls serialise")),
+        ));
+    }
+}
+
+/// `AppContext::known_names`, bounded in time; after a failure (`failed`) e-mails are not
+/// looked up. The last value says whether this look-up timed out.
+async fn lookup(
+    ctx: &AppContext,
+    target: UserRef,
+    log: &CallLog,
+    failed: bool,
+) -> (Vec<String>, Option<crate::users_api::User>, bool) {
+    if failed && matches!(target, UserRef::Email(_)) {
+        return (vec![target.to_string()], None, false);
+    }
+    match tokio::time::timeout(LOOKUP_TIMEOUT, ctx.known_names(&target, log)).await {
+        Ok((names, user)) => (names, user, false),
+        Err(_) => (vec![target.to_string()], None, true),
+    }
+}
+
 /// Plans one stored alert and commits it.
 pub async fn plan_alert(ctx: &AppContext, stored: &StoredAlert) -> Result<(), StoreError> {
-    let record = plan_record(ctx, &ctx.playbooks(), stored)?;
+    let (alert, mut record) = plan_record(ctx, &ctx.playbooks(), stored)?;
+    name_targets(ctx, &alert, &mut record, &mut Lookups::default()).await;
     let created = ctx.store.record_plan(&stored.id, record).await?;
     if !created.is_empty() {
         ctx.actions_waiting.notify_waiters();
@@ -90,10 +190,11 @@ fn plan_record(
     ctx: &AppContext,
     playbooks: &PlaybookSet,
     stored: &StoredAlert,
-) -> Result<PlanRecord, StoreError> {
+) -> Result<(Alert, PlanRecord), StoreError> {
     let alert: Alert = serde_json::from_value(stored.alert.clone())
         .map_err(|e| StoreError::Corrupt(format!("alert {}: {e}", stored.id)))?;
-    Ok(decide(ctx, playbooks, &alert, &stored.correlation))
+    let record = decide(ctx, playbooks, &alert, &stored.correlation);
+    Ok((alert, record))
 }
 
 /// What the engine decides for an alert: pure, so intake can run it before storing the

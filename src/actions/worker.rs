@@ -207,7 +207,7 @@ async fn execute(
             pb.protected
                 .iter()
                 .find(|p| p.covers(Some(user.id.as_str()), email.as_ref()))
-                .map(|p| format!("{p:?}"))
+                .map(|p| p.to_string())
         });
     if let Some(p) =
         playbook_guard.or_else(|| ctx.globally_protected(user.id.as_str(), email.as_ref()))

@@ -28,6 +28,18 @@ async fn view(ctx: &AppContext, a: &Approval) -> Result<Value, ApiError> {
         Some(id) => ctx.store.get_alert(&id).await?.map(|s| s.alert),
         None => None,
     };
+    // Every alert that asked for this action, not only the first.
+    let mut asked_by = vec![];
+    for r in ctx.store.action_requests(&a.action_id).await? {
+        let al = ctx.store.get_alert(&r.alert_id).await?.map(|s| s.alert);
+        asked_by.push(json!({
+            "id": r.alert_id,
+            "title": al.as_ref().map(|a| a["title"].clone()),
+            "source": al.as_ref().map(|a| a["source"].clone()),
+            "severity": al.as_ref().map(|a| a["severity"].clone()),
+            "resolved_at": r.resolved_at,
+        }));
+    }
     Ok(json!({
         "id": a.id,
         "state": a.state,
@@ -51,6 +63,7 @@ async fn view(ctx: &AppContext, a: &Approval) -> Result<Value, ApiError> {
             "state": x.state,
             "will": format!("{} {}{}", x.kind, x.target, if x.mode == "dry_run" { " (dry run: nothing will change)" } else { "" }),
         })),
+        "alerts": asked_by,
         "alert": alert.map(|al| json!({
             "id": al["id"], "source": al["source"], "title": al["title"], "severity": al["severity"],
             "status": al["status"], "subjects": al["subjects"],

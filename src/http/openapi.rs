@@ -87,7 +87,13 @@ pub const ROUTES: &[Route] = &[
         summary: "Approvals, optionally by state",
         security: Some("approverJwt"),
         body: None,
-        responses: &[(200, "ApprovalList"), (400, E), (401, E), (500, E)],
+        responses: &[
+            (200, "ApprovalList"),
+            (400, E),
+            (401, E),
+            (403, E),
+            (500, E),
+        ],
     },
     Route {
         method: "get",
@@ -95,7 +101,7 @@ pub const ROUTES: &[Route] = &[
         summary: "One approval: the alert, the playbook, the target user and what will happen",
         security: Some("approverJwt"),
         body: None,
-        responses: &[(200, "Approval"), (401, E), (404, E), (500, E)],
+        responses: &[(200, "Approval"), (401, E), (403, E), (404, E), (500, E)],
     },
     Route {
         method: "post",
@@ -105,6 +111,7 @@ pub const ROUTES: &[Route] = &[
         body: Some("DecisionBody"),
         responses: &[
             (200, "DecisionResult"),
+            (400, E),
             (401, E),
             (403, E),
             (404, E),
@@ -121,6 +128,7 @@ pub const ROUTES: &[Route] = &[
         body: Some("DenyBody"),
         responses: &[
             (200, "DecisionResult"),
+            (400, E),
             (401, E),
             (403, E),
             (404, E),

@@ -97,7 +97,31 @@ async fn manual(
     }
     let target =
         UserRef::parse(&user).map_err(|e| ApiError::bad_request("invalid_user", e.to_string()))?;
-    if let Some(p) = ctx.globally_protected(&target.to_string(), None) {
+    // The user under every name lockout knows: a manual suspend by e-mail supersedes what
+    // a playbook scheduled against the same user's id, and a guard on either name holds.
+    let log = CallLog::default();
+    let (aliases, known) = ctx.known_names(&target, &log).await;
+    let mut lookups: Vec<AuditEvent> = log
+        .take()
+        .into_iter()
+        .map(|c| {
+            AuditEvent::new("api.call", format!("analyst:{}", who.0.id))
+                .subject(target.to_string())
+                .data(serde_json::to_value(c).expect("calls serialise"))
+        })
+        .collect();
+    let user_id = known.as_ref().map(|u| u.id.to_string());
+    let known_email = known
+        .as_ref()
+        .and_then(|u| crate::domain::Email::parse(&u.email).ok());
+    let protected = ctx
+        .globally_protected(&target.to_string(), known_email.as_ref())
+        .or_else(|| {
+            user_id
+                .as_deref()
+                .and_then(|id| ctx.globally_protected(id, known_email.as_ref()))
+        });
+    if let Some(p) = protected {
         ctx.store
             .append_audit(vec![AuditEvent::new("guard.protected", format!("analyst:{}", who.0.id)).subject(&target).data(json!({"reason": format!("protected by global guard {p}"), "kind": step.kind()}))])
             .await?;
@@ -127,6 +151,8 @@ async fn manual(
         alert_id: None,
         playbook: None,
         target: target.to_string(),
+        aliases,
+        user_id: user_id.clone(),
         mode: "enforce".into(),
         reason: body.reason.clone(),
         origin: "manual".into(),
@@ -140,7 +166,8 @@ async fn manual(
             delay_secs: 0,
         }],
     };
-    let audit = vec![AuditEvent::new(&format!("manual.{kind}"), format!("analyst:{}", who.0.id)).action(&action_id).subject(&target).data(json!({"reason": body.reason, "approval_required": body.approval_required, "roles": who.0.roles}))];
+    let mut audit = std::mem::take(&mut lookups);
+    audit.push(AuditEvent::new(&format!("manual.{kind}"), format!("analyst:{}", who.0.id)).action(&action_id).subject(&target).data(json!({"reason": body.reason, "approval_required": body.approval_required, "roles": who.0.roles, "user_id": user_id})));
     // An analyst acting on the user supersedes what was scheduled for them (e.g. a delayed
     // reactivation).
     let created = ctx.store.enqueue(vec![chain], true, audit).await?;

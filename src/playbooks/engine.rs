@@ -277,7 +277,7 @@ fn evaluate_one(pb: &Playbook, alert: &Alert, value: &AlertContext<'_>, plan: &m
                 pb,
                 "protected",
                 Some(target.to_string()),
-                format!("protected by guard {p:?}"),
+                format!("protected by guard {p}"),
             );
             continue;
         }

@@ -170,6 +170,15 @@ pub enum ProtectedPattern {
     Domain(String),
 }
 
+impl std::fmt::Display for ProtectedPattern {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::User(u) => write!(f, "{u}"),
+            Self::Domain(d) => write!(f, "*@{d}"),
+        }
+    }
+}
+
 impl ProtectedPattern {
     pub fn parse(s: &str) -> Result<Self, String> {
         if let Some(domain) = s.trim().strip_prefix("*@") {

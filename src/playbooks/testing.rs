@@ -69,7 +69,7 @@ pub fn explain(set: &PlaybookSet, alert: &Alert, users: Option<&[User]>) -> (Pla
                     .iter()
                     .find(|p| p.covers(Some(u.id.as_str()), Email::parse(&u.email).ok().as_ref()))
             {
-                format!("skip: protected ({p:?})")
+                format!("skip: protected ({p})")
             } else if let (Some(u), true) = (&user, step.action.changes_state()) {
                 let wanted = if step.action == StepAction::Suspend {
                     UserState::Suspended

@@ -139,6 +139,26 @@ CREATE TABLE audit_anchors (
 DROP INDEX IF EXISTS alerts_by_correlation;
 "#,
     ),
+    (
+        5,
+        "the alerts that asked for each action",
+        r#"
+-- Every alert that asked for an action: the one that created it and each later one that
+-- attached to it. A resolved alert withdraws its request; an approval is cancelled on resolve
+-- only when no request is left.
+CREATE TABLE action_alerts (
+    action_id   TEXT NOT NULL,
+    alert_id    TEXT NOT NULL,
+    correlation TEXT NOT NULL,
+    resolved_at TEXT,
+    PRIMARY KEY (action_id, alert_id)
+);
+CREATE INDEX action_alerts_by_correlation ON action_alerts (correlation);
+INSERT INTO action_alerts (action_id, alert_id, correlation)
+    SELECT ac.id, al.id, al.correlation FROM actions ac JOIN alerts al ON al.id = ac.alert_id;
+CREATE INDEX actions_by_user ON actions (user_id, kind, state);
+"#,
+    ),
 ];
 
 pub const POSTGRES: &[(i64, &str, &str)] = &[
@@ -273,6 +293,26 @@ CREATE TABLE audit_anchors (
         3,
         "indexes for what intake writes and what queries read",
         V3_INDEXES,
+    ),
+    (
+        5,
+        "the alerts that asked for each action",
+        r#"
+-- Every alert that asked for an action: the one that created it and each later one that
+-- attached to it. A resolved alert withdraws its request; an approval is cancelled on resolve
+-- only when no request is left.
+CREATE TABLE action_alerts (
+    action_id   TEXT NOT NULL,
+    alert_id    TEXT NOT NULL,
+    correlation TEXT NOT NULL,
+    resolved_at TEXT,
+    PRIMARY KEY (action_id, alert_id)
+);
+CREATE INDEX action_alerts_by_correlation ON action_alerts (correlation);
+INSERT INTO action_alerts (action_id, alert_id, correlation)
+    SELECT ac.id, al.id, al.correlation FROM actions ac JOIN alerts al ON al.id = ac.alert_id;
+CREATE INDEX actions_by_user ON actions (user_id, kind, state);
+"#,
     ),
 ];
 

@@ -161,6 +161,8 @@ pub trait Store: Send + Sync + 'static {
         audit: Vec<AuditEvent>,
     ) -> StoreResult<bool>;
     async fn get_action(&self, id: &str) -> StoreResult<Option<Action>>;
+    /// The alerts that asked for an action: the one that created it and each that attached.
+    async fn action_requests(&self, action_id: &str) -> StoreResult<Vec<ActionRequest>>;
     async fn list_actions(&self, alert_id: Option<&str>) -> StoreResult<Vec<Action>>;
     /// Counts of actions per (kind, state), for metrics.
     async fn action_counts(&self) -> StoreResult<Vec<(String, String, i64)>>;

@@ -700,8 +700,71 @@ async fn cancel_action(
     cancel_successors(conn, a, why, now, audit).await
 }
 
-/// Inserts a chain; its first step becomes due. If an open action has the same target and
-/// kind as the first step, the chain attaches to it and nothing new is queued.
+/// Every name the chain's target goes by: its target, its aliases and its user id.
+fn target_names(chain: &NewChain) -> Vec<String> {
+    let mut names: Vec<String> = std::iter::once(&chain.target)
+        .chain(&chain.aliases)
+        .chain(&chain.user_id)
+        .cloned()
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// `$from, $from+1, …` for a list of `n` values.
+fn placeholders(from: usize, n: usize) -> String {
+    (from..from + n)
+        .map(|i| format!("${i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Open actions on the user any of `names` names (by target or resolved id), optionally of
+/// one kind, oldest first.
+async fn open_actions_on(
+    conn: &mut AnyConnection,
+    names: &[String],
+    kind: Option<&str>,
+    states: &str,
+) -> StoreResult<Vec<Action>> {
+    let list = placeholders(2, names.len());
+    let sql = format!(
+        "SELECT * FROM actions WHERE ($1 IS NULL OR kind = $1) AND state IN ({states}) AND (target IN ({list}) OR user_id IN ({list})) ORDER BY created_at, step_index"
+    );
+    let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(kind);
+    for n in names {
+        q = q.bind(n);
+    }
+    q.fetch_all(&mut *conn)
+        .await?
+        .iter()
+        .map(action_from_row)
+        .collect()
+}
+
+/// Records that `alert_id` asked for `action_id` (a resolved alert withdraws it).
+async fn record_request(
+    conn: &mut AnyConnection,
+    action_id: &str,
+    alert_id: &str,
+) -> StoreResult<()> {
+    sqlx::query(
+        "INSERT INTO action_alerts (action_id, alert_id, correlation)
+         SELECT $1, id, correlation FROM alerts WHERE id = $2
+         ON CONFLICT (action_id, alert_id) DO NOTHING",
+    )
+    .bind(action_id)
+    .bind(alert_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Inserts a chain; its first step becomes due. If an open action on the same user (by any
+/// of its names) has the kind of the first step, the chain attaches to it (its alert is
+/// recorded as asking for it too) unless it asks for something stricter (`supersedes`), in
+/// which case the open action is cancelled and the chain inserted.
 async fn insert_chain(
     conn: &mut AnyConnection,
     chain: &NewChain,
@@ -712,22 +775,40 @@ async fn insert_chain(
         return Ok(vec![]);
     };
     if chain.target != "*" {
-        let open: Option<String> = sqlx::query_scalar(
-            "SELECT id FROM actions WHERE target = $1 AND kind = $2 AND state IN ('waiting', 'pending_approval', 'scheduled', 'ready', 'running') LIMIT 1",
+        let names = target_names(chain);
+        let open = open_actions_on(
+            conn,
+            &names,
+            Some(&first.kind),
+            "'waiting', 'pending_approval', 'scheduled', 'ready', 'running'",
         )
-        .bind(&chain.target)
-        .bind(&first.kind)
-        .fetch_optional(&mut *conn)
         .await?;
-        if let Some(existing) = open {
-            let mut e = AuditEvent::new("action.attached", "system")
-                .action(&existing)
-                .subject(&chain.target)
-                .data(json!({"kind": first.kind, "reason": "an open action for this user and kind exists", "steps_dropped": chain.steps.len()}));
-            e.alert_id = chain.alert_id.clone();
-            e.playbook = chain.playbook.clone();
-            audit.push(e);
-            return Ok(vec![]);
+        if let Some(existing) = open.into_iter().next() {
+            match super::supersedes(&chain.mode, first, &existing) {
+                Some(why) => {
+                    let mut e = AuditEvent::new("action.superseded", "system")
+                        .action(&existing.id)
+                        .subject(&chain.target)
+                        .data(json!({"kind": first.kind, "reason": why, "by_chain": chain.id}));
+                    e.alert_id = chain.alert_id.clone();
+                    e.playbook = chain.playbook.clone();
+                    audit.push(e);
+                    cancel_action(conn, &existing, &why, now, audit).await?;
+                }
+                None => {
+                    if let Some(alert_id) = &chain.alert_id {
+                        record_request(conn, &existing.id, alert_id).await?;
+                    }
+                    let mut e = AuditEvent::new("action.attached", "system")
+                        .action(&existing.id)
+                        .subject(&chain.target)
+                        .data(json!({"kind": first.kind, "reason": "an open action for this user and kind exists, asking for no less", "existing_state": existing.state, "steps_dropped": chain.steps.len()}));
+                    e.alert_id = chain.alert_id.clone();
+                    e.playbook = chain.playbook.clone();
+                    audit.push(e);
+                    return Ok(vec![]);
+                }
+            }
         }
     }
     let mut created = vec![];
@@ -735,8 +816,8 @@ async fn insert_chain(
     for (i, step) in chain.steps.iter().enumerate() {
         sqlx::query(
             "INSERT INTO actions (id, chain_id, step_index, predecessor, alert_id, playbook, kind, target, params, approval, mode, reason, origin, requested_by,
-                                  state, attempts, delay_secs, deadline_secs, not_before, deadline_at, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'waiting', 0, $15, $16, $17, $18, $19, $20)",
+                                  state, attempts, delay_secs, deadline_secs, not_before, deadline_at, created_at, updated_at, user_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'waiting', 0, $15, $16, $17, $18, $19, $20, $21)",
         )
         .bind(&step.id)
         .bind(&chain.id)
@@ -758,8 +839,12 @@ async fn insert_chain(
         .bind(now)
         .bind(now)
         .bind(now)
+        .bind(&chain.user_id)
         .execute(&mut *conn)
         .await?;
+        if let Some(alert_id) = &chain.alert_id {
+            record_request(conn, &step.id, alert_id).await?;
+        }
         let mut e = AuditEvent::new("action.queued", "system")
             .action(&step.id)
             .subject(&chain.target)
@@ -775,6 +860,63 @@ async fn insert_chain(
         .ok_or_else(|| corrupt("inserted action vanished"))?;
     activate(conn, &first, now, audit).await?;
     Ok(created)
+}
+
+/// A resolved alert withdraws the requests of the firing alerts it correlates with. A
+/// pending approval whose step cancels on resolve is cancelled once no request is left; while
+/// another alert still asks for the action, it stays (audited).
+async fn withdraw_requests(
+    conn: &mut AnyConnection,
+    correlation: &str,
+    resolved_by: &str,
+    now: &str,
+    audit: &mut Vec<AuditEvent>,
+) -> StoreResult<()> {
+    let actions: Vec<String> = sqlx::query_scalar(
+        "UPDATE action_alerts SET resolved_at = $1 WHERE correlation = $2 AND resolved_at IS NULL AND alert_id != $3 RETURNING action_id",
+    )
+    .bind(now)
+    .bind(correlation)
+    .bind(resolved_by)
+    .fetch_all(&mut *conn)
+    .await?;
+    let mut seen = std::collections::HashSet::new();
+    for action_id in actions {
+        if !seen.insert(action_id.clone()) {
+            continue;
+        }
+        let rows =
+            sqlx::query("SELECT * FROM approvals WHERE action_id = $1 AND state = 'pending'")
+                .bind(&action_id)
+                .fetch_all(&mut *conn)
+                .await?;
+        for row in &rows {
+            let approval = approval_from_row(row)?;
+            if !approval.request.cancel_on_resolve {
+                continue;
+            }
+            let Some(action) = load_action(conn, &approval.action_id).await? else {
+                continue;
+            };
+            let still: Vec<String> = sqlx::query_scalar(
+                "SELECT alert_id FROM action_alerts WHERE action_id = $1 AND resolved_at IS NULL ORDER BY alert_id",
+            )
+            .bind(&action_id)
+            .fetch_all(&mut *conn)
+            .await?;
+            if still.is_empty() {
+                let why = format!("the source resolved the alert (resolved by {resolved_by})");
+                cancel_action(conn, &action, &why, now, audit).await?;
+            } else {
+                audit.push(action_event(
+                    &action,
+                    "approval.kept",
+                    json!({"reason": format!("resolved by {resolved_by}, but other alerts still ask for it"), "alerts": still}),
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 fn alert_from_row(row: &AnyRow) -> StoreResult<StoredAlert> {
@@ -1040,24 +1182,7 @@ impl Store for SqlStore {
                 continue;
             }
             if let Some(correlation) = &plan.cancel_correlation {
-                let rows = sqlx::query(
-                    "SELECT ap.* FROM approvals ap JOIN actions ac ON ac.id = ap.action_id JOIN alerts al ON al.id = ac.alert_id
-                     WHERE ap.state = 'pending' AND al.correlation = $1 AND al.status = 'firing' AND al.id != $2",
-                )
-                .bind(correlation)
-                .bind(&alert_id)
-                .fetch_all(&mut *tx)
-                .await?;
-                for row in &rows {
-                    let approval = approval_from_row(row)?;
-                    if !approval.request.cancel_on_resolve {
-                        continue;
-                    }
-                    if let Some(action) = load_action(&mut tx, &approval.action_id).await? {
-                        let why = format!("the source resolved the alert (resolved by {alert_id})");
-                        cancel_action(&mut tx, &action, &why, &now, &mut more).await?;
-                    }
-                }
+                withdraw_requests(&mut tx, correlation, &alert_id, &now, &mut more).await?;
             }
             for chain in &plan.chains {
                 created.extend(insert_chain(&mut tx, chain, &now, &mut more).await?);
@@ -1081,13 +1206,14 @@ impl Store for SqlStore {
         let mut created = vec![];
         for chain in &chains {
             if supersede && chain.target != "*" {
-                let rows = sqlx::query("SELECT * FROM actions WHERE target = $1 AND state IN ('waiting', 'pending_approval', 'scheduled', 'ready') AND chain_id != $2 ORDER BY step_index")
-                    .bind(&chain.target)
-                    .bind(&chain.id)
-                    .fetch_all(&mut *tx)
-                    .await?;
-                for row in &rows {
-                    let a = action_from_row(row)?;
+                let open = open_actions_on(
+                    &mut tx,
+                    &target_names(chain),
+                    None,
+                    "'waiting', 'pending_approval', 'scheduled', 'ready'",
+                )
+                .await?;
+                for a in open.iter().filter(|a| a.chain_id != chain.id) {
                     // Re-read: cancelling one may already have cancelled its successors.
                     if load_action(&mut tx, &a.id)
                         .await?
@@ -1095,7 +1221,7 @@ impl Store for SqlStore {
                     {
                         cancel_action(
                             &mut tx,
-                            &a,
+                            a,
                             "superseded by a manual action on the user",
                             &now,
                             &mut audit,
@@ -1336,6 +1462,23 @@ impl Store for SqlStore {
     async fn get_action(&self, id: &str) -> StoreResult<Option<Action>> {
         let mut conn = self.shared.pool.acquire().await?;
         load_action(&mut conn, id).await
+    }
+
+    async fn action_requests(&self, action_id: &str) -> StoreResult<Vec<ActionRequest>> {
+        let rows = sqlx::query(
+            "SELECT alert_id, resolved_at FROM action_alerts WHERE action_id = $1 ORDER BY alert_id",
+        )
+        .bind(action_id)
+        .fetch_all(&self.shared.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ActionRequest {
+                    alert_id: r.try_get("alert_id")?,
+                    resolved_at: r.try_get("resolved_at")?,
+                })
+            })
+            .collect()
     }
 
     async fn list_actions(&self, alert_id: Option<&str>) -> StoreResult<Vec<Action>> {

@@ -93,6 +93,13 @@ pub struct NewStep {
     pub delay_secs: i64,
 }
 
+/// An alert that asked for an action; a resolved one has withdrawn its request.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ActionRequest {
+    pub alert_id: String,
+    pub resolved_at: Option<String>,
+}
+
 /// The ordered steps for one target (a plan holds several).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct NewChain {
@@ -101,6 +108,15 @@ pub struct NewChain {
     pub playbook: Option<String>,
     /// A 1Password user id or an e-mail, or `*` for account-wide steps.
     pub target: String,
+    /// Every name of the target known when it was planned (normalised e-mail, user id),
+    /// `target` among them: open actions, attachment and supersession match on any of them,
+    /// so one user under two names is one user.
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// The target's 1Password id, when known at planning (stored before the worker resolves
+    /// it, so that a later request by id finds this chain).
+    #[serde(default)]
+    pub user_id: Option<String>,
     /// `enforce` or `dry_run`.
     pub mode: String,
     pub reason: String,
@@ -380,6 +396,34 @@ pub fn apply_decision(
     Ok((approvals >= approval.request.quorum).then_some(ApprovalState::Approved))
 }
 
+/// Whether a new chain whose first step is `first` must replace the open action `existing`
+/// of the same kind on the same user instead of attaching to it: attaching must never weaken
+/// what the later request asked for. An immediate enforced step supersedes one still waiting
+/// for an approval, a delay or its predecessor, or a dry run; anything else attaches.
+/// Returns the reason, for the audit.
+pub fn supersedes(mode: &str, first: &NewStep, existing: &Action) -> Option<String> {
+    let immediate = mode == "enforce" && first.approval.is_none() && first.delay_secs == 0;
+    if !immediate || matches!(existing.state, ActionState::Running) {
+        return None;
+    }
+    if existing.mode != "enforce" {
+        return Some(format!(
+            "an enforced {} replaces the open dry run {}",
+            first.kind, existing.id
+        ));
+    }
+    let waiting_for = match existing.state {
+        ActionState::PendingApproval => "an approval",
+        ActionState::Scheduled => "its delay",
+        ActionState::Waiting => "an earlier step",
+        _ => return None,
+    };
+    Some(format!(
+        "a later request asks for an immediate {}; {} was waiting for {waiting_for}",
+        first.kind, existing.id
+    ))
+}
+
 /// What the engine decided for one alert, committed at once.
 #[derive(Debug, Default)]
 pub struct PlanRecord {
@@ -439,6 +483,80 @@ mod tests {
     }
 
     const BEFORE: &str = "2026-01-01T00:30:00.000000Z";
+
+    #[test]
+    fn the_stricter_request_wins() {
+        let step = |approval: bool, delay: i64| NewStep {
+            id: "act_2".into(),
+            kind: "suspend".into(),
+            params: serde_json::json!({}),
+            approval: approval.then(|| action_with_approval().approval.unwrap()),
+            delay_secs: delay,
+        };
+        let mut existing = action();
+        for (state, mode, new_mode, approval, delay, wins) in [
+            (
+                ActionState::PendingApproval,
+                "enforce",
+                "enforce",
+                false,
+                0,
+                true,
+            ),
+            (ActionState::Scheduled, "enforce", "enforce", false, 0, true),
+            (ActionState::Waiting, "enforce", "enforce", false, 0, true),
+            (
+                ActionState::PendingApproval,
+                "dry_run",
+                "enforce",
+                false,
+                0,
+                true,
+            ),
+            (
+                ActionState::PendingApproval,
+                "enforce",
+                "enforce",
+                true,
+                0,
+                false,
+            ),
+            (
+                ActionState::PendingApproval,
+                "enforce",
+                "enforce",
+                false,
+                60,
+                false,
+            ),
+            (
+                ActionState::PendingApproval,
+                "enforce",
+                "dry_run",
+                false,
+                0,
+                false,
+            ),
+            (ActionState::Ready, "enforce", "enforce", false, 0, false),
+            (ActionState::Running, "enforce", "enforce", false, 0, false),
+            (ActionState::Running, "dry_run", "enforce", false, 0, false),
+        ] {
+            existing.state = state;
+            existing.mode = mode.into();
+            let got = supersedes(new_mode, &step(approval, delay), &existing);
+            assert_eq!(
+                got.is_some(),
+                wins,
+                "{state:?} {mode} <- {new_mode} {approval} {delay}: {got:?}"
+            );
+        }
+    }
+
+    fn action_with_approval() -> Action {
+        let mut a = action();
+        a.approval = Some(approval(&a, vec![]).request);
+        a
+    }
 
     #[test]
     fn decisions_compare_every_name_of_a_person_and_refuse_after_expiry() {

@@ -57,6 +57,12 @@ impl Directory {
         Ok(state.by_email.get(email.as_str()).cloned())
     }
 
+    /// The cached user with this id, if the directory was paged (no request).
+    pub async fn cached_by_id(&self, id: &crate::domain::UserId) -> Option<User> {
+        let state = self.state.lock().await;
+        state.by_email.values().find(|u| &u.id == id).cloned()
+    }
+
     /// Keep the cache in step with a state change lockout itself made.
     pub async fn note(&self, user: &User) {
         let mut state = self.state.lock().await;

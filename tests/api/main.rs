@@ -10,6 +10,7 @@ mod crash;
 mod fake_contract;
 mod formats;
 mod helpers;
+mod identity;
 mod intake;
 mod jwks;
 mod oidc;

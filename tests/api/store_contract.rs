@@ -50,6 +50,8 @@ fn chain(target: &str, kinds: &[&str], approval: Option<ApprovalRequest>) -> New
         alert_id: None,
         playbook: Some("contract".into()),
         target: target.into(),
+        aliases: vec![],
+        user_id: None,
         mode: "enforce".into(),
         reason: "contract".into(),
         origin: "playbook".into(),
