@@ -55,12 +55,27 @@ pub struct Settings {
     pub audit: AuditSettings,
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditSettings {
     /// Forward every record (at least once, in order) to a webhook or Splunk HEC.
     #[serde(default)]
     pub forward: Option<AuditForwardSettings>,
+    /// Refused alert requests reach the audit aggregated per source and reason, once per
+    /// this interval (each is counted in the metrics at once).
+    #[serde(default = "default_refusal_interval")]
+    pub refusal_interval_secs: u64,
+}
+impl Default for AuditSettings {
+    fn default() -> Self {
+        Self {
+            forward: None,
+            refusal_interval_secs: default_refusal_interval(),
+        }
+    }
+}
+fn default_refusal_interval() -> u64 {
+    60
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -226,6 +241,16 @@ pub struct ServerSettings {
     /// Largest accepted request body, in bytes.
     #[serde(default = "default_body_limit")]
     pub body_limit_bytes: usize,
+    /// An alert body not received in full within this is answered 408.
+    #[serde(default = "default_body_timeout")]
+    pub body_timeout_ms: u64,
+    /// A connection that has not sent its request head within this is closed.
+    #[serde(default = "default_header_timeout")]
+    pub header_timeout_ms: u64,
+    /// Bytes of alert bodies held, across requests, before their sender is authenticated
+    /// (HMAC sources sign the body, so it is read first). Past it: 503 with Retry-After.
+    #[serde(default = "default_unauthenticated_budget")]
+    pub unauthenticated_body_budget_bytes: usize,
     /// Worker threads of the HTTP server (0: one per core).
     #[serde(default)]
     pub http_workers: usize,
@@ -252,6 +277,9 @@ impl Default for ServerSettings {
         Self {
             listen: default_listen(),
             body_limit_bytes: default_body_limit(),
+            body_timeout_ms: default_body_timeout(),
+            header_timeout_ms: default_header_timeout(),
+            unauthenticated_body_budget_bytes: default_unauthenticated_budget(),
             http_workers: 0,
             admin_token: None,
             admin_tokens: vec![],
@@ -264,6 +292,15 @@ fn default_listen() -> String {
 }
 fn default_body_limit() -> usize {
     1024 * 1024
+}
+fn default_body_timeout() -> u64 {
+    10_000
+}
+fn default_header_timeout() -> u64 {
+    5_000
+}
+fn default_unauthenticated_budget() -> usize {
+    32 * 1024 * 1024
 }
 
 #[derive(Debug, Deserialize)]

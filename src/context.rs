@@ -65,6 +65,9 @@ pub struct AppContext {
     pub actions_waiting: Notify,
     pub sandbox: bool,
     pub metrics: crate::metrics::Metrics,
+    /// Refused intake requests, written to the audit aggregated per interval.
+    pub refusals: crate::audit::refusals::RefusalLog,
+    pub refusal_interval: Duration,
 }
 
 /// The live playbook set: read as a cheap snapshot, swapped whole on reload.
@@ -156,6 +159,18 @@ impl AppContext {
         names.sort();
         names.dedup();
         (names, user)
+    }
+
+    /// Writes the refusals counted since the last flush to the audit (one record per source
+    /// and reason).
+    pub async fn flush_refusals(&self) {
+        let records = self.refusals.drain(self.refusal_interval.as_secs());
+        if records.is_empty() {
+            return;
+        }
+        if let Err(e) = self.store.append_audit(records).await {
+            tracing::error!(error = %e, "could not audit refused requests");
+        }
     }
 
     /// Counts Users API calls and their latency.

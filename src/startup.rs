@@ -204,6 +204,8 @@ impl Application {
             alerts_waiting: tokio::sync::Notify::new(),
             actions_waiting: tokio::sync::Notify::new(),
             metrics: Default::default(),
+            refusals: Default::default(),
+            refusal_interval: Duration::from_secs(settings.audit.refusal_interval_secs.max(1)),
         });
         store
             .append_audit(vec![AuditEvent::new("service.started", "system").data(json!({
@@ -228,7 +230,11 @@ impl Application {
                 .iter()
                 .map(|t| t.expose_secret()),
         ));
-        let limit = web::Data::new(crate::http::BodyLimit(settings.server.body_limit_bytes));
+        let limit = web::Data::new(crate::http::IntakeLimits::new(
+            settings.server.body_limit_bytes,
+            Duration::from_millis(settings.server.body_timeout_ms),
+            settings.server.unauthenticated_body_budget_bytes,
+        ));
         let data = web::Data::from(ctx.clone());
         let mut sources: Vec<String> = ctx.sources.keys().cloned().collect();
         sources.sort();
@@ -247,9 +253,12 @@ impl Application {
                 .app_data(limit.clone())
                 .app_data(error::json_config())
                 .app_data(error::query_config())
+                .wrap(error::router_errors())
                 .configure(move |cfg| crate::http::routes(cfg, &sources))
         })
-        .shutdown_timeout(30);
+        .shutdown_timeout(30)
+        // A client that has not sent its request head within this is disconnected (408).
+        .client_request_timeout(Duration::from_millis(settings.server.header_timeout_ms));
         if settings.server.http_workers > 0 {
             server = server.workers(settings.server.http_workers);
         }
@@ -281,6 +290,18 @@ impl Application {
                 shutdown.clone(),
             )),
         ];
+        background.push(tokio::spawn({
+            let ctx = ctx.clone();
+            let shutdown = shutdown.clone();
+            async move {
+                loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(ctx.refusal_interval) => ctx.flush_refusals().await,
+                    }
+                }
+            }
+        }));
         if let Some(f) = &settings.audit.forward {
             let forwarder = crate::audit::forward::Forwarder::new(f)?;
             background.push(tokio::spawn(crate::audit::forward::run_forwarder(
@@ -342,6 +363,7 @@ impl Application {
         for task in self.background {
             let _ = task.await;
         }
+        self.ctx.flush_refusals().await;
         let log = CallLog::default();
         if let Err(e) = self.ctx.users.revoke_token(&log).await {
             tracing::warn!(error = %e, "could not revoke the access token");

@@ -3,8 +3,6 @@
 //! SHA-256 digests, so neither content nor length leaks through timing. Several secrets per
 //! source allow rotation without downtime. `Debug` never prints a secret.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
@@ -46,8 +44,16 @@ pub struct HmacVerifier {
     prefix: String,
     timestamp_header: Option<String>,
     tolerance: Duration,
-    /// Signatures seen within the tolerance window: a replayed request is refused.
-    seen: Mutex<HashMap<[u8; 32], u64>>,
+}
+
+/// A request whose signature verified: the key under which a replay of it is refused, and
+/// for how long the key must be remembered. The key is a digest of the decoded signature
+/// that matched, not of the header's text: another spelling of the same signature (case,
+/// extra entries) is the same request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SignedRequest {
+    pub replay_key: String,
+    pub remember_for: Duration,
 }
 
 impl std::fmt::Debug for SourceAuthenticator {
@@ -123,26 +129,25 @@ impl SourceAuthenticator {
                 prefix: prefix.clone(),
                 timestamp_header: timestamp_header.as_ref().map(|h| h.to_ascii_lowercase()),
                 tolerance: Duration::from_secs(*tolerance_secs),
-                seen: Mutex::new(HashMap::new()),
             }),
             SourceAuth::None => Self::None,
         })
     }
 
-    /// Checks a request. `header` looks a header up by lower-case name.
-    pub fn verify(
-        &self,
-        header: &dyn Fn(&str) -> Option<String>,
-        body: &[u8],
-    ) -> Result<(), AuthError> {
+    /// Whether the scheme needs the body to authenticate (HMAC signs it); the others are
+    /// decided from the headers before any body is read.
+    pub fn needs_body(&self) -> bool {
+        matches!(self, Self::Hmac(_))
+    }
+
+    /// Checks a request by its headers (bearer, basic, none). `header` looks a header up by
+    /// lower-case name. The scheme's name is case-insensitive (RFC 9110).
+    pub fn verify_headers(&self, header: &dyn Fn(&str) -> Option<String>) -> Result<(), AuthError> {
         match self {
             Self::None => Ok(()),
             Self::Bearer { digests } => {
                 let h = header("authorization").ok_or(fail("missing authorization header"))?;
-                let token = h
-                    .strip_prefix("Bearer ")
-                    .or_else(|| h.strip_prefix("bearer "))
-                    .ok_or(fail("not a bearer token"))?;
+                let token = strip_scheme(&h, "bearer").ok_or(fail("not a bearer token"))?;
                 if any_matches(digests, token.trim().as_bytes()) {
                     Ok(())
                 } else {
@@ -151,7 +156,7 @@ impl SourceAuthenticator {
             }
             Self::Basic { username, digests } => {
                 let h = header("authorization").ok_or(fail("missing authorization header"))?;
-                let encoded = h.strip_prefix("Basic ").ok_or(fail("not basic auth"))?;
+                let encoded = strip_scheme(&h, "basic").ok_or(fail("not basic auth"))?;
                 let decoded = base64::engine::general_purpose::STANDARD
                     .decode(encoded.trim())
                     .map_err(|_| fail("malformed basic auth"))?;
@@ -169,9 +174,28 @@ impl SourceAuthenticator {
                     Err(fail("wrong basic credentials"))
                 }
             }
-            Self::Hmac(h) => h.verify(header, body),
+            Self::Hmac(_) => Err(fail("the signature covers the body")),
         }
     }
+
+    /// Checks a request with its body. For HMAC, the signed request's replay key comes back:
+    /// the caller refuses it if any replica has seen it (`Store::remember_signature`).
+    pub fn verify(
+        &self,
+        header: &dyn Fn(&str) -> Option<String>,
+        body: &[u8],
+    ) -> Result<Option<SignedRequest>, AuthError> {
+        match self {
+            Self::Hmac(h) => h.verify(header, body).map(Some),
+            other => other.verify_headers(header).map(|()| None),
+        }
+    }
+}
+
+/// `value` without its leading auth scheme, compared case-insensitively.
+fn strip_scheme<'a>(value: &'a str, scheme: &str) -> Option<&'a str> {
+    let (name, rest) = value.trim_start().split_once(' ')?;
+    name.eq_ignore_ascii_case(scheme).then_some(rest)
 }
 
 impl HmacVerifier {
@@ -203,7 +227,7 @@ impl HmacVerifier {
         &self,
         header: &dyn Fn(&str) -> Option<String>,
         body: &[u8],
-    ) -> Result<(), AuthError> {
+    ) -> Result<SignedRequest, AuthError> {
         let value = header(&self.header).ok_or(fail("missing signature header"))?;
         // Several signatures may be sent during the sender's own rotation (PagerDuty style).
         let presented: Vec<Vec<u8>> = value
@@ -225,7 +249,7 @@ impl HmacVerifier {
                 Some(ts.trim().to_owned())
             }
         };
-        let mut ok = subtle::Choice::from(0);
+        let mut matched: Option<Vec<u8>> = None;
         for secret in &self.secrets {
             let expected = match &timestamp {
                 Some(ts) => self.mac(
@@ -235,25 +259,24 @@ impl HmacVerifier {
                 None => self.mac(secret.expose_secret().as_bytes(), &[body]),
             };
             for p in &presented {
-                if p.len() == expected.len() {
-                    ok |= p.as_slice().ct_eq(&expected);
+                if p.len() == expected.len() && bool::from(p.as_slice().ct_eq(&expected)) {
+                    matched = Some(expected.clone());
                 }
             }
         }
-        if !bool::from(ok) {
+        let Some(signature) = matched else {
             return Err(fail("signature does not match"));
-        }
-        if timestamp.is_some() {
-            // Within the window, the same signed request twice is a replay.
-            let key = digest(value.as_bytes());
-            let now = now_secs();
-            let mut seen = self.seen.lock().unwrap_or_else(|p| p.into_inner());
-            seen.retain(|_, at| now.saturating_sub(*at) <= self.tolerance.as_secs() * 2);
-            if seen.insert(key, now).is_some() {
-                return Err(fail("replayed request"));
-            }
-        }
-        Ok(())
+        };
+        // With a timestamp, a replay past the tolerance is refused by its age; within it, by
+        // its key. Without one, only the key tells a replay: remembered for a day at least.
+        let remember_for = match timestamp {
+            Some(_) => self.tolerance * 2,
+            None => self.tolerance.max(Duration::from_secs(24 * 3600)),
+        };
+        Ok(SignedRequest {
+            replay_key: crate::domain::to_hex(&digest(&signature)),
+            remember_for,
+        })
     }
 }
 
@@ -296,8 +319,20 @@ mod tests {
             ("X-Grafana-Alerting-Signature", sig.clone()),
             ("X-Grafana-Alerting-Timestamp", ts.clone()),
         ]);
-        assert_eq!(auth.verify(&h, body), Ok(()));
-        assert_eq!(auth.verify(&h, body), Err(fail("replayed request")));
+        let key = auth.verify(&h, body).unwrap().unwrap();
+        // Another spelling of the same signature is the same request: the same replay key.
+        for spelling in [
+            sig.to_uppercase(),
+            format!("{sig},x"),
+            format!("00,{sig}"),
+            format!(" {sig} "),
+        ] {
+            let h = headers(vec![
+                ("X-Grafana-Alerting-Signature", spelling.clone()),
+                ("X-Grafana-Alerting-Timestamp", ts.clone()),
+            ]);
+            assert_eq!(auth.verify(&h, body), Ok(Some(key.clone())), "{spelling}");
+        }
         assert_eq!(
             auth.verify(&h, br#"{"status":"resolved"}"#),
             Err(fail("signature does not match"))
@@ -330,7 +365,7 @@ mod tests {
             "X-PagerDuty-Signature",
             format!("v1={other},v1={good}"),
         )]);
-        assert_eq!(auth.verify(&h, body), Ok(()));
+        assert!(auth.verify(&h, body).unwrap().is_some());
         let h = headers(vec![("X-PagerDuty-Signature", format!("v1={other}"))]);
         assert!(auth.verify(&h, body).is_err());
         let h = headers(vec![]);
@@ -381,10 +416,31 @@ mod tests {
                 .is_err()
         );
         assert!(!format!("{auth:?}").contains("p1"));
+        // The scheme's name in any case (RFC 9110).
+        let lower = format!(
+            "basic {}",
+            base64::engine::general_purpose::STANDARD.encode("siem:p1")
+        );
+        assert!(
+            auth.verify_headers(&headers(vec![("authorization", lower)]))
+                .is_ok()
+        );
+        let upper = format!(
+            "BASIC {}",
+            base64::engine::general_purpose::STANDARD.encode("siem:p1")
+        );
+        assert!(
+            auth.verify_headers(&headers(vec![("authorization", upper)]))
+                .is_ok()
+        );
         let auth: SourceAuth = serde_saphyr::from_str("type: bearer\ntokens: [t1, t2]\n").unwrap();
         let auth = SourceAuthenticator::from_config(&auth).unwrap();
         assert!(
             auth.verify(&headers(vec![("authorization", "Bearer t2".into())]), b"")
+                .is_ok()
+        );
+        assert!(
+            auth.verify_headers(&headers(vec![("authorization", "BEARER t1".into())]))
                 .is_ok()
         );
         assert!(

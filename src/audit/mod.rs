@@ -5,6 +5,7 @@
 //! and computes each record's hash from the previous one inside the same write transaction.
 
 pub mod forward;
+pub mod refusals;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};

@@ -9,20 +9,45 @@ use crate::actions;
 use crate::alerts::{self, Alert, AlertStatus, ParseError, Severity};
 use crate::audit::{AuditEvent, PreparedEvent};
 use crate::context::AppContext;
-use crate::domain::{Email, UserId, format_time, new_id, now_rfc3339};
+use crate::domain::{Email, UserId, format_time, new_id};
 use crate::store::{InsertOutcome, NewAlert};
 
-pub struct BodyLimit(pub usize);
+/// What intake allows a request before and while its body is read.
+pub struct IntakeLimits {
+    /// Largest accepted body, in bytes.
+    pub body_limit: usize,
+    /// A body not received in full within this is answered 408.
+    pub body_timeout: std::time::Duration,
+    /// Bytes of bodies that may be held in memory, across requests, before their sender is
+    /// authenticated (HMAC signs the body: it must be read first). Past it: 503.
+    pub unauthenticated: tokio::sync::Semaphore,
+}
+
+impl IntakeLimits {
+    pub fn new(
+        body_limit: usize,
+        body_timeout: std::time::Duration,
+        unauthenticated_budget: usize,
+    ) -> Self {
+        Self {
+            body_limit,
+            body_timeout,
+            unauthenticated: tokio::sync::Semaphore::new(
+                unauthenticated_budget.min(tokio::sync::Semaphore::MAX_PERMITS),
+            ),
+        }
+    }
+}
 
 /// `POST /v1/alerts/{source}`: authenticate, parse, store durably, answer 202.
 pub async fn receive(
     ctx: web::Data<AppContext>,
-    limit: web::Data<BodyLimit>,
+    limits: web::Data<IntakeLimits>,
     source: web::Path<String>,
     req: HttpRequest,
     payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
-    receive_from(&source, ctx, limit, req, payload).await
+    receive_from(&source, ctx, limits, req, payload).await
 }
 
 /// The same, on a route of its own per configured source (`routes`): a static path, which
@@ -30,7 +55,7 @@ pub async fn receive(
 pub async fn receive_from(
     source: &str,
     ctx: web::Data<AppContext>,
-    limit: web::Data<BodyLimit>,
+    limits: web::Data<IntakeLimits>,
     req: HttpRequest,
     mut payload: web::Payload,
 ) -> Result<HttpResponse, ApiError> {
@@ -43,29 +68,110 @@ pub async fn receive_from(
             "no alert source named {source:?}"
         )));
     };
-    let mut body = web::BytesMut::new();
-    while let Some(chunk) = payload.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request("bad_body", e.to_string()))?;
-        if body.len() + chunk.len() > limit.0 {
-            reject(&ctx, &source.name, "too_large", "").await;
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("the body is larger than {} bytes", limit.0),
-            ));
-        }
-        body.extend_from_slice(&chunk);
-    }
     let header = |name: &str| {
         req.headers()
             .get(name)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
-    if let Err(alerts::AuthError::Failed { reason }) = source.auth.verify(&header, &body) {
+    // Bearer, basic and none are decided from the headers: an unauthenticated sender's body
+    // is never read.
+    let authenticated_early = !source.auth.needs_body();
+    if authenticated_early
+        && let Err(alerts::AuthError::Failed { reason }) = source.auth.verify_headers(&header)
+    {
         tracing::warn!(source = %source.name, reason, "alert refused: authentication failed");
-        reject(&ctx, &source.name, "unauthenticated", reason).await;
+        reject(&ctx, &source.name, "unauthenticated", reason);
         return Err(ApiError::unauthorized());
+    }
+    let too_large = |ctx: &AppContext| {
+        reject(ctx, &source.name, "too_large", "");
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("the body is larger than {} bytes", limits.body_limit),
+        )
+    };
+    let declared: Option<usize> = header("content-length").and_then(|v| v.trim().parse().ok());
+    if declared.is_some_and(|n| n > limits.body_limit) {
+        return Err(too_large(&ctx));
+    }
+    // A body read before its sender is known holds memory on the sender's say-so: bounded
+    // across all such requests.
+    let _reserved = if authenticated_early {
+        None
+    } else {
+        let want = declared.unwrap_or(limits.body_limit).max(1);
+        match limits.unauthenticated.try_acquire_many(want as u32) {
+            Ok(permit) => Some(permit),
+            Err(_) => {
+                reject(
+                    &ctx,
+                    &source.name,
+                    "busy",
+                    "unauthenticated body budget exhausted",
+                );
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "busy",
+                    "too many unauthenticated request bodies in flight; retry shortly",
+                )
+                .retry_after(1));
+            }
+        }
+    };
+    let read = async {
+        let mut body = web::BytesMut::with_capacity(declared.unwrap_or(0).min(limits.body_limit));
+        while let Some(chunk) = payload.next().await {
+            let chunk = chunk.map_err(|e| ApiError::bad_request("bad_body", e.to_string()))?;
+            if body.len() + chunk.len() > limits.body_limit {
+                return Err(too_large(&ctx));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok(body)
+    };
+    let body = match tokio::time::timeout(limits.body_timeout, read).await {
+        Ok(body) => body?,
+        Err(_) => {
+            reject(&ctx, &source.name, "body_timeout", "");
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!(
+                    "the body did not arrive within {} ms",
+                    limits.body_timeout.as_millis()
+                ),
+            ));
+        }
+    };
+    if !authenticated_early {
+        match source.auth.verify(&header, &body) {
+            Err(alerts::AuthError::Failed { reason }) => {
+                tracing::warn!(source = %source.name, reason, "alert refused: authentication failed");
+                reject(&ctx, &source.name, "unauthenticated", reason);
+                return Err(ApiError::unauthorized());
+            }
+            Ok(Some(signed)) => {
+                // Replays are refused wherever they land: the key is kept in the store.
+                let now = time::OffsetDateTime::now_utc();
+                let fresh = ctx
+                    .store
+                    .remember_signature(
+                        &source.name,
+                        &signed.replay_key,
+                        &format_time(now),
+                        &format_time(now + signed.remember_for),
+                    )
+                    .await?;
+                if !fresh {
+                    tracing::warn!(source = %source.name, "alert refused: replayed signed request");
+                    reject(&ctx, &source.name, "unauthenticated", "replayed request");
+                    return Err(ApiError::unauthorized());
+                }
+            }
+            Ok(None) => {}
+        }
     }
     let parsed = alerts::parse(
         source.format,
@@ -83,7 +189,7 @@ pub async fn receive_from(
     let parsed = match parsed {
         Ok(p) => p,
         Err((err, code)) => {
-            reject(&ctx, &source.name, code, &err.message).await;
+            reject(&ctx, &source.name, code, &err.message);
             return Err(err);
         }
     };
@@ -222,17 +328,15 @@ fn received_record(source: &str, alert: &Alert, plan: Option<&str>) -> PreparedE
     PreparedEvent::with_data(event, data)
 }
 
-/// Refused requests leave an audit record (never the body or credentials).
-async fn reject(ctx: &AppContext, source: &str, reason: &str, detail: &str) {
+/// A refused request is counted in the metrics and in the refusal log, which the audit
+/// receives aggregated per source and reason per interval (never the body or credentials):
+/// a flood of bad requests cannot grow the audit chain, nor take the writer from intake.
+fn reject(ctx: &AppContext, source: &str, reason: &str, detail: &str) {
     ctx.metrics.inc(
         "lockout_alerts_rejected_total",
         &[("source", source), ("reason", reason)],
     );
-    let e = AuditEvent::new("alert.rejected", format!("source:{source}"))
-        .data(json!({"reason": reason, "detail": detail.chars().take(300).collect::<String>(), "at": now_rfc3339()}));
-    if let Err(err) = ctx.store.append_audit(vec![e]).await {
-        tracing::error!(error = %err, "could not audit a rejected alert");
-    }
+    ctx.refusals.note(source, reason, detail);
 }
 
 #[cfg(test)]

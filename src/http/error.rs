@@ -13,6 +13,8 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub details: Value,
+    /// Seconds, sent as `Retry-After` (503, 429).
+    pub retry_after: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -47,6 +49,9 @@ impl ResponseError for ApiError {
         if self.status == StatusCode::UNAUTHORIZED {
             r.insert_header(("WWW-Authenticate", "Bearer"));
         }
+        if let Some(secs) = self.retry_after {
+            r.insert_header(("Retry-After", secs.to_string()));
+        }
         r.json(Body {
             error: Inner {
                 code: self.code,
@@ -64,7 +69,12 @@ impl ApiError {
             code,
             message: message.into(),
             details: Value::Null,
+            retry_after: None,
         }
+    }
+    pub fn retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
     }
     pub fn details(mut self, details: Value) -> Self {
         self.details = details;
@@ -101,6 +111,44 @@ impl From<crate::store::StoreError> for ApiError {
     fn from(e: crate::store::StoreError) -> Self {
         Self::internal(e)
     }
+}
+
+/// The router's own 404 (no route) and 405 (a method the resource does not declare) answer
+/// in the common shape too; responses that already carry a JSON body are left alone.
+pub fn router_errors<B: 'static>() -> actix_web::middleware::ErrorHandlers<B> {
+    use actix_web::middleware::{ErrorHandlerResponse, ErrorHandlers};
+    fn rewrite<B: 'static>(
+        res: actix_web::dev::ServiceResponse<B>,
+    ) -> actix_web::Result<ErrorHandlerResponse<B>> {
+        let is_json = res
+            .headers()
+            .get(actix_web::http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        if is_json {
+            return Ok(ErrorHandlerResponse::Response(res.map_into_left_body()));
+        }
+        let status = res.status();
+        let err = if status == StatusCode::METHOD_NOT_ALLOWED {
+            ApiError::new(
+                status,
+                "method_not_allowed",
+                format!(
+                    "{} is not allowed on {}",
+                    res.request().method(),
+                    res.request().path()
+                ),
+            )
+        } else {
+            ApiError::not_found(format!("no route {}", res.request().path()))
+        };
+        let (req, _) = res.into_parts();
+        let res = actix_web::dev::ServiceResponse::new(req, err.error_response());
+        Ok(ErrorHandlerResponse::Response(res.map_into_right_body()))
+    }
+    ErrorHandlers::new()
+        .handler(StatusCode::NOT_FOUND, rewrite)
+        .handler(StatusCode::METHOD_NOT_ALLOWED, rewrite)
 }
 
 /// JSON bodies and queries that do not deserialise answer in the common shape.

@@ -17,7 +17,7 @@ mod users;
 use actix_web::web;
 
 pub use admin::AdminTokens;
-pub use alerts::BodyLimit;
+pub use alerts::IntakeLimits;
 pub use error::ApiError;
 
 /// The request span of `tracing-actix-web`, built only when it would be recorded: the default

@@ -159,6 +159,21 @@ INSERT INTO action_alerts (action_id, alert_id, correlation)
 CREATE INDEX actions_by_user ON actions (user_id, kind, state);
 "#,
     ),
+    (
+        6,
+        "signed requests seen, for replay refusal across replicas",
+        r#"
+-- The replay key of each signed (HMAC) request accepted, until it can no longer be replayed
+-- (its timestamp is out of tolerance) or for a day: every replica refuses a replay.
+CREATE TABLE seen_signatures (
+    source     TEXT NOT NULL,
+    replay_key TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    PRIMARY KEY (source, replay_key)
+);
+CREATE INDEX seen_signatures_by_expiry ON seen_signatures (expires_at);
+"#,
+    ),
 ];
 
 pub const POSTGRES: &[(i64, &str, &str)] = &[
@@ -312,6 +327,21 @@ CREATE INDEX action_alerts_by_correlation ON action_alerts (correlation);
 INSERT INTO action_alerts (action_id, alert_id, correlation)
     SELECT ac.id, al.id, al.correlation FROM actions ac JOIN alerts al ON al.id = ac.alert_id;
 CREATE INDEX actions_by_user ON actions (user_id, kind, state);
+"#,
+    ),
+    (
+        6,
+        "signed requests seen, for replay refusal across replicas",
+        r#"
+-- The replay key of each signed (HMAC) request accepted, until it can no longer be replayed
+-- (its timestamp is out of tolerance) or for a day: every replica refuses a replay.
+CREATE TABLE seen_signatures (
+    source     TEXT NOT NULL,
+    replay_key TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    PRIMARY KEY (source, replay_key)
+);
+CREATE INDEX seen_signatures_by_expiry ON seen_signatures (expires_at);
 "#,
     ),
 ];

@@ -194,6 +194,15 @@ pub trait Store: Send + Sync + 'static {
     /// Every record in order, for verification and export.
     async fn audit_chain(&self, after_seq: i64, limit: i64) -> StoreResult<Vec<AuditRecord>>;
     async fn ping(&self) -> StoreResult<()>;
+    /// Remembers a signed request's replay key until `expires_at`; false if it was already
+    /// remembered (a replay, on this replica or another).
+    async fn remember_signature(
+        &self,
+        source: &str,
+        replay_key: &str,
+        now: &str,
+        expires_at: &str,
+    ) -> StoreResult<bool>;
     /// Where the forwarder `name` got to (0: nothing sent yet).
     async fn forward_cursor(&self, name: &str) -> StoreResult<i64>;
     /// Moves the cursor from `from` to `to`; false if another replica moved it first.

@@ -1464,6 +1464,32 @@ impl Store for SqlStore {
         load_action(&mut conn, id).await
     }
 
+    async fn remember_signature(
+        &self,
+        source: &str,
+        replay_key: &str,
+        now: &str,
+        expires_at: &str,
+    ) -> StoreResult<bool> {
+        let (_w, mut tx) = self.shared.write_tx().await?;
+        sqlx::query("DELETE FROM seen_signatures WHERE expires_at < $1")
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO seen_signatures (source, replay_key, expires_at) VALUES ($1, $2, $3)
+             ON CONFLICT (source, replay_key) DO NOTHING",
+        )
+        .bind(source)
+        .bind(replay_key)
+        .bind(expires_at)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(inserted == 1)
+    }
+
     async fn action_requests(&self, action_id: &str) -> StoreResult<Vec<ActionRequest>> {
         let rows = sqlx::query(
             "SELECT alert_id, resolved_at FROM action_alerts WHERE action_id = $1 ORDER BY alert_id",

@@ -102,6 +102,8 @@ pub struct AppOptions {
     pub extra_sources: String,
     /// More keys under `approvals:` (indented two spaces).
     pub extra_approvals: String,
+    /// More keys under `server:` (indented two spaces).
+    pub extra_server: String,
     pub users: Vec<SeedUser>,
 }
 
@@ -113,6 +115,7 @@ impl Default for AppOptions {
             extra_yaml: String::new(),
             extra_sources: String::new(),
             extra_approvals: String::new(),
+            extra_server: String::new(),
             users: sample_users(),
         }
     }
@@ -203,6 +206,7 @@ server:
   listen: "127.0.0.1:0"
   admin_token: "{ADMIN_TOKEN}"
   http_workers: 2
+{extra_server}
 store:
   url: "{db}"
 playbooks:
@@ -240,6 +244,7 @@ approvals:
         extra = opts.extra_yaml,
         extra_sources = opts.extra_sources,
         extra_approvals = opts.extra_approvals,
+        extra_server = opts.extra_server,
     );
     let path = dir.join("lockout.yaml");
     std::fs::write(&path, yaml).unwrap();

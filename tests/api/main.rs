@@ -9,6 +9,7 @@ mod cli;
 mod crash;
 mod fake_contract;
 mod formats;
+mod hardening;
 mod helpers;
 mod identity;
 mod intake;

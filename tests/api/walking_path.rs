@@ -277,6 +277,7 @@ async fn bad_requests_get_precise_errors_and_an_audit_record() {
         .unwrap();
     assert_eq!(too_large.status(), 413);
 
+    app.ctx.flush_refusals().await;
     let rejected = app.audit("kind=alert.rejected").await;
     let reasons: Vec<_> = rejected
         .iter()
