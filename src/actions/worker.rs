@@ -227,6 +227,25 @@ async fn execute(
             ],
         );
     }
+    // A state a newer API added is not one lockout can reason about: never act on it.
+    if !user.state.is_known() {
+        let why = format!(
+            "the user is in a state lockout does not know ({}): not safe to {verb}",
+            user.state.as_str()
+        );
+        return (
+            done(
+                ActionState::Skipped,
+                Some(&user),
+                json!({"skipped": why, "user": user}),
+                None,
+                false,
+            ),
+            vec![event(action, "action.skipped").data(
+                json!({"reason": why, "user_id": user.id, "state": user.state, "unknown_state": true}),
+            )],
+        );
+    }
     if user.state == wanted {
         let why = format!("already {}", wanted.as_str().to_lowercase());
         return (
@@ -246,7 +265,7 @@ async fn execute(
         .and_then(|v| serde_json::from_value(v.clone()).ok());
     if let Some(r) = required {
         let ok = matches!(
-            (r, user.state),
+            (r, &user.state),
             (RequireState::Active, UserState::Active)
                 | (RequireState::Suspended, UserState::Suspended)
         );

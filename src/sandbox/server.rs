@@ -378,7 +378,7 @@ async fn list_users(h: web::Data<FakeHandle>, req: HttpRequest) -> HttpResponse 
     let matching: Vec<_> = state
         .users
         .iter()
-        .filter(|u| filter.is_none_or(|f| f.matches(u.state)))
+        .filter(|u| filter.is_none_or(|f| f.matches(&u.state)))
         .collect();
     let page: Vec<_> = matching
         .iter()

@@ -200,6 +200,10 @@ pub struct FakeConfig {
     pub basic_decoding: BasicDecoding,
     /// 1Password requires `client_secret_basic`; `client_secret_post` is refused unless this is set.
     pub allow_client_secret_post: bool,
+    /// Serve a newer schema than the contract: every user gains fields the contract does not
+    /// name (a client must keep them, not fail). Users seeded with a state the contract does
+    /// not name are served with it either way.
+    pub newer_schema: bool,
 }
 
 impl FakeConfig {
@@ -218,6 +222,7 @@ impl FakeConfig {
             token_lifetime: Duration::from_secs(900),
             basic_decoding: BasicDecoding::Either,
             allow_client_secret_post: false,
+            newer_schema: false,
         }
     }
 }
@@ -386,9 +391,21 @@ impl FakeState {
             id: u.id.clone(),
             email: u.email.clone(),
             display_name: u.display_name.clone(),
-            state: u.state,
+            state: u.state.clone(),
             create_time: u.create_time.clone(),
             path: format!("accounts/{}/users/{}", self.cfg.account_id, u.id),
+            unknown: if self.cfg.newer_schema {
+                serde_json::json!({
+                    "type": "GUEST_PLUS",
+                    "mfa": {"enrolled": true, "methods": ["PASSKEY"]},
+                    "last_auth_time": "2026-12-01T08:00:00Z",
+                })
+                .as_object()
+                .cloned()
+                .unwrap_or_default()
+            } else {
+                Default::default()
+            },
         }
     }
 }

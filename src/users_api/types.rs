@@ -4,21 +4,49 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::UserId;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+/// A user's state. A newer API may add states: an unknown one is kept as sent (`Other`),
+/// shown as such, and never acted on (not safe: lockout cannot tell what it means).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum UserState {
     StateUnspecified,
     Active,
     Suspended,
+    Other(String),
 }
 
 impl UserState {
-    pub fn as_str(self) -> &'static str {
+    pub fn as_str(&self) -> &str {
         match self {
             Self::StateUnspecified => "STATE_UNSPECIFIED",
             Self::Active => "ACTIVE",
             Self::Suspended => "SUSPENDED",
+            Self::Other(s) => s,
         }
+    }
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "STATE_UNSPECIFIED" => Self::StateUnspecified,
+            "ACTIVE" => Self::Active,
+            "SUSPENDED" => Self::Suspended,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+    /// Whether lockout knows what this state means well enough to change it.
+    pub fn is_known(&self) -> bool {
+        matches!(self, Self::Active | Self::Suspended)
+    }
+}
+
+impl Serialize for UserState {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for UserState {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        Ok(Self::parse(&s))
     }
 }
 
@@ -34,6 +62,10 @@ pub struct User {
     pub create_time: String,
     #[serde(default)]
     pub path: String,
+    /// Fields a newer API sends that this version does not know: kept and shown, never an
+    /// error.
+    #[serde(flatten, default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub unknown: serde_json::Map<String, serde_json::Value>,
 }
 
 /// `GET …/users` response. The last page's token may be absent or `""`.
@@ -67,7 +99,7 @@ impl StateFilter {
             _ => None,
         }
     }
-    pub fn matches(self, state: UserState) -> bool {
+    pub fn matches(self, state: &UserState) -> bool {
         matches!(
             (self, state),
             (Self::Active, UserState::Active) | (Self::Suspended, UserState::Suspended)

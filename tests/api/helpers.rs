@@ -34,9 +34,12 @@ pub const ALICE: &str = "A3K7MZQ2XJRVHBKWH7WLSPU4TE";
 pub const WENDY_OWNER: &str = "IR7VJHJ36JHINBFAD7V2T5MP3E";
 pub const ERIN_EAM: &str = "E7O5RTU6BNVZMFOAM5APWTY2XI";
 
+/// The fake every test talks to. With `LOCKOUT_TEST_FAKE_SCHEMA=newer` (a second CI pass of
+/// the client suite) it serves a newer schema than the contract: unknown fields on every user.
 pub fn fake_config(users: Vec<SeedUser>) -> FakeConfig {
     FakeConfig {
         clients: vec![FakeClient::new(CLIENT_ID, CLIENT_SECRET)],
+        newer_schema: std::env::var("LOCKOUT_TEST_FAKE_SCHEMA").as_deref() == Ok("newer"),
         ..FakeConfig::sandbox(users)
     }
 }

@@ -399,3 +399,66 @@ async fn a_revoked_token_is_refused_by_the_api() {
         .status();
     assert_eq!(status, 401);
 }
+
+/// A user in a state a newer API added (and fields the contract does not name).
+fn with_unknown_state() -> Vec<SeedUser> {
+    let mut users = sample_users();
+    users[1].state = UserState::Other("RECOVERY_PENDING".into());
+    users
+}
+
+#[tokio::test]
+async fn a_newer_schema_is_read_whole_and_unknown_values_are_kept() {
+    let mut cfg = fake_config(with_unknown_state());
+    cfg.newer_schema = true;
+    let fake = start_fake(cfg);
+    let client = client_for(&fake, CLIENT_SECRET, ClientAuth::Basic);
+    let users = client
+        .list_all_users(None, &CallLog::default())
+        .await
+        .expect("one unknown state does not fail the list");
+    assert_eq!(users.len(), sample_users().len());
+    let odd = users
+        .iter()
+        .find(|u| !u.state.is_known() && u.state != UserState::StateUnspecified)
+        .expect("the unknown state is kept");
+    assert_eq!(odd.state.as_str(), "RECOVERY_PENDING");
+    assert_eq!(odd.unknown["type"], "GUEST_PLUS");
+    // Shown as received.
+    let shown = serde_json::to_value(odd).unwrap();
+    assert_eq!(shown["state"], "RECOVERY_PENDING");
+    assert_eq!(shown["mfa"]["enrolled"], true);
+}
+
+#[tokio::test]
+async fn a_user_in_an_unknown_state_is_never_acted_on() {
+    let app = spawn_app_with(AppOptions {
+        users: with_unknown_state(),
+        ..AppOptions::default()
+    })
+    .await;
+    let odd = with_unknown_state()[1].clone();
+    let resp: serde_json::Value = app
+        .post_alert("generic", &brute_force_alert(&odd.email))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = resp["alert_ids"][0].as_str().unwrap();
+    let records = app.wait_for_audit("action.skipped", id).await;
+    let skipped = records
+        .iter()
+        .find(|r| r.event.kind == "action.skipped")
+        .unwrap();
+    assert_eq!(skipped.event.data["unknown_state"], true, "{skipped:?}");
+    assert!(
+        skipped.event.data["reason"]
+            .as_str()
+            .unwrap()
+            .contains("RECOVERY_PENDING")
+    );
+    assert_eq!(
+        app.fake().requests_to(&format!("{}:suspend", odd.id)).len(),
+        0
+    );
+}
