@@ -695,7 +695,8 @@ pub struct WorkerSettings {
     /// How often an idle worker looks for ready actions.
     #[serde(default = "default_poll")]
     pub poll_interval_ms: u64,
-    /// A claimed action whose worker went silent this long is claimed again.
+    /// A claim is a lease of this long, renewed every third of it while the action runs: a
+    /// claimed action whose worker died is taken again within this.
     #[serde(default = "default_claim_ttl")]
     pub claim_ttl_secs: u64,
     /// Transient failures are retried until the action is this old, then it fails.
@@ -735,7 +736,7 @@ fn default_poll() -> u64 {
     250
 }
 fn default_claim_ttl() -> u64 {
-    120
+    15
 }
 fn default_action_deadline() -> u64 {
     3600

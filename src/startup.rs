@@ -276,6 +276,12 @@ impl Application {
             .instance_name
             .clone()
             .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
+        release_dead_claims(
+            store.as_ref(),
+            &instance,
+            settings.server.instance_name.is_some(),
+        )
+        .await?;
         let mut background = vec![
             tokio::spawn(run_planner(ctx.clone(), shutdown.clone())),
             tokio::spawn(run_workers(
@@ -381,6 +387,47 @@ impl Application {
         }
         result
     }
+}
+
+/// A restarted instance takes its predecessor's claims at once instead of waiting for their
+/// leases: claims under its own configured name (the instance is only now starting, so the
+/// holder is dead), or, by default name (`host-pid`), under this host with a process that no
+/// longer exists.
+async fn release_dead_claims(
+    store: &dyn Store,
+    instance: &str,
+    named: bool,
+) -> Result<(), StoreError> {
+    let host = format!("{}-", hostname());
+    let dead: Vec<String> = store
+        .running_claims()
+        .await?
+        .into_iter()
+        .filter(|(_, by)| {
+            let holder = by.rsplit_once('/').map_or(by.as_str(), |(i, _)| i);
+            if named {
+                return holder == instance;
+            }
+            holder
+                .strip_prefix(&host)
+                .and_then(|pid| pid.parse::<u32>().ok())
+                .is_some_and(|pid| {
+                    pid != std::process::id()
+                        && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+                })
+        })
+        .map(|(id, _)| id)
+        .collect();
+    if !dead.is_empty() {
+        tracing::warn!(
+            actions = dead.len(),
+            "taking over the claims of a previous instance that died"
+        );
+        store
+            .expire_claims(&dead, &crate::domain::now_rfc3339())
+            .await?;
+    }
+    Ok(())
 }
 
 fn hostname() -> String {

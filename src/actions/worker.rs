@@ -44,7 +44,28 @@ pub async fn try_run_next(ctx: &AppContext, worker: &str) -> Result<Outcome, Sto
     ctx.failpoint("after_claim");
     let span = tracing::info_span!("action", action_id = %action.id, kind = %action.kind, target = %action.target);
     let log = CallLog::default();
-    let (outcome, mut audit) = execute(ctx, &action, &log).instrument(span).await;
+    // The claim is a lease, renewed while the action runs: a live worker keeps it however
+    // long the API takes, a dead one's lapses within one lease.
+    let renewing = async {
+        let every = (ctx.worker.claim_ttl / 3).max(std::time::Duration::from_millis(100));
+        loop {
+            tokio::time::sleep(every).await;
+            let until = format_time(time::OffsetDateTime::now_utc() + ctx.worker.claim_ttl);
+            match ctx.store.renew_claim(&action.id, worker, &until).await {
+                Ok(true) => {}
+                // Lost (another worker took it): the run finishes, and its finish is refused.
+                Ok(false) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, action_id = %action.id, "could not renew the claim")
+                }
+            }
+        }
+        std::future::pending::<()>().await
+    };
+    let (outcome, mut audit) = tokio::select! {
+        done = execute(ctx, &action, &log).instrument(span) => done,
+        () = renewing => unreachable!("renewal never completes"),
+    };
     ctx.failpoint("before_commit");
     // API calls first, then the outcome: the order they happened in.
     let calls = log.take();

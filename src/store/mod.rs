@@ -161,6 +161,13 @@ pub trait Store: Send + Sync + 'static {
         audit: Vec<AuditEvent>,
     ) -> StoreResult<bool>;
     async fn get_action(&self, id: &str) -> StoreResult<Option<Action>>;
+    /// Extends a claim the worker still holds (its lease) to `until`; false if it is no
+    /// longer the worker's.
+    async fn renew_claim(&self, id: &str, worker: &str, until: &str) -> StoreResult<bool>;
+    /// Running actions and who claimed them (to release the claims of a dead predecessor).
+    async fn running_claims(&self) -> StoreResult<Vec<(String, String)>>;
+    /// Ends the leases of these claims now: any worker may take the actions again.
+    async fn expire_claims(&self, ids: &[String], now: &str) -> StoreResult<()>;
     /// The alerts that asked for an action: the one that created it and each that attached.
     async fn action_requests(&self, action_id: &str) -> StoreResult<Vec<ActionRequest>>;
     async fn list_actions(&self, alert_id: Option<&str>) -> StoreResult<Vec<Action>>;

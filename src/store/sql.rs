@@ -1464,6 +1464,50 @@ impl Store for SqlStore {
         load_action(&mut conn, id).await
     }
 
+    async fn renew_claim(&self, id: &str, worker: &str, until: &str) -> StoreResult<bool> {
+        let (_w, mut tx) = self.shared.write_tx().await?;
+        let n = sqlx::query(
+            "UPDATE actions SET claim_expires_at = $1 WHERE id = $2 AND claimed_by = $3 AND state = 'running'",
+        )
+        .bind(until)
+        .bind(id)
+        .bind(worker)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        tx.commit().await?;
+        Ok(n == 1)
+    }
+
+    async fn running_claims(&self) -> StoreResult<Vec<(String, String)>> {
+        let rows = sqlx::query(
+            "SELECT id, claimed_by FROM actions WHERE state = 'running' AND claimed_by IS NOT NULL",
+        )
+        .fetch_all(&self.shared.pool)
+        .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get("id")?, r.try_get("claimed_by")?)))
+            .collect()
+    }
+
+    async fn expire_claims(&self, ids: &[String], now: &str) -> StoreResult<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let (_w, mut tx) = self.shared.write_tx().await?;
+        for id in ids {
+            sqlx::query(
+                "UPDATE actions SET claim_expires_at = $1 WHERE id = $2 AND state = 'running'",
+            )
+            .bind(now)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
     async fn remember_signature(
         &self,
         source: &str,

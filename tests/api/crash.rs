@@ -59,6 +59,7 @@ fn configure(
     fake: &lockout::sandbox::RunningFake,
     port: u16,
     failpoint: Option<&str>,
+    lease_secs: u64,
 ) -> std::path::PathBuf {
     let path = dir.join("lockout.yaml");
     if !path.exists() {
@@ -77,25 +78,25 @@ fn configure(
     );
     yaml = yaml.replace(
         "  scheduler_interval_ms: 100",
-        "  scheduler_interval_ms: 100\n  claim_ttl_secs: 1",
+        &format!("  scheduler_interval_ms: 100\n  claim_ttl_secs: {lease_secs}"),
     );
     if let Some(f) = failpoint {
         yaml = yaml.replace(
-            "  claim_ttl_secs: 1",
-            &format!("  claim_ttl_secs: 1\n  danger_failpoint: {f}"),
+            &format!("  claim_ttl_secs: {lease_secs}"),
+            &format!("  claim_ttl_secs: {lease_secs}\n  danger_failpoint: {f}"),
         );
     }
     std::fs::write(&path, yaml).unwrap();
     path
 }
 
-async fn crash_then_recover(failpoint: &str, suspends_before_restart: usize) {
+async fn crash_then_recover(failpoint: &str, suspends_before_restart: usize, lease_secs: u64) {
     let fake = start_fake(fake_config(lockout::sandbox::sample_users()));
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    let config = configure(dir.path(), &fake, port, Some(failpoint));
+    let config = configure(dir.path(), &fake, port, Some(failpoint), lease_secs);
     let mut first = serve(&config);
     wait_ready(&http, &base).await;
     let resp: Value = http
@@ -129,11 +130,12 @@ async fn crash_then_recover(failpoint: &str, suspends_before_restart: usize) {
     );
 
     // A new process, same store: the expired claim is taken again and finished.
-    let config = configure(dir.path(), &fake, port, None);
+    let config = configure(dir.path(), &fake, port, None, lease_secs);
     let _second = serve(&config);
     wait_ready(&http, &base).await;
     let store = store_of(dir.path()).await;
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // Within 20 s, whatever the lease: the new process takes the dead one's claim at once.
+    let deadline = Instant::now() + Duration::from_secs(20);
     let action = loop {
         let actions = store.list_actions(Some(&alert_id)).await.unwrap();
         if let Some(a) = actions.first().filter(|a| !a.state.is_open()) {
@@ -172,10 +174,54 @@ async fn crash_then_recover(failpoint: &str, suspends_before_restart: usize) {
 
 #[tokio::test]
 async fn a_crash_between_claim_and_call_completes_once_after_restart() {
-    crash_then_recover("after_claim", 0).await;
+    crash_then_recover("after_claim", 0, 1).await;
 }
 
 #[tokio::test]
 async fn a_crash_after_the_call_does_not_suspend_twice() {
-    crash_then_recover("after_call", 1).await;
+    crash_then_recover("after_call", 1, 1).await;
+}
+
+#[tokio::test]
+async fn a_restarted_instance_takes_its_predecessors_claims_without_waiting_for_the_lease() {
+    // A two-minute lease: the restart must not wait it out.
+    crash_then_recover("after_claim", 0, 120).await;
+}
+
+#[tokio::test]
+async fn a_live_worker_keeps_its_claim_however_long_the_api_takes() {
+    let fake = start_fake(fake_config(lockout::sandbox::sample_users()));
+    let dir = tempfile::tempdir().unwrap();
+    write_settings(dir.path(), &fake, &AppOptions::default());
+    let path = dir.path().join("lockout.yaml");
+    let yaml = std::fs::read_to_string(&path).unwrap().replace(
+        "  scheduler_interval_ms: 100",
+        "  scheduler_interval_ms: 100\n  claim_ttl_secs: 1",
+    );
+    std::fs::write(&path, yaml).unwrap();
+    // Each call takes three leases; the other worker must not take the action meanwhile.
+    fake.handle.set_latency(Duration::from_millis(3000));
+    let app = match start_in(dir, fake).await {
+        Ok(app) => app,
+        Err((e, _, _)) => panic!("{e}"),
+    };
+    let resp: Value = app
+        .post_alert("generic", &brute_force_alert("alice@example.com"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let id = resp["alert_ids"][0].as_str().unwrap().to_owned();
+    let records = app.wait_for_audit("action.succeeded", &id).await;
+    assert!(
+        !records.iter().any(|r| r.event.kind == "action.reclaimed"),
+        "{:?}",
+        kinds(&records)
+    );
+    assert_eq!(
+        app.fake()
+            .requests_to(&format!("/users/{ALICE}:suspend"))
+            .len(),
+        1
+    );
 }
