@@ -219,8 +219,9 @@ pub struct GlobalGuards {
     /// for approval until an admin resets the limit or the window passes.
     #[serde(default)]
     pub global_limit: Option<GlobalLimit>,
-    /// 1Password identities (uuid, e-mail or name) of lockout's own OAuth application: alerts
-    /// about their actions never trigger a remediation.
+    /// 1Password identities (uuid or e-mail; never a display name, which a user could take)
+    /// of lockout's own OAuth application: alerts about their actions never trigger a
+    /// remediation.
     #[serde(default)]
     pub self_actors: Vec<String>,
 }
@@ -1095,6 +1096,13 @@ impl Settings {
             if !self.notify.contains_key(name) {
                 return Err(ConfigError::Invalid(format!(
                     "notifications: unknown notify target {name:?}"
+                )));
+            }
+        }
+        for a in &self.guards.self_actors {
+            if crate::domain::UserRef::parse(a).is_err() {
+                return Err(ConfigError::Invalid(format!(
+                    "guards.self_actors: {a:?} is neither a 1Password id nor an e-mail (display names are never matched: a user could take one)"
                 )));
             }
         }
