@@ -152,6 +152,9 @@ pub struct NotificationSettings {
     pub action_failed: Vec<String>,
     #[serde(default)]
     pub limit_tripped: Vec<String>,
+    /// An alert naming more users than `guards.max_subjects_per_alert` was held, not planned.
+    #[serde(default)]
+    pub alert_held: Vec<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -209,7 +212,7 @@ fn default_approval_timeout() -> u64 {
     3600
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GlobalGuards {
     /// Never acted on, whatever a playbook or analyst asks: e-mails, ids or `*@domain`.
@@ -219,11 +222,30 @@ pub struct GlobalGuards {
     /// for approval until an admin resets the limit or the window passes.
     #[serde(default)]
     pub global_limit: Option<GlobalLimit>,
+    /// An alert naming more users than this is stored and held for a human (one
+    /// notification, `notifications.alert_held`) instead of planned: one request cannot queue
+    /// thousands of actions ahead of everyone else's.
+    #[serde(default = "default_max_subjects")]
+    pub max_subjects_per_alert: usize,
     /// 1Password identities (uuid or e-mail; never a display name, which a user could take)
     /// of lockout's own OAuth application: alerts about their actions never trigger a
     /// remediation.
     #[serde(default)]
     pub self_actors: Vec<String>,
+}
+
+impl Default for GlobalGuards {
+    fn default() -> Self {
+        Self {
+            protected: vec![],
+            global_limit: None,
+            max_subjects_per_alert: default_max_subjects(),
+            self_actors: vec![],
+        }
+    }
+}
+fn default_max_subjects() -> usize {
+    25
 }
 
 #[derive(Debug, Clone, Copy, Deserialize)]
@@ -841,7 +863,7 @@ fn misspelt_variables(vars: impl Iterator<Item = String>) -> Vec<String> {
 }
 
 /// Keys whose value is a list, settable from the environment as comma-separated text.
-const LIST_KEYS: [&str; 9] = [
+const LIST_KEYS: [&str; 10] = [
     "server.admin_tokens",
     "guards.protected",
     "guards.self_actors",
@@ -851,6 +873,7 @@ const LIST_KEYS: [&str; 9] = [
     "notifications.approval_pending",
     "notifications.action_failed",
     "notifications.limit_tripped",
+    "notifications.alert_held",
 ];
 
 /// `a.client_secret` for `a.client_secret_file` and back: the key an environment value
@@ -1092,6 +1115,7 @@ impl Settings {
             .iter()
             .chain(&n.action_failed)
             .chain(&n.limit_tripped)
+            .chain(&n.alert_held)
         {
             if !self.notify.contains_key(name) {
                 return Err(ConfigError::Invalid(format!(

@@ -68,6 +68,8 @@ pub struct AppContext {
     /// Refused intake requests, written to the audit aggregated per interval.
     pub refusals: crate::audit::refusals::RefusalLog,
     pub refusal_interval: Duration,
+    /// More subjects than this in one alert: held for a human, not planned.
+    pub max_subjects_per_alert: usize,
 }
 
 /// The live playbook set: read as a cheap snapshot, swapped whole on reload.
@@ -225,6 +227,7 @@ impl AppContext {
             "approval_pending" => &self.notifications.approval_pending,
             "action_failed" => &self.notifications.action_failed,
             "limit_tripped" => &self.notifications.limit_tripped,
+            "alert_held" => &self.notifications.alert_held,
             _ => return,
         };
         for t in targets {

@@ -30,7 +30,19 @@ pub async fn plan_pending(ctx: &AppContext) -> Result<usize, StoreError> {
         total += batch.len();
         ctx.metrics
             .add("lockout_plans_total", &[], batch.len() as u64);
+        let held: Vec<(String, String)> = plans
+            .iter()
+            .filter_map(|(id, r)| r.held.clone().map(|why| (id.clone(), why)))
+            .collect();
         let created = ctx.store.record_plans(plans).await?;
+        for (alert_id, why) in held {
+            ctx.notify_event(
+                "alert_held",
+                &format!("lockout: alert {alert_id} was held for a human: {why}"),
+                json!({"alert_id": alert_id, "reason": why}),
+            )
+            .await;
+        }
         if !created.is_empty() {
             ctx.actions_waiting.notify_waiters();
         }
@@ -213,6 +225,22 @@ pub fn decide(
                 .alert(&alert.id)
                 .data(json!({"reason": why})),
         ));
+        return record;
+    }
+    // One alert naming thousands of users would queue thousands of actions ahead of every
+    // other alert's: past the cap it is kept, audited and shown to a human, not planned.
+    if alert.subjects.len() > ctx.max_subjects_per_alert {
+        let why = format!(
+            "the alert names {} users, more than guards.max_subjects_per_alert ({}): held for a human, nothing planned",
+            alert.subjects.len(),
+            ctx.max_subjects_per_alert
+        );
+        record.audit.push(PreparedEvent::new(
+            AuditEvent::new("plan.held", "system")
+                .alert(&alert.id)
+                .data(json!({"reason": why, "subjects": alert.subjects.len(), "max": ctx.max_subjects_per_alert})),
+        ));
+        record.held = Some(why);
         return record;
     }
     let plan = evaluate(playbooks, alert);

@@ -432,13 +432,15 @@ pub struct PlanRecord {
     pub audit: Vec<crate::audit::PreparedEvent>,
     /// For a resolved alert: cancel pending approvals of the firing alert with this correlation.
     pub cancel_correlation: Option<String>,
+    /// The alert was held for a human instead of planned (why): the planner notifies.
+    pub held: Option<String>,
 }
 
 impl PlanRecord {
     /// Nothing to do but record the decision: no chain to start, nothing to cancel. Intake
     /// stores such an alert already evaluated, with these records, in its own transaction.
     pub fn is_settled(&self) -> bool {
-        self.chains.is_empty() && self.cancel_correlation.is_none()
+        self.chains.is_empty() && self.cancel_correlation.is_none() && self.held.is_none()
     }
 }
 

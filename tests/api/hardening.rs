@@ -268,3 +268,73 @@ async fn the_routers_own_404_and_405_carry_the_error_body() {
         "{v}"
     );
 }
+
+#[tokio::test]
+async fn an_alert_naming_too_many_users_is_held_for_a_human_not_fanned_out() {
+    let receiver = start_receiver();
+    let app = spawn_app_with(AppOptions {
+        extra_sources: "  sentinel:\n    format: sentinel\n    auth: { type: bearer, token: \"sentinel-token\" }\n".into(),
+        extra_yaml: format!(
+            "notify:\n  soc: {{ url: \"{}\" }}\nnotifications:\n  alert_held: [soc]\nguards:\n  max_subjects_per_alert: 5\n",
+            receiver.url
+        ),
+        ..AppOptions::default()
+    })
+    .await;
+    let mut body: Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/alerts/sentinel/logicapp-1password-anomalous-signin.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    let entities: Vec<Value> = (0..30)
+        .map(|i| json!({"kind": "Account", "properties": {"accountName": format!("user{i:04}"), "upnSuffix": "example.com"}}))
+        .collect();
+    body["object"]["properties"]["title"] = json!("brute force against 1Password");
+    body["object"]["properties"]["severity"] = json!("High");
+    body["object"]["properties"]["relatedEntities"] = json!(entities);
+    let r = app
+        .http
+        .post(format!("{}/v1/alerts/sentinel", app.address))
+        .bearer_auth("sentinel-token")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let v: Value = r.json().await.unwrap();
+    let id = v["alert_ids"][0].as_str().unwrap().to_owned();
+    let records = app.wait_for_audit("plan.held", &id).await;
+    let held = records
+        .iter()
+        .find(|r| r.event.kind == "plan.held")
+        .unwrap();
+    assert_eq!(held.event.data["subjects"], 30);
+    assert!(
+        app.ctx
+            .store
+            .list_actions(Some(&id))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // One notification for the whole alert.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while receiver.texts().is_empty() {
+        assert!(Instant::now() < deadline, "no notification");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let texts = receiver.texts();
+    assert_eq!(texts.len(), 1, "{texts:?}");
+    assert!(texts[0].contains("held for a human"), "{texts:?}");
+    // A legitimate alert is not held behind it.
+    let r = app
+        .post_alert("generic", &brute_force_alert("alice@example.com"))
+        .await;
+    let v: Value = r.json().await.unwrap();
+    app.wait_for_audit("action.succeeded", v["alert_ids"][0].as_str().unwrap())
+        .await;
+}
