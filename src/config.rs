@@ -65,13 +65,54 @@ pub struct AuditSettings {
     /// this interval (each is counted in the metrics at once).
     #[serde(default = "default_refusal_interval")]
     pub refusal_interval_secs: u64,
+    /// Signed checkpoints of the chain's head, with a key the database never holds: they
+    /// reveal a truncated or rewritten tail and a forged retention anchor.
+    #[serde(default)]
+    pub checkpoint: Option<CheckpointSettings>,
 }
 impl Default for AuditSettings {
     fn default() -> Self {
         Self {
             forward: None,
             refusal_interval_secs: default_refusal_interval(),
+            checkpoint: None,
         }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckpointSettings {
+    /// The signing key (keep it off the database's host, or at least out of its backups).
+    pub key_file: PathBuf,
+    /// How often a checkpoint of the head is made (written to the log, and to `file`).
+    #[serde(default = "default_checkpoint_interval")]
+    pub interval_secs: u64,
+    /// Also append each checkpoint, as a JSON line, to this file.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+}
+fn default_checkpoint_interval() -> u64 {
+    300
+}
+
+impl AuditSettings {
+    /// The checkpoint key, read from its file, if checkpoints are configured.
+    pub fn checkpoint_key(
+        &self,
+    ) -> Result<Option<crate::audit::checkpoint::CheckpointKey>, ConfigError> {
+        let Some(c) = &self.checkpoint else {
+            return Ok(None);
+        };
+        let secret = read_secret_file(&c.key_file)?;
+        if secret.trim().len() < 16 {
+            return Err(ConfigError::Invalid(
+                "audit.checkpoint.key_file: the key must be at least 16 characters".into(),
+            ));
+        }
+        Ok(Some(crate::audit::checkpoint::CheckpointKey::new(
+            SecretString::from(secret),
+        )))
     }
 }
 fn default_refusal_interval() -> u64 {
@@ -1099,6 +1140,7 @@ impl Settings {
                 ));
             }
         }
+        self.audit.checkpoint_key()?;
         for (name, target) in &self.notify {
             let url = target.url()?;
             if !(url.expose_secret().starts_with("https://")

@@ -174,8 +174,14 @@ enum PlaybooksCommand {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Verify the hash chain; name the first broken record.
-    Verify,
+    /// Verify the hash chain; name the first broken record. With --checkpoint, also check the
+    /// chain against the newest signed checkpoint in FILE (truncation, a rewritten tail).
+    Verify {
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+    },
+    /// Print a signed checkpoint of the chain's head (needs audit.checkpoint.key_file).
+    Checkpoint,
     /// Write every record as CSV or JSON lines to stdout.
     Export {
         #[arg(long, default_value = "jsonl")]
@@ -266,8 +272,23 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 Command::Audit {
-                    command: AuditCommand::Verify,
-                } => audit_verify(&settings).await,
+                    command: AuditCommand::Verify { checkpoint },
+                } => audit_verify(&settings, checkpoint.as_deref()).await,
+                Command::Audit {
+                    command: AuditCommand::Checkpoint,
+                } => {
+                    let key = settings.audit.checkpoint_key()?.ok_or_else(|| {
+                        anyhow::anyhow!("audit.checkpoint.key_file is not configured")
+                    })?;
+                    let store = SqlStore::connect(&settings.store.url).await?;
+                    let (seq, hash) = store
+                        .audit_head()
+                        .await?
+                        .ok_or_else(|| anyhow::anyhow!("the audit trail is empty"))?;
+                    let c = key.checkpoint(seq, &hash, &lockout::domain::now_rfc3339());
+                    out!("{}", serde_json::to_string(&c)?);
+                    Ok(ExitCode::SUCCESS)
+                }
                 Command::Audit {
                     command:
                         AuditCommand::Prune {
@@ -284,7 +305,13 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         -((older_than_days * 86400) as i64),
                     );
                     let operator = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-                    let n = store.prune_audit(&before, &operator).await?;
+                    let key = settings.audit.checkpoint_key()?;
+                    if key.is_none() {
+                        eprintln!(
+                            "warning: audit.checkpoint.key_file is not configured: the retention anchor is unsigned"
+                        );
+                    }
+                    let n = store.prune_audit(&before, &operator, key.as_ref()).await?;
                     out!("pruned {n} audit records older than {before}");
                     Ok(ExitCode::SUCCESS)
                 }
@@ -471,12 +498,55 @@ async fn audit_export(settings: &Settings, format: &str) -> anyhow::Result<ExitC
     }
 }
 
-async fn audit_verify(settings: &Settings) -> anyhow::Result<ExitCode> {
+async fn audit_verify(
+    settings: &Settings,
+    checkpoint: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    let key = settings.audit.checkpoint_key()?;
+    let checkpoint = match checkpoint {
+        None => None,
+        Some(path) => {
+            let key = key.as_ref().ok_or_else(|| {
+                anyhow::anyhow!(
+                    "--checkpoint needs audit.checkpoint.key_file to check its signature"
+                )
+            })?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            let c = lockout::audit::checkpoint::newest_in(&text).map_err(anyhow::Error::msg)?;
+            if !key.verify(&c) {
+                out!(
+                    "BROKEN: the checkpoint of {} (seq {}) is not signed by the checkpoint key",
+                    c.at,
+                    c.seq
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            Some(c)
+        }
+    };
     let store = SqlStore::connect(&settings.store.url).await?;
-    // After a retention prune, the chain starts from the anchor the prune left.
-    let (mut after, mut prev) = store
-        .audit_anchor()
-        .await?
+    // After a retention prune, the chain starts from the anchor the prune left; the anchor
+    // must carry the checkpoint key's signature (an inserted row does not).
+    let anchor = store.audit_anchor().await?;
+    if let Some(a) = &anchor {
+        match &key {
+            Some(k) if !k.verify_anchor(a) => {
+                out!(
+                    "BROKEN: the retention anchor at seq {} is not signed by the checkpoint key",
+                    a.seq
+                );
+                return Ok(ExitCode::FAILURE);
+            }
+            Some(_) => {}
+            None => eprintln!(
+                "warning: the retention anchor at seq {} is unverified (no audit.checkpoint.key_file)",
+                a.seq
+            ),
+        }
+    }
+    let (mut after, mut prev) = anchor
+        .map(|a| (a.seq, a.hash))
         .unwrap_or((0, GENESIS_HASH.to_owned()));
     let mut total = 0;
     loop {
@@ -495,6 +565,19 @@ async fn audit_verify(settings: &Settings) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::FAILURE);
             }
         }
+    }
+    if let Some(c) = &checkpoint {
+        let head = store.audit_head().await?;
+        let at_seq = store.audit_hash_at(c.seq).await?;
+        if let Err(e) = lockout::audit::checkpoint::against(
+            c,
+            head.as_ref().map(|(s, h)| (*s, h.as_str())),
+            at_seq.as_deref(),
+        ) {
+            out!("BROKEN: {e}");
+            return Ok(ExitCode::FAILURE);
+        }
+        out!("checkpoint of {} (seq {}) matches", c.at, c.seq);
     }
     out!("ok: {total} audit records, chain intact, head {prev}");
     Ok(ExitCode::SUCCESS)

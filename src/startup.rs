@@ -310,8 +310,19 @@ impl Application {
                 }
             }
         }));
+        if let (Some(key), Some(c)) = (settings.audit.checkpoint_key()?, &settings.audit.checkpoint)
+        {
+            background.push(tokio::spawn(run_checkpoints(
+                store.clone(),
+                key,
+                Duration::from_secs(c.interval_secs.max(1)),
+                c.file.clone(),
+                shutdown.clone(),
+            )));
+        }
         if let Some(f) = &settings.audit.forward {
-            let forwarder = crate::audit::forward::Forwarder::new(f)?;
+            let forwarder =
+                crate::audit::forward::Forwarder::new(f, settings.audit.checkpoint_key()?)?;
             background.push(tokio::spawn(crate::audit::forward::run_forwarder(
                 forwarder,
                 store.clone(),
@@ -388,6 +399,45 @@ impl Application {
             fake.stop().await;
         }
         result
+    }
+}
+
+/// Signs the chain's head every `interval` (when it moved) and writes the checkpoint to the
+/// log and, if configured, appends it to `file`: anchors the database cannot rewrite.
+async fn run_checkpoints(
+    store: Arc<dyn Store>,
+    key: crate::audit::checkpoint::CheckpointKey,
+    interval: Duration,
+    file: Option<std::path::PathBuf>,
+    shutdown: CancellationToken,
+) {
+    let mut last_seq = None;
+    loop {
+        match store.audit_head().await {
+            Ok(Some((seq, hash))) if last_seq != Some(seq) => {
+                let c = key.checkpoint(seq, &hash, &crate::domain::now_rfc3339());
+                let line = serde_json::to_string(&c).expect("checkpoints serialise");
+                tracing::info!(checkpoint = %line, "audit checkpoint");
+                if let Some(path) = &file {
+                    use std::io::Write;
+                    let written = std::fs::OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .open(path)
+                        .and_then(|mut f| writeln!(f, "{line}").and_then(|()| f.sync_data()));
+                    if let Err(e) = written {
+                        tracing::error!(error = %e, path = %path.display(), "could not write the audit checkpoint");
+                    }
+                }
+                last_seq = Some(seq);
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not read the audit head for a checkpoint"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(interval) => {}
+        }
     }
 }
 

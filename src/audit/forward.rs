@@ -19,12 +19,18 @@ pub struct Forwarder {
     format: AuditForwardFormat,
     batch: i64,
     interval: Duration,
+    /// Signs the head of each batch sent: the receiver holds checkpoints the database cannot
+    /// rewrite.
+    key: Option<super::checkpoint::CheckpointKey>,
 }
 
 const CURSOR: &str = "audit-forward";
 
 impl Forwarder {
-    pub fn new(s: &AuditForwardSettings) -> Result<Self, ConfigError> {
+    pub fn new(
+        s: &AuditForwardSettings,
+        key: Option<super::checkpoint::CheckpointKey>,
+    ) -> Result<Self, ConfigError> {
         Ok(Self {
             http: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))
@@ -35,6 +41,7 @@ impl Forwarder {
             format: s.format,
             batch: s.batch_size.clamp(1, 1000) as i64,
             interval: Duration::from_millis(s.interval_ms),
+            key,
         })
     }
 
@@ -51,21 +58,29 @@ impl Forwarder {
         let Some(last) = records.last().map(|r| r.seq) else {
             return Ok(0);
         };
+        let checkpoint = self.key.as_ref().and_then(|k| {
+            records
+                .last()
+                .map(|r| k.checkpoint(r.seq, &r.hash, &crate::domain::now_rfc3339()))
+        });
         let mut req = self.http.post(self.url.expose_secret());
         req = match self.format {
-            AuditForwardFormat::Webhook => {
-                req.json(&json!({ "source": "lockout", "records": records }))
-            }
+            AuditForwardFormat::Webhook => req.json(
+                &json!({ "source": "lockout", "records": records, "checkpoint": checkpoint }),
+            ),
             AuditForwardFormat::SplunkHec => {
                 // HEC takes concatenated event objects in one request.
-                let body: String = records
+                let mut events: Vec<String> = records
                     .iter()
                     .map(|r| {
                         let time = crate::domain::parse_time(&r.at).map(|t| t.unix_timestamp_nanos() as f64 / 1e9).unwrap_or_default();
                         json!({"time": time, "source": "lockout", "sourcetype": "lockout:audit", "event": r}).to_string()
                     })
-                    .collect::<Vec<_>>()
-                    .join("\n");
+                    .collect();
+                if let Some(c) = &checkpoint {
+                    events.push(json!({"source": "lockout", "sourcetype": "lockout:checkpoint", "event": c}).to_string());
+                }
+                let body = events.join("\n");
                 req.header("content-type", "application/json").body(body)
             }
         };

@@ -4,6 +4,7 @@
 //! Invariant: the service never updates or deletes audit rows; the store only inserts them,
 //! and computes each record's hash from the previous one inside the same write transaction.
 
+pub mod checkpoint;
 pub mod forward;
 pub mod refusals;
 

@@ -174,6 +174,15 @@ CREATE TABLE seen_signatures (
 CREATE INDEX seen_signatures_by_expiry ON seen_signatures (expires_at);
 "#,
     ),
+    (
+        7,
+        "signed retention anchors",
+        r#"
+-- A prune's anchor is signed with the checkpoint key (outside the database): an anchor row
+-- inserted by someone who can write the database does not verify.
+ALTER TABLE audit_anchors ADD COLUMN signature TEXT;
+"#,
+    ),
 ];
 
 pub const POSTGRES: &[(i64, &str, &str)] = &[
@@ -342,6 +351,15 @@ CREATE TABLE seen_signatures (
     PRIMARY KEY (source, replay_key)
 );
 CREATE INDEX seen_signatures_by_expiry ON seen_signatures (expires_at);
+"#,
+    ),
+    (
+        7,
+        "signed retention anchors",
+        r#"
+-- A prune's anchor is signed with the checkpoint key (outside the database): an anchor row
+-- inserted by someone who can write the database does not verify.
+ALTER TABLE audit_anchors ADD COLUMN signature TEXT;
 "#,
     ),
 ];

@@ -215,8 +215,17 @@ pub trait Store: Send + Sync + 'static {
     /// Moves the cursor from `from` to `to`; false if another replica moved it first.
     async fn advance_forward_cursor(&self, name: &str, from: i64, to: i64) -> StoreResult<bool>;
     /// The retention anchor: the seq and hash of the last record removed by `prune_audit`.
-    async fn audit_anchor(&self) -> StoreResult<Option<(i64, String)>>;
+    async fn audit_anchor(&self) -> StoreResult<Option<AuditAnchor>>;
+    /// The chain's last record: (seq, hash).
+    async fn audit_head(&self) -> StoreResult<Option<(i64, String)>>;
+    /// The hash of the record `seq`, if it exists.
+    async fn audit_hash_at(&self, seq: i64) -> StoreResult<Option<String>>;
     /// Retention (an explicit admin command): removes records older than `before`, keeps the
     /// chain verifiable from an anchor, and records the pruning itself. Returns how many.
-    async fn prune_audit(&self, before: &str, by: &str) -> StoreResult<i64>;
+    async fn prune_audit(
+        &self,
+        before: &str,
+        by: &str,
+        key: Option<&crate::audit::checkpoint::CheckpointKey>,
+    ) -> StoreResult<i64>;
 }

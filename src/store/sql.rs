@@ -1835,15 +1835,44 @@ impl Store for SqlStore {
         Ok(moved)
     }
 
-    async fn audit_anchor(&self) -> StoreResult<Option<(i64, String)>> {
+    async fn audit_anchor(&self) -> StoreResult<Option<AuditAnchor>> {
+        let row = sqlx::query(
+            "SELECT seq, hash, pruned_at, signature FROM audit_anchors ORDER BY seq DESC LIMIT 1",
+        )
+        .fetch_optional(&self.shared.pool)
+        .await?;
+        row.map(|r| {
+            Ok(AuditAnchor {
+                seq: r.try_get("seq")?,
+                hash: r.try_get("hash")?,
+                pruned_at: r.try_get("pruned_at")?,
+                signature: r.try_get("signature")?,
+            })
+        })
+        .transpose()
+    }
+
+    async fn audit_head(&self) -> StoreResult<Option<(i64, String)>> {
         Ok(
-            sqlx::query_as("SELECT seq, hash FROM audit_anchors ORDER BY seq DESC LIMIT 1")
+            sqlx::query_as("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
                 .fetch_optional(&self.shared.pool)
                 .await?,
         )
     }
 
-    async fn prune_audit(&self, before: &str, by: &str) -> StoreResult<i64> {
+    async fn audit_hash_at(&self, seq: i64) -> StoreResult<Option<String>> {
+        Ok(sqlx::query_scalar("SELECT hash FROM audit WHERE seq = $1")
+            .bind(seq)
+            .fetch_optional(&self.shared.pool)
+            .await?)
+    }
+
+    async fn prune_audit(
+        &self,
+        before: &str,
+        by: &str,
+        key: Option<&crate::audit::checkpoint::CheckpointKey>,
+    ) -> StoreResult<i64> {
         let (_w, mut tx) = self.shared.write_tx().await?;
         let last: Option<(i64, String)> =
             sqlx::query_as("SELECT seq, hash FROM audit WHERE at < $1 ORDER BY seq DESC LIMIT 1")
@@ -1878,13 +1907,15 @@ impl Store for SqlStore {
                 .execute(&mut *tx)
                 .await?;
         }
+        let pruned_at = now_rfc3339();
         sqlx::query(
-            "INSERT INTO audit_anchors (seq, hash, pruned_at, pruned_by) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO audit_anchors (seq, hash, pruned_at, pruned_by, signature) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(seq)
         .bind(&hash)
-        .bind(now_rfc3339())
+        .bind(&pruned_at)
         .bind(by)
+        .bind(key.map(|k| k.sign_anchor(seq, &hash, &pruned_at)))
         .execute(&mut *tx)
         .await?;
         let e = AuditEvent::new("audit.pruned", format!("admin:{by}")).data(
