@@ -18,7 +18,7 @@ pub enum ConfigError {
     Invalid(String),
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Settings {
     #[serde(default)]
@@ -55,7 +55,7 @@ pub struct Settings {
     pub audit: AuditSettings,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditSettings {
     /// Forward every record (at least once, in order) to a webhook or Splunk HEC.
@@ -80,7 +80,7 @@ impl Default for AuditSettings {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CheckpointSettings {
     /// The signing key (keep it off the database's host, or at least out of its backups).
@@ -119,7 +119,7 @@ fn default_refusal_interval() -> u64 {
     60
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AuditForwardFormat {
     /// `{"source": "lockout", "records": [...]}`
@@ -129,11 +129,13 @@ pub enum AuditForwardFormat {
     SplunkHec,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditForwardSettings {
+    #[serde(serialize_with = "redact::secret")]
     pub url: SecretString,
     #[serde(default)]
+    #[serde(serialize_with = "redact::option")]
     pub token: Option<SecretString>,
     #[serde(default)]
     pub format: AuditForwardFormat,
@@ -159,16 +161,18 @@ pub enum NotifyFormat {
     Slack,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotifyTarget {
     /// The webhook URL (a secret for Slack: it embeds the token).
+    #[serde(serialize_with = "redact::option")]
     pub url: Option<SecretString>,
     pub url_file: Option<PathBuf>,
     #[serde(default)]
     pub format: NotifyFormat,
     /// Extra headers (e.g. an Authorization for your chat-ops relay).
     #[serde(default)]
+    #[serde(serialize_with = "redact::map")]
     pub headers: BTreeMap<String, SecretString>,
 }
 
@@ -184,7 +188,7 @@ impl NotifyTarget {
     }
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NotificationSettings {
     #[serde(default)]
@@ -198,13 +202,15 @@ pub struct NotificationSettings {
     pub alert_held: Vec<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApprovalSettings {
     /// HS256 secret for approver tokens (simple setups).
+    #[serde(serialize_with = "redact::option")]
     pub hs256_secret: Option<SecretString>,
     pub hs256_secret_file: Option<PathBuf>,
     /// JWKS of an identity provider (RS256/ES256 tokens), cached and refreshed on unknown `kid`.
+    #[serde(serialize_with = "redact::option_url")]
     pub jwks_url: Option<String>,
     pub issuer: Option<String>,
     pub audience: Option<String>,
@@ -253,7 +259,7 @@ fn default_approval_timeout() -> u64 {
     3600
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GlobalGuards {
     /// Never acted on, whatever a playbook or analyst asks: e-mails, ids or `*@domain`.
@@ -289,14 +295,14 @@ fn default_max_subjects() -> usize {
     25
 }
 
-#[derive(Debug, Clone, Copy, Deserialize)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GlobalLimit {
     pub max: u32,
     pub per_secs: u64,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSettings {
     /// Address the HTTP API listens on.
@@ -320,8 +326,10 @@ pub struct ServerSettings {
     pub http_workers: usize,
     /// Bearer token for admin routes (audit, reload); `admin_tokens` holds more for rotation.
     #[serde(default)]
+    #[serde(serialize_with = "redact::option")]
     pub admin_token: Option<SecretString>,
     #[serde(default)]
+    #[serde(serialize_with = "redact::list")]
     pub admin_tokens: Vec<SecretString>,
     /// Identifies this replica in claims and logs (default: hostname-pid).
     #[serde(default)]
@@ -367,13 +375,22 @@ fn default_unauthenticated_budget() -> usize {
     32 * 1024 * 1024
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreSettings {
     /// `sqlite://PATH` (embedded default).
-    #[serde(default = "default_store_url")]
+    #[serde(default = "default_store_url", serialize_with = "redact::url")]
     pub url: String,
 }
+/// The URL may hold a database password: shown without it.
+impl std::fmt::Debug for StoreSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreSettings")
+            .field("url", &redact::userinfo(&self.url))
+            .finish()
+    }
+}
+
 impl Default for StoreSettings {
     fn default() -> Self {
         Self {
@@ -385,17 +402,21 @@ fn default_store_url() -> String {
     "sqlite://lockout.db".into()
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct UsersApiSettings {
     /// Region base URL, e.g. `https://api.1password.com`.
+    #[serde(serialize_with = "redact::url")]
     pub base_url: String,
     #[serde(default)]
     pub api_version: ApiVersion,
+    #[serde(serialize_with = "redact::option_url")]
     pub token_url: Option<String>,
+    #[serde(serialize_with = "redact::option_url")]
     pub revoke_url: Option<String>,
     pub account_id: String,
     pub client_id: String,
+    #[serde(serialize_with = "redact::option")]
     pub client_secret: Option<SecretString>,
     pub client_secret_file: Option<PathBuf>,
     #[serde(default)]
@@ -414,7 +435,7 @@ fn default_refresh_margin() -> u64 {
     60
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RetrySettings {
     #[serde(default = "default_attempts")]
@@ -508,21 +529,28 @@ impl UsersApiSettings {
 }
 
 pub fn read_secret_file(path: &Path) -> Result<String, ConfigError> {
-    std::fs::read_to_string(path)
+    let secret = std::fs::read_to_string(path)
         .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
         .map_err(|e| {
             ConfigError::Invalid(format!("cannot read secret file {}: {e}", path.display()))
-        })
+        })?;
+    if secret.trim().is_empty() {
+        return Err(ConfigError::Invalid(format!(
+            "secret file {} is empty",
+            path.display()
+        )));
+    }
+    Ok(secret)
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SandboxSettings {
     /// JSON or YAML list of users for the in-process fake (default: built-in sample users).
     pub users_file: Option<PathBuf>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlaybookSettings {
     #[serde(default = "default_playbook_dir")]
@@ -592,7 +620,7 @@ impl std::str::FromStr for SourceFormat {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSettings {
     #[serde(default)]
@@ -613,14 +641,16 @@ fn default_dedup_window() -> u64 {
 }
 
 /// How a source authenticates its requests. `none` must be written out explicitly.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SourceAuth {
     /// `Authorization: Bearer <token>`; several tokens allow rotation.
     Bearer {
         #[serde(default)]
+        #[serde(serialize_with = "redact::option")]
         token: Option<SecretString>,
         #[serde(default)]
+        #[serde(serialize_with = "redact::list")]
         tokens: Vec<SecretString>,
         #[serde(default)]
         token_file: Option<PathBuf>,
@@ -629,8 +659,10 @@ pub enum SourceAuth {
     Basic {
         username: String,
         #[serde(default)]
+        #[serde(serialize_with = "redact::option")]
         password: Option<SecretString>,
         #[serde(default)]
+        #[serde(serialize_with = "redact::list")]
         passwords: Vec<SecretString>,
     },
     /// An HMAC of the body (and optionally a timestamp) in a header.
@@ -638,8 +670,10 @@ pub enum SourceAuth {
         /// Header carrying the signature, e.g. `X-Grafana-Alerting-Signature`.
         header: String,
         #[serde(default)]
+        #[serde(serialize_with = "redact::option")]
         secret: Option<SecretString>,
         #[serde(default)]
+        #[serde(serialize_with = "redact::list")]
         secrets: Vec<SecretString>,
         #[serde(default)]
         secret_file: Option<PathBuf>,
@@ -665,7 +699,7 @@ fn default_tolerance() -> u64 {
     300
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HmacAlgorithm {
     #[default]
@@ -673,7 +707,7 @@ pub enum HmacAlgorithm {
     Sha1,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum HmacEncoding {
     #[default]
@@ -750,7 +784,7 @@ pub struct FieldMappings {
     pub occurred_at: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkerSettings {
     /// Concurrent action workers in this process.
@@ -809,7 +843,7 @@ fn default_requeue() -> u64 {
     2000
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct DirectorySettings {
     /// The e-mail directory is re-paged when older than this.
@@ -1176,6 +1210,9 @@ impl Settings {
             crate::playbooks::ProtectedPattern::parse(p)
                 .map_err(|e| ConfigError::Invalid(format!("guards.protected: {e}")))?;
         }
+        if let Some(p) = &self.approvals.hs256_secret_file {
+            read_secret_file(p)?;
+        }
         if let (Some(_), Some(_)) = (
             &self.approvals.hs256_secret,
             &self.approvals.hs256_secret_file,
@@ -1245,6 +1282,96 @@ sources:
       type: bearer
       token: "sandbox-token"
 "#;
+
+/// How `config check` prints secrets and URLs: never a secret, never a URL's password.
+mod redact {
+    use std::collections::BTreeMap;
+
+    use secrecy::SecretString;
+    use serde::Serializer;
+
+    const REDACTED: &str = "[REDACTED]";
+
+    pub fn secret<S: Serializer>(_: &SecretString, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(REDACTED)
+    }
+    pub fn option<S: Serializer>(v: &Option<SecretString>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(_) => s.serialize_str(REDACTED),
+            None => s.serialize_none(),
+        }
+    }
+    pub fn list<S: Serializer>(v: &[SecretString], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(|_| REDACTED))
+    }
+    pub fn map<S: Serializer>(v: &BTreeMap<String, SecretString>, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_map(v.keys().map(|k| (k, REDACTED)))
+    }
+    pub fn url<S: Serializer>(v: &str, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&userinfo(v))
+    }
+    pub fn option_url<S: Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(u) => s.serialize_str(&userinfo(u)),
+            None => s.serialize_none(),
+        }
+    }
+
+    /// `scheme://user:password@host/…` → `scheme://user:[REDACTED]@host/…`; query parameters
+    /// named like secrets are redacted too.
+    pub fn userinfo(url: &str) -> String {
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return url.to_owned();
+        };
+        let (authority, path) = match rest.find(['/', '?']) {
+            Some(i) => rest.split_at(i),
+            None => (rest, ""),
+        };
+        let authority = match authority.rsplit_once('@') {
+            Some((info, host)) => match info.split_once(':') {
+                Some((user, _)) => format!("{user}:{REDACTED}@{host}"),
+                None => format!("{info}@{host}"),
+            },
+            None => authority.to_owned(),
+        };
+        let path = match path.split_once('?') {
+            Some((p, query)) => {
+                let query: Vec<String> = query
+                    .split('&')
+                    .map(|kv| match kv.split_once('=') {
+                        Some((k, _))
+                            if ["password", "pass", "secret", "token", "key", "sslpassword"]
+                                .iter()
+                                .any(|n| k.eq_ignore_ascii_case(n)) =>
+                        {
+                            format!("{k}={REDACTED}")
+                        }
+                        _ => kv.to_owned(),
+                    })
+                    .collect();
+                format!("{p}?{}", query.join("&"))
+            }
+            None => path.to_owned(),
+        };
+        format!("{scheme}://{authority}{path}")
+    }
+
+    #[cfg(test)]
+    #[test]
+    fn passwords_in_urls_are_redacted() {
+        assert_eq!(
+            userinfo(
+                "postgres://lockout:s3cret@db.internal:5432/lockout?sslmode=require&password=x"
+            ),
+            "postgres://lockout:[REDACTED]@db.internal:5432/lockout?sslmode=require&password=[REDACTED]"
+        );
+        assert_eq!(userinfo("sqlite://lockout.db"), "sqlite://lockout.db");
+        assert_eq!(
+            userinfo("https://api.1password.com"),
+            "https://api.1password.com"
+        );
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -245,8 +245,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let (settings, origin) = Settings::load(cli.config.as_deref())?;
             out!("# mode: {}", settings.mode(&origin));
-            out!("# configuration from {origin:?}; valid");
-            out!("{settings:#?}");
+            // serve's checks beyond the settings themselves: the playbooks load against
+            // them, and approvals they need have an approver key.
+            lockout::startup::preflight(&settings)?;
+            out!("# configuration from {origin:?}; valid (secrets redacted)");
+            out!("{}", serde_saphyr::to_string(&settings)?);
             Ok(ExitCode::SUCCESS)
         }
         command => {

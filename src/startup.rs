@@ -53,6 +53,39 @@ pub enum StartupError {
     Sandbox(String),
 }
 
+/// What `serve` checks before it starts, beyond the settings themselves (and what `config
+/// check` runs too): the playbooks load against the settings, and if any can wait for an
+/// approval (an approval step, or a blast-radius limit, which holds for approval), an
+/// approver key is configured, or nobody could ever decide.
+pub fn preflight(settings: &Settings) -> Result<crate::playbooks::PlaybookSet, StartupError> {
+    let load_context = LoadContext {
+        notify_targets: settings.notify.keys().cloned().collect(),
+    };
+    let playbooks =
+        load_dir(&settings.playbooks.dir, &load_context).map_err(StartupError::Playbooks)?;
+    let a = &settings.approvals;
+    let has_key = a.hs256_secret.is_some() || a.hs256_secret_file.is_some() || a.jwks_url.is_some();
+    if !has_key {
+        let needs = playbooks
+            .playbooks
+            .iter()
+            .find(|p| p.approver_roles().next().is_some() || p.limit.is_some())
+            .map(|p| format!("playbook {}", p.name))
+            .or_else(|| {
+                settings
+                    .guards
+                    .global_limit
+                    .map(|_| "guards.global_limit".to_owned())
+            });
+        if let Some(what) = needs {
+            return Err(StartupError::Config(ConfigError::Invalid(format!(
+                "{what} can wait for an approval, but no approver key is configured (approvals.hs256_secret_file or approvals.jwks_url): nobody could decide"
+            ))));
+        }
+    }
+    Ok(playbooks)
+}
+
 /// The Users API client the settings call for, and the in-process fake when in sandbox mode.
 pub async fn users_api_client(
     settings: &Settings,
@@ -107,8 +140,7 @@ impl Application {
         let load_context = LoadContext {
             notify_targets: settings.notify.keys().cloned().collect(),
         };
-        let playbooks =
-            load_dir(&settings.playbooks.dir, &load_context).map_err(StartupError::Playbooks)?;
+        let playbooks = preflight(&settings)?;
         let store: Arc<dyn Store> = Arc::new(SqlStore::connect(&settings.store.url).await?);
         let (users, fake) = users_api_client(&settings).await?;
         if fake.is_some() {

@@ -137,3 +137,116 @@ async fn an_operator_suspension_is_made_and_audited() {
         String::from_utf8_lossy(&verify.stdout)
     );
 }
+
+#[tokio::test]
+async fn serve_that_cannot_start_leaves_no_database_and_no_audit_record() {
+    let fake = start_fake(fake_config(lockout::sandbox::sample_users()));
+    let dir = tempfile::tempdir().unwrap();
+    write_settings(dir.path(), &fake, &AppOptions::default());
+    let config = dir.path().join("lockout.yaml");
+    let db = dir.path().join("lockout.db");
+    let sqlite = std::env::var("LOCKOUT_TEST_STORE").as_deref() != Ok("postgres");
+    // A missing playbooks folder: refused before the store is touched.
+    let yaml = std::fs::read_to_string(&config).unwrap();
+    let broken = dir.path().join("broken.yaml");
+    std::fs::write(
+        &broken,
+        yaml.replace(
+            &format!("dir: \"{}\"", dir.path().join("playbooks").display()),
+            "dir: \"/nonexistent/playbooks\"",
+        ),
+    )
+    .unwrap();
+    let out = tokio::task::spawn_blocking(move || lockout(&broken, &["serve"]))
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("playbook"));
+    if sqlite {
+        assert!(!db.exists(), "a failed start created the database");
+    }
+    // A busy port: refused before the store is touched.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    let on_busy = dir.path().join("busy.yaml");
+    std::fs::write(
+        &on_busy,
+        yaml.replace(
+            "listen: \"127.0.0.1:0\"",
+            &format!("listen: \"127.0.0.1:{port}\""),
+        ),
+    )
+    .unwrap();
+    let out = tokio::task::spawn_blocking(move || lockout(&on_busy, &["serve"]))
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("cannot listen"), "{stderr}");
+    assert!(
+        stderr.contains("configuration loaded"),
+        "the log ran: {stderr}"
+    );
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "colour codes off a terminal: {stderr:?}"
+    );
+    if sqlite {
+        assert!(!db.exists(), "a failed start created the database");
+    } else {
+        let store = store_of(dir.path()).await;
+        use lockout::store::Store;
+        assert!(store.audit_chain(0, 10).await.unwrap().is_empty());
+    }
+    drop(busy);
+}
+
+#[tokio::test]
+async fn cli_output_survives_a_closed_pipe_and_has_no_colour_off_a_terminal() {
+    let fake = start_fake(fake_config(lockout::sandbox::SeedUser::generated(2000)));
+    let dir = tempfile::tempdir().unwrap();
+    write_settings(dir.path(), &fake, &AppOptions::default());
+    let config = dir.path().join("lockout.yaml");
+    let out = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_lockout"))
+            .arg("--config")
+            .arg(&config)
+            .args(["users", "list", "--json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // `| head -c 10`: read a little, then close the pipe.
+        let mut stdout = child.stdout.take().unwrap();
+        let mut first = [0u8; 10];
+        std::io::Read::read_exact(&mut stdout, &mut first).unwrap();
+        drop(stdout);
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        out.status.success(),
+        "a closed pipe ends the output quietly: {stderr}"
+    );
+    // A format typo names the valid ones.
+    let out = Command::new(env!("CARGO_BIN_EXE_lockout"))
+        .args([
+            "playbooks",
+            "test",
+            "--format",
+            "splnk",
+            "--alert",
+            "/dev/null",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("splunk") && stderr.contains("alertmanager"),
+        "{stderr}"
+    );
+}

@@ -216,9 +216,11 @@ fn config_check_prints_the_effective_config_without_secrets() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("store.url"));
 }
 
-/// `lockout` run in an empty folder (no ./lockout.yaml) with exactly these LOCKOUT variables.
+/// `lockout` run in a folder with an empty `playbooks/` (and no ./lockout.yaml), with exactly
+/// these LOCKOUT variables.
 fn lockout_in_empty_dir(args: &[&str], vars: &[(&str, &str)]) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("playbooks")).unwrap();
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_lockout"));
     cmd.current_dir(dir.path()).args(args);
     for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("LOCKOUT")) {
@@ -292,4 +294,72 @@ fn live_mode_from_the_environment_never_runs_on_sandbox_credentials() {
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
+}
+
+#[test]
+fn config_check_applies_serves_checks_and_redacts_every_secret_and_url_password() {
+    let dir = tempfile::tempdir().unwrap();
+    let playbooks = dir.path().join("playbooks");
+    std::fs::create_dir_all(&playbooks).unwrap();
+    std::fs::write(
+        playbooks.join("p.yaml"),
+        "name: p\non:\n  when: \"true\"\nsteps:\n  - suspend: { approval: { approvers: [secops] } }\n",
+    )
+    .unwrap();
+    let empty = dir.path().join("empty.secret");
+    std::fs::write(&empty, "\n").unwrap();
+    let check = |yaml: String| {
+        let path = dir.path().join("c.yaml");
+        std::fs::write(&path, yaml).unwrap();
+        std::process::Command::new(env!("CARGO_BIN_EXE_lockout"))
+            .arg("--config")
+            .arg(&path)
+            .args(["config", "check"])
+            .output()
+            .unwrap()
+    };
+    let base = format!(
+        "store:\n  url: \"postgres://lockout:hunter2@127.0.0.1:5432/lockout\"\nplaybooks:\n  dir: \"{}\"\n",
+        playbooks.display()
+    );
+    // A playbook that waits for approval with no approver key: nobody could decide.
+    let out = check(base.clone());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(
+        stderr.contains("playbook p can wait for an approval"),
+        "{stderr}"
+    );
+    // An empty secret file.
+    let out = check(format!(
+        "{base}approvals:\n  hs256_secret_file: \"{}\"\n",
+        empty.display()
+    ));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(stderr.contains("is empty"), "{stderr}");
+    // Valid: printed as YAML, the URL's password redacted.
+    let out = check(format!(
+        "{base}approvals:\n  hs256_secret: \"approver-secret-value\"\n"
+    ));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("url: postgres://lockout:[REDACTED]@127.0.0.1:5432/lockout")
+            || stdout.contains("postgres://lockout:[REDACTED]@"),
+        "{stdout}"
+    );
+    assert!(
+        !stdout.contains("hunter2") && !stdout.contains("approver-secret-value"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("hs256_secret: \"[REDACTED]\""), "{stdout}");
 }
