@@ -68,6 +68,8 @@ pub struct AppContext {
     /// Refused intake requests, written to the audit aggregated per interval.
     pub refusals: crate::audit::refusals::RefusalLog,
     pub refusal_interval: Duration,
+    /// The last failed Users API readiness check and when (answered from memory a while).
+    pub readiness: std::sync::Mutex<Option<(std::time::Instant, String)>>,
     /// More subjects than this in one alert: held for a human, not planned.
     pub max_subjects_per_alert: usize,
 }

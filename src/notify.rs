@@ -32,6 +32,31 @@ pub enum NotifyError {
     Transport { target: String, message: String },
 }
 
+/// Slack reads `<…>` as links and mentions (`<!channel>`, `<@U123>`, `<https://x|text>`) and
+/// `&` as the start of an entity: text from alerts is escaped so that it shows as written and
+/// cannot ping a channel or disguise a link (Slack's own escaping rule: `&`, `<`, `>`).
+pub fn slack_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+#[test]
+fn slack_control_sequences_are_escaped() {
+    assert_eq!(
+        slack_escape("<!channel> see <https://evil.example|your bank> & <@U123>"),
+        "&lt;!channel&gt; see &lt;https://evil.example|your bank&gt; &amp; &lt;@U123&gt;"
+    );
+}
+
 impl Notifier {
     pub fn new(config: &BTreeMap<String, NotifyTarget>) -> Result<Self, ConfigError> {
         let mut targets = BTreeMap::new();
@@ -78,7 +103,7 @@ impl Notifier {
             .get(target)
             .ok_or_else(|| NotifyError::UnknownTarget(target.into()))?;
         let body = match t.format {
-            NotifyFormat::Slack => json!({ "text": text }),
+            NotifyFormat::Slack => json!({ "text": slack_escape(text) }),
             NotifyFormat::Generic => {
                 json!({ "event": event, "text": text, "data": data, "source": "lockout" })
             }

@@ -239,6 +239,7 @@ impl Application {
             actions_waiting: tokio::sync::Notify::new(),
             metrics: Default::default(),
             refusals: Default::default(),
+            readiness: Default::default(),
             refusal_interval: Duration::from_secs(settings.audit.refusal_interval_secs.max(1)),
         });
         store

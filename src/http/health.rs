@@ -12,11 +12,7 @@ pub async fn healthz() -> HttpResponse {
 /// Ready when the store answers, playbooks are loaded, and a Users API token can be had.
 pub async fn readyz(ctx: web::Data<AppContext>) -> Result<HttpResponse, ApiError> {
     let store = ctx.store.ping().await.map_err(|e| e.to_string());
-    let token = ctx
-        .users
-        .check_credentials(&CallLog::default())
-        .await
-        .map_err(|e| e.to_string());
+    let token = users_api_ready(&ctx).await;
     let playbooks = ctx.playbooks().playbooks.len();
     let body = json!({
         "status": if store.is_ok() && token.is_ok() { "ready" } else { "not_ready" },
@@ -33,6 +29,34 @@ pub async fn readyz(ctx: web::Data<AppContext>) -> Result<HttpResponse, ApiError
     } else {
         Err(ApiError::unavailable("not_ready", "the service is not ready").details(body))
     }
+}
+
+/// How long a failed Users API check is answered from memory: `/readyz` is unauthenticated,
+/// and must not turn every probe into a token request while 1Password refuses or is down.
+const FAILURE_CACHED_FOR: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Whether a Users API token can be had; on failure a short reason (the error's kind, never
+/// the API's own text).
+async fn users_api_ready(ctx: &AppContext) -> Result<(), String> {
+    {
+        let cached = ctx.readiness.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, why)) = cached.as_ref()
+            && at.elapsed() < FAILURE_CACHED_FOR
+        {
+            return Err(why.clone());
+        }
+    }
+    let result = ctx
+        .users
+        .check_credentials(&CallLog::default())
+        .await
+        .map_err(|e| format!("no token: {}", e.kind()));
+    let mut cached = ctx.readiness.lock().unwrap_or_else(|p| p.into_inner());
+    *cached = result
+        .as_ref()
+        .err()
+        .map(|why| (std::time::Instant::now(), why.clone()));
+    result
 }
 
 /// `GET /metrics`: Prometheus text format. Queue gauges are read from the store at scrape time.

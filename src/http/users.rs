@@ -87,6 +87,13 @@ async fn manual(
     step: StepAction,
 ) -> Result<HttpResponse, ApiError> {
     require_analyst(&ctx, &who)?;
+    // PostgreSQL text cannot hold NUL: refused here, on both stores alike.
+    if body.reason.contains('\0') {
+        return Err(ApiError::bad_request(
+            "invalid_body",
+            "the reason holds a NUL character",
+        ));
+    }
     if body.reason.trim().is_empty() {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,

@@ -338,3 +338,52 @@ async fn an_alert_naming_too_many_users_is_held_for_a_human_not_fanned_out() {
     app.wait_for_audit("action.succeeded", v["alert_ids"][0].as_str().unwrap())
         .await;
 }
+
+#[tokio::test]
+async fn readyz_does_not_request_a_token_per_probe_nor_echo_the_apis_error() {
+    // 1Password's token endpoint is down from the start: no token is ever cached.
+    let fake = start_fake(fake_config(lockout::sandbox::sample_users()));
+    fake.handle.set_token_endpoint_down(true);
+    let dir = tempfile::tempdir().unwrap();
+    write_settings(dir.path(), &fake, &AppOptions::default());
+    let app = match start_in(dir, fake).await {
+        Ok(a) => a,
+        Err((e, _, _)) => panic!("{e}"),
+    };
+    let before = app.fake().token_requests();
+    for _ in 0..10 {
+        let r = app
+            .http
+            .get(format!("{}/readyz", app.address))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 503);
+        let v: Value = r.json().await.unwrap();
+        let why = v["error"]["details"]["checks"]["users_api"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(why.starts_with("no token: "), "{why}");
+        assert!(why.len() < 40, "a short reason, not the API's text: {why}");
+    }
+    let asked = app.fake().token_requests() - before;
+    assert!(
+        asked <= 4,
+        "ten probes asked for {asked} tokens (one check, with its retries, at most)"
+    );
+}
+
+#[tokio::test]
+async fn a_nul_in_a_reason_is_a_400_on_every_store() {
+    let app = app("").await;
+    let (s, v) = app
+        .post_json(
+            &format!("/v1/users/{ALICE}/suspend"),
+            &token("ana@example.com", &["secops"]),
+            &json!({"reason": "phished\u{0}"}),
+        )
+        .await;
+    assert_eq!(s, 400, "{v}");
+    assert!(app.ctx.store.list_actions(None).await.unwrap().is_empty());
+}
