@@ -878,6 +878,16 @@ pub enum ConfigOrigin {
     Environment,
 }
 
+impl std::fmt::Display for ConfigOrigin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::File(p) => write!(f, "{}", p.display()),
+            Self::Defaults => f.write_str("the embedded sandbox defaults"),
+            Self::Environment => f.write_str("LOCKOUT__ environment variables"),
+        }
+    }
+}
+
 /// Which 1Password lockout acts on, and why: printed by `config check` and logged by `serve`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Mode {
@@ -1407,20 +1417,73 @@ sources:
         settings.validate().unwrap();
     }
 
+    /// Every key path of a serialised value (`a`, `a.b`, …), map keys of user-named entries
+    /// (sources, notify targets) left out.
+    fn keys(v: &serde_json::Value, prefix: &str, out: &mut std::collections::BTreeSet<String>) {
+        if let serde_json::Value::Object(m) = v {
+            for (k, child) in m {
+                let named = ["sources", "notify", "headers"]
+                    .contains(&prefix.rsplit('.').next().unwrap_or(""));
+                let path = if named { prefix.to_owned() } else { k.clone() };
+                if !named {
+                    out.insert(k.clone());
+                }
+                keys(child, &path, out);
+            }
+        }
+    }
+
     #[test]
-    fn the_example_config_documents_only_real_keys() {
-        // deny_unknown_fields everywhere: a key that does not exist fails here.
+    fn the_example_config_shows_the_defaults_and_documents_every_key() {
+        let example = include_str!("../lockout.example.yaml");
+        // Its active lines are real keys (deny_unknown_fields everywhere) with the defaults.
         let settings: Settings = config::Config::builder()
+            .add_source(config::File::from_str(example, config::FileFormat::Yaml))
+            .build()
+            .unwrap()
+            .try_deserialize()
+            .unwrap();
+        settings.validate().unwrap();
+        assert!(settings.is_sandbox(), "the example turns nothing on");
+        assert_eq!(
+            serde_json::to_value(&settings).unwrap(),
+            serde_json::to_value(Settings::default()).unwrap(),
+            "the example's active lines are the defaults"
+        );
+        // Every key, including those of optional sections and each auth type, is documented
+        // (active or in a commented example).
+        let maximal: Settings = config::Config::builder()
             .add_source(config::File::from_str(
-                include_str!("../lockout.example.yaml"),
+                r#"
+users_api: { base_url: "https://api.1password.com", account_id: A, client_id: c, client_secret: s }
+sources:
+  a: { auth: { type: bearer, token: t } }
+  b: { auth: { type: basic, username: u, password: p } }
+  c: { auth: { type: hmac, header: X-Sig, secret: s } }
+  d: { auth: { type: none } }
+notify: { n: { url: "https://example.com/hook" } }
+guards: { global_limit: { max: 1, per_secs: 1 } }
+audit:
+  forward: { url: "https://example.com/audit" }
+  checkpoint: { key_file: /k }
+"#,
                 config::FileFormat::Yaml,
             ))
             .build()
             .unwrap()
             .try_deserialize()
             .unwrap();
-        assert_eq!(settings.sources.len(), 3);
-        assert!(settings.guards.global_limit.is_some());
+        let mut all = std::collections::BTreeSet::new();
+        keys(&serde_json::to_value(&maximal).unwrap(), "", &mut all);
+        let missing: Vec<&String> = all
+            .iter()
+            .filter(|k| !example.contains(&format!("{k}:")) && k.as_str() != "type")
+            .collect();
+        assert!(all.len() > 80, "{all:?}");
+        assert!(missing.is_empty(), "undocumented keys: {missing:?}");
+        for auth in ["type: bearer", "type: basic", "type: hmac", "type: none"] {
+            assert!(example.contains(auth), "{auth} is not shown");
+        }
     }
 
     fn env(pairs: &[(&str, &str)]) -> std::collections::HashMap<String, String> {

@@ -248,7 +248,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // serve's checks beyond the settings themselves: the playbooks load against
             // them, and approvals they need have an approver key.
             lockout::startup::preflight(&settings)?;
-            out!("# configuration from {origin:?}; valid (secrets redacted)");
+            out!("# configuration from {origin}; valid (secrets redacted)");
             out!("{}", serde_saphyr::to_string(&settings)?);
             Ok(ExitCode::SUCCESS)
         }

@@ -291,8 +291,12 @@ async fn execute(
                 | (RequireState::Suspended, UserState::Suspended)
         );
         if !ok {
+            let wanted = match r {
+                RequireState::Active => "ACTIVE",
+                RequireState::Suspended => "SUSPENDED",
+            };
             let why = format!(
-                "require_state {r:?} but the user is {}",
+                "require_state {wanted} but the user is {}",
                 user.state.as_str()
             );
             return (

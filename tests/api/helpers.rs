@@ -140,10 +140,34 @@ pub fn pg_base_url() -> String {
         .unwrap_or_else(|_| "postgres://root@127.0.0.1:5432/test".into())
 }
 
-/// Creates an empty database for one test and returns its URL.
+/// A test's PostgreSQL database, dropped when the test's thread ends (libtest runs each test
+/// on a thread of its own, and runs its thread-locals' destructors when the test ends, passed
+/// or failed). `WITH (FORCE)` ends the connections the test's app still holds.
+struct PgDatabase(String);
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("psql")
+            .arg(pg_base_url())
+            .args([
+                "-q",
+                "-c",
+                &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.0),
+            ])
+            .output();
+    }
+}
+
+thread_local! {
+    static TEST_DATABASES: std::cell::RefCell<Vec<PgDatabase>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Creates an empty database for one test and returns its URL. It is dropped when the test
+/// ends.
 pub fn fresh_pg_database() -> String {
     let base = pg_base_url();
     let name = format!("lockout_t_{}", uuid::Uuid::now_v7().simple());
+    TEST_DATABASES.with(|d| d.borrow_mut().push(PgDatabase(name.clone())));
     let out = std::process::Command::new("psql")
         .arg(&base)
         .args(["-q", "-c", &format!("CREATE DATABASE {name}")])
@@ -175,7 +199,10 @@ pub fn skip_outside_ci(what: &str, reason: &str) {
         std::env::var("CI").is_err(),
         "{what} cannot run in CI: {reason}"
     );
-    eprintln!("SKIPPED {what}: {reason}");
+    // Straight to the process's stderr: libtest captures only the print macros, so this line
+    // shows in the normal output, not only with --nocapture.
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED {what}: {reason}");
 }
 
 /// Whether a test can run its PostgreSQL part: true when a server answers; otherwise
