@@ -142,8 +142,16 @@ pub fn router_errors<B: 'static>() -> actix_web::middleware::ErrorHandlers<B> {
         } else {
             ApiError::not_found(format!("no route {}", res.request().path()))
         };
+        // A 405 says which methods the resource has (RFC 9110): kept.
+        let allow = res.headers().get(actix_web::http::header::ALLOW).cloned();
         let (req, _) = res.into_parts();
-        let res = actix_web::dev::ServiceResponse::new(req, err.error_response());
+        let mut response = err.error_response();
+        if let Some(allow) = allow {
+            response
+                .headers_mut()
+                .insert(actix_web::http::header::ALLOW, allow);
+        }
+        let res = actix_web::dev::ServiceResponse::new(req, response);
         Ok(ErrorHandlerResponse::Response(res.map_into_right_body()))
     }
     ErrorHandlers::new()
