@@ -139,50 +139,13 @@ CREATE TABLE audit_anchors (
 DROP INDEX IF EXISTS alerts_by_correlation;
 "#,
     ),
-    (
-        5,
-        "the alerts that asked for each action",
-        r#"
--- Every alert that asked for an action: the one that created it and each later one that
--- attached to it. A resolved alert withdraws its request; an approval is cancelled on resolve
--- only when no request is left.
-CREATE TABLE action_alerts (
-    action_id   TEXT NOT NULL,
-    alert_id    TEXT NOT NULL,
-    correlation TEXT NOT NULL,
-    resolved_at TEXT,
-    PRIMARY KEY (action_id, alert_id)
-);
-CREATE INDEX action_alerts_by_correlation ON action_alerts (correlation);
-INSERT INTO action_alerts (action_id, alert_id, correlation)
-    SELECT ac.id, al.id, al.correlation FROM actions ac JOIN alerts al ON al.id = ac.alert_id;
-CREATE INDEX actions_by_user ON actions (user_id, kind, state);
-"#,
-    ),
+    (5, "the alerts that asked for each action", V5_ACTION_ALERTS),
     (
         6,
         "signed requests seen, for replay refusal across replicas",
-        r#"
--- The replay key of each signed (HMAC) request accepted, until it can no longer be replayed
--- (its timestamp is out of tolerance) or for a day: every replica refuses a replay.
-CREATE TABLE seen_signatures (
-    source     TEXT NOT NULL,
-    replay_key TEXT NOT NULL,
-    expires_at TEXT NOT NULL,
-    PRIMARY KEY (source, replay_key)
-);
-CREATE INDEX seen_signatures_by_expiry ON seen_signatures (expires_at);
-"#,
+        V6_SEEN_SIGNATURES,
     ),
-    (
-        7,
-        "signed retention anchors",
-        r#"
--- A prune's anchor is signed with the checkpoint key (outside the database): an anchor row
--- inserted by someone who can write the database does not verify.
-ALTER TABLE audit_anchors ADD COLUMN signature TEXT;
-"#,
-    ),
+    (7, "signed retention anchors", V7_SIGNED_ANCHORS),
 ];
 
 pub const POSTGRES: &[(i64, &str, &str)] = &[
@@ -318,50 +281,13 @@ CREATE TABLE audit_anchors (
         "indexes for what intake writes and what queries read",
         V3_INDEXES,
     ),
-    (
-        5,
-        "the alerts that asked for each action",
-        r#"
--- Every alert that asked for an action: the one that created it and each later one that
--- attached to it. A resolved alert withdraws its request; an approval is cancelled on resolve
--- only when no request is left.
-CREATE TABLE action_alerts (
-    action_id   TEXT NOT NULL,
-    alert_id    TEXT NOT NULL,
-    correlation TEXT NOT NULL,
-    resolved_at TEXT,
-    PRIMARY KEY (action_id, alert_id)
-);
-CREATE INDEX action_alerts_by_correlation ON action_alerts (correlation);
-INSERT INTO action_alerts (action_id, alert_id, correlation)
-    SELECT ac.id, al.id, al.correlation FROM actions ac JOIN alerts al ON al.id = ac.alert_id;
-CREATE INDEX actions_by_user ON actions (user_id, kind, state);
-"#,
-    ),
+    (5, "the alerts that asked for each action", V5_ACTION_ALERTS),
     (
         6,
         "signed requests seen, for replay refusal across replicas",
-        r#"
--- The replay key of each signed (HMAC) request accepted, until it can no longer be replayed
--- (its timestamp is out of tolerance) or for a day: every replica refuses a replay.
-CREATE TABLE seen_signatures (
-    source     TEXT NOT NULL,
-    replay_key TEXT NOT NULL,
-    expires_at TEXT NOT NULL,
-    PRIMARY KEY (source, replay_key)
-);
-CREATE INDEX seen_signatures_by_expiry ON seen_signatures (expires_at);
-"#,
+        V6_SEEN_SIGNATURES,
     ),
-    (
-        7,
-        "signed retention anchors",
-        r#"
--- A prune's anchor is signed with the checkpoint key (outside the database): an anchor row
--- inserted by someone who can write the database does not verify.
-ALTER TABLE audit_anchors ADD COLUMN signature TEXT;
-"#,
-    ),
+    (7, "signed retention anchors", V7_SIGNED_ANCHORS),
 ];
 
 /// Version 3 is the same SQL on both backends (partial indexes exist on both).
@@ -381,4 +307,40 @@ DROP INDEX audit_by_kind;
 DROP INDEX audit_by_subject;
 CREATE INDEX audit_by_subject ON audit (subject) WHERE subject IS NOT NULL;
 CREATE INDEX audit_by_action ON audit (action_id) WHERE action_id IS NOT NULL;
+"#;
+
+/// Versions 5 to 7 are the same SQL on both backends.
+const V5_ACTION_ALERTS: &str = r#"
+-- Every alert that asked for an action: the one that created it and each later one that
+-- attached to it. A resolved alert withdraws its request; an approval is cancelled on resolve
+-- only when no request is left.
+CREATE TABLE action_alerts (
+    action_id   TEXT NOT NULL,
+    alert_id    TEXT NOT NULL,
+    correlation TEXT NOT NULL,
+    resolved_at TEXT,
+    PRIMARY KEY (action_id, alert_id)
+);
+CREATE INDEX action_alerts_by_correlation ON action_alerts (correlation);
+INSERT INTO action_alerts (action_id, alert_id, correlation)
+    SELECT ac.id, al.id, al.correlation FROM actions ac JOIN alerts al ON al.id = ac.alert_id;
+CREATE INDEX actions_by_user ON actions (user_id, kind, state);
+"#;
+
+const V6_SEEN_SIGNATURES: &str = r#"
+-- The replay key of each signed (HMAC) request accepted, until it can no longer be replayed
+-- (its timestamp is out of tolerance) or for a day: every replica refuses a replay.
+CREATE TABLE seen_signatures (
+    source     TEXT NOT NULL,
+    replay_key TEXT NOT NULL,
+    expires_at TEXT NOT NULL,
+    PRIMARY KEY (source, replay_key)
+);
+CREATE INDEX seen_signatures_by_expiry ON seen_signatures (expires_at);
+"#;
+
+const V7_SIGNED_ANCHORS: &str = r#"
+-- A prune's anchor is signed with the checkpoint key (outside the database): an anchor row
+-- inserted by someone who can write the database does not verify.
+ALTER TABLE audit_anchors ADD COLUMN signature TEXT;
 "#;

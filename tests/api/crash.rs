@@ -205,13 +205,9 @@ async fn a_live_worker_keeps_its_claim_however_long_the_api_takes() {
         Ok(app) => app,
         Err((e, _, _)) => panic!("{e}"),
     };
-    let resp: Value = app
-        .post_alert("generic", &brute_force_alert("alice@example.com"))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let id = resp["alert_ids"][0].as_str().unwrap().to_owned();
+    let id = app
+        .post_alert_id("generic", &brute_force_alert("alice@example.com"))
+        .await;
     let records = app.wait_for_audit("action.succeeded", &id).await;
     assert!(
         !records.iter().any(|r| r.event.kind == "action.reclaimed"),

@@ -366,6 +366,15 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Posts an alert with the source token and returns the id of the (first) alert stored.
+    pub async fn post_alert_id(&self, source: &str, body: &Value) -> String {
+        let resp: Value = self.post_alert(source, body).await.json().await.unwrap();
+        resp["alert_ids"][0]
+            .as_str()
+            .unwrap_or_else(|| panic!("no alert stored: {resp}"))
+            .to_owned()
+    }
+
     pub async fn audit(&self, query: &str) -> Vec<AuditRecord> {
         let mut all = vec![];
         let mut after = 0;

@@ -15,8 +15,7 @@ const NEEDS_APPROVAL: &str = "name: travel\non:\n  status: firing\n  when: \"ale
 const AT_ONCE: &str = "name: brute\non:\n  status: firing\n  when: \"alert.title.contains('brute')\"\nsteps:\n  - suspend: {}\n";
 
 async fn post(app: &TestApp, body: Value) -> String {
-    let resp: Value = app.post_alert("generic", &body).await.json().await.unwrap();
-    resp["alert_ids"][0].as_str().unwrap().to_owned()
+    app.post_alert_id("generic", &body).await
 }
 
 fn alert(id: &str, title: &str, user: Value) -> Value {

@@ -438,14 +438,10 @@ async fn a_user_in_an_unknown_state_is_never_acted_on() {
     })
     .await;
     let odd = with_unknown_state()[1].clone();
-    let resp: serde_json::Value = app
-        .post_alert("generic", &brute_force_alert(&odd.email))
-        .await
-        .json()
-        .await
-        .unwrap();
-    let id = resp["alert_ids"][0].as_str().unwrap();
-    let records = app.wait_for_audit("action.skipped", id).await;
+    let id = app
+        .post_alert_id("generic", &brute_force_alert(&odd.email))
+        .await;
+    let records = app.wait_for_audit("action.skipped", &id).await;
     let skipped = records
         .iter()
         .find(|r| r.event.kind == "action.skipped")
