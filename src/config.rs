@@ -1293,6 +1293,11 @@ sources:
       token: "sandbox-token"
 "#;
 
+/// A URL as it may be shown: its password (and secret-named query parameters) redacted.
+pub fn redact_url(url: &str) -> String {
+    redact::userinfo(url)
+}
+
 /// How `config check` prints secrets and URLs: never a secret, never a URL's password.
 mod redact {
     use std::collections::BTreeMap;

@@ -140,10 +140,13 @@ impl AppContext {
     /// through the directory (an e-mail) or its cache (an id), so that one user named two ways
     /// is one user to the store. `None` for the id when it is not known (a look-up error is
     /// logged: the caller still has the name it was given).
+    /// With `fetch_ids`, an id the directory has not cached is read from the API (a person's
+    /// request, where the guard must see the user's e-mail before anything is queued).
     pub async fn known_names(
         &self,
         target: &UserRef,
         log: &crate::users_api::CallLog,
+        fetch_ids: bool,
     ) -> (Vec<String>, Option<crate::users_api::User>) {
         let user = match target {
             UserRef::Email(e) => match self.directory.find_by_email(e, log).await {
@@ -153,7 +156,11 @@ impl AppContext {
                     None
                 }
             },
-            UserRef::Id(id) => self.directory.cached_by_id(id).await,
+            UserRef::Id(id) => match self.directory.cached_by_id(id).await {
+                Some(u) => Some(u),
+                None if fetch_ids => self.users.get_user(id, log).await.ok(),
+                None => None,
+            },
         };
         let mut names = vec![target.to_string()];
         if let Some(u) = &user {

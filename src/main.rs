@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use futures::TryStreamExt;
-use lockout::audit::{AuditEvent, GENESIS_HASH};
+use lockout::audit::GENESIS_HASH;
 use lockout::config::Settings;
 use lockout::domain::UserRef;
 use lockout::sandbox::{FakeConfig, SeedUser, sample_users};
@@ -16,6 +16,7 @@ use lockout::store::{SqlStore, Store};
 use lockout::users_api::{CallLog, StateFilter, User, UsersApiClient};
 use secrecy::ExposeSecret;
 use serde_json::json;
+use std::sync::Arc;
 
 /// mimalloc instead of glibc's allocator: intake allocates on the HTTP workers and frees on
 /// the store threads; glibc's malloc and free took ~15% of the process's samples under intake
@@ -623,10 +624,11 @@ fn print_users(users: &[User], as_json: bool) {
 }
 
 async fn users(settings: &Settings, command: UsersCommand) -> anyhow::Result<ExitCode> {
-    let (client, fake) = users_api_client(settings).await?;
+    let store: Arc<dyn Store> = Arc::new(SqlStore::connect(&settings.store.url).await?);
+    let (client, fake) = users_api_client(settings, store.clone()).await?;
     if fake.is_some() {
         eprintln!(
-            "SANDBOX: no users_api configured; talking to an in-process fake with sample users"
+            "SANDBOX: no users_api configured; talking to the in-process fake, with the users as the service left them"
         );
     }
     let log = CallLog::default();
@@ -645,15 +647,36 @@ async fn users(settings: &Settings, command: UsersCommand) -> anyhow::Result<Exi
                 }
             }
             UsersCommand::Suspend { user, reason, json } => {
-                operator_change(&client, settings, &user, &reason, true, json, &log).await?;
+                let step = lockout::playbooks::StepAction::Suspend;
+                operator_change(
+                    settings,
+                    &store,
+                    &client,
+                    fake.is_some(),
+                    &user,
+                    &reason,
+                    step,
+                    json,
+                )
+                .await?;
             }
             UsersCommand::Reactivate { user, reason, json } => {
-                operator_change(&client, settings, &user, &reason, false, json, &log).await?;
+                let step = lockout::playbooks::StepAction::Reactivate;
+                operator_change(
+                    settings,
+                    &store,
+                    &client,
+                    fake.is_some(),
+                    &user,
+                    &reason,
+                    step,
+                    json,
+                )
+                .await?;
             }
         }
         anyhow::Ok(())
     };
-    // The operator's change is audited whether it worked or not.
     let outcome = result.await;
     if let Some(fake) = fake {
         fake.stop().await;
@@ -662,54 +685,117 @@ async fn users(settings: &Settings, command: UsersCommand) -> anyhow::Result<Exi
     Ok(ExitCode::SUCCESS)
 }
 
+/// An operator's suspension or reactivation: the same manual path as `POST
+/// /v1/users/{user}/suspend` (protected list, chain, limits, approvals, audit), run here to its
+/// end by a worker of this process that takes only this action.
 #[allow(clippy::too_many_arguments)]
 async fn operator_change(
-    client: &UsersApiClient,
     settings: &Settings,
+    store: &Arc<dyn Store>,
+    client: &UsersApiClient,
+    sandbox: bool,
     user: &str,
     reason: &str,
-    suspend: bool,
+    step: lockout::playbooks::StepAction,
     as_json: bool,
-    log: &CallLog,
 ) -> anyhow::Result<()> {
-    let store = SqlStore::connect(&settings.store.url).await?;
+    use lockout::actions::manual::{self, ManualRequest, Requester};
+    let playbooks = lockout::startup::preflight(settings)?;
+    let ctx = lockout::startup::build_context(
+        settings,
+        store.clone(),
+        client.clone(),
+        sandbox,
+        playbooks,
+    )?;
     let operator = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-    let kind = if suspend { "suspend" } else { "reactivate" };
-    let result = async {
-        let u = resolve(client, user, log).await?;
-        let after = if suspend {
-            client.suspend_user(&u.id, log).await?
-        } else {
-            client.reactivate_user(&u.id, log).await?
-        };
-        anyhow::Ok(after)
+    let who = Requester {
+        actor: format!("operator:{operator}"),
+        id: operator.clone(),
+        roles: vec![],
+    };
+    let target = UserRef::parse(user)?;
+    let queued = manual::request(
+        &ctx,
+        &who,
+        ManualRequest {
+            target,
+            step,
+            reason: reason.to_owned(),
+            approval_required: false,
+        },
+    )
+    .await?;
+    let Some(id) = queued.action_id else {
+        bail!("an open action of this kind on {user} exists already; it was not queued twice");
+    };
+    let worker = format!("cli-{}-{}/0", hostname_or("lockout"), std::process::id());
+    let deadline = std::time::Instant::now()
+        + ctx
+            .worker
+            .action_deadline
+            .min(std::time::Duration::from_secs(120));
+    let action = loop {
+        lockout::actions::try_run_action(&ctx, &worker, &id).await?;
+        let a = store
+            .get_action(&id)
+            .await?
+            .ok_or_else(|| anyhow::anyhow!("action {id} vanished"))?;
+        if !a.state.is_open() || a.state == lockout::store::ActionState::PendingApproval {
+            break a;
+        }
+        if std::time::Instant::now() > deadline {
+            bail!(
+                "action {id} is still {}; the service's workers will finish it",
+                a.state.as_str()
+            );
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    let skipped_because = action
+        .result
+        .as_ref()
+        .filter(|_| action.state == lockout::store::ActionState::Skipped)
+        .and_then(|r| r.get("reason").or_else(|| r.get("skipped")))
+        .and_then(|r| r.as_str())
+        .map(str::to_owned);
+    if let Some(why) = skipped_because.filter(|w| w.contains("protected")) {
+        bail!("{user}: {why}");
     }
-    .await;
-    let mut events: Vec<AuditEvent> = log
-        .take()
-        .into_iter()
-        .map(|c| {
-            AuditEvent::new("api.call", format!("operator:{operator}"))
-                .subject(user)
-                .data(serde_json::to_value(c).expect("serialises"))
-        })
-        .collect();
-    events.push(
-        AuditEvent::new(&format!("operator.{kind}"), format!("operator:{operator}"))
-            .subject(user)
-            .data(json!({
-                "reason": reason,
-                "ok": result.is_ok(),
-                "error": result.as_ref().err().map(|e| e.to_string()),
-                "user": result.as_ref().ok(),
-            })),
-    );
-    store.append_audit(events).await?;
-    let after = result?;
-    if as_json {
-        out!("{}", serde_json::to_string_pretty(&after)?);
-    } else {
-        print_users(&[after], false);
+    match action.state {
+        lockout::store::ActionState::Succeeded | lockout::store::ActionState::Skipped => {
+            let after: Option<User> = action
+                .result
+                .as_ref()
+                .and_then(|r| r.get("user").cloned())
+                .and_then(|u| serde_json::from_value(u).ok());
+            let after = match after {
+                Some(u) => u,
+                None => resolve(client, user, &CallLog::default()).await?,
+            };
+            if as_json {
+                out!("{}", serde_json::to_string_pretty(&after)?);
+            } else {
+                print_users(&[after], false);
+            }
+            Ok(())
+        }
+        lockout::store::ActionState::PendingApproval => {
+            out!("action {id} waits for approval (blast-radius limit): see GET /v1/approvals");
+            Ok(())
+        }
+        other => bail!(
+            "action {id} ended {}: {}",
+            other.as_str(),
+            action.last_error.unwrap_or_default()
+        ),
     }
-    Ok(())
+}
+
+fn hostname_or(default: &str) -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .map(|s| s.trim().to_owned())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| default.into())
 }

@@ -87,21 +87,68 @@ pub fn preflight(settings: &Settings) -> Result<crate::playbooks::PlaybookSet, S
 }
 
 /// The Users API client the settings call for, and the in-process fake when in sandbox mode.
+/// The sandbox's users are kept in the store: the fake starts from the states last kept (so
+/// the CLI and a restarted service see what the service did), and every change is kept.
 pub async fn users_api_client(
     settings: &Settings,
+    store: Arc<dyn Store>,
 ) -> Result<(UsersApiClient, Option<RunningFake>), StartupError> {
     if let Some(api) = &settings.users_api {
         let client = UsersApiClient::new(api.client_config()?).map_err(StartupError::Client)?;
         return Ok((client, None));
     }
-    let users = match &settings.sandbox.users_file {
-        Some(path) => SeedUser::load_file(path).map_err(StartupError::Sandbox)?,
-        None => sample_users(),
+    let kept: Vec<SeedUser> = store
+        .sandbox_users()
+        .await?
+        .iter()
+        .map(|json| serde_json::from_str(json))
+        .collect::<Result<_, _>>()
+        .map_err(|e| StartupError::Sandbox(format!("the kept sandbox users: {e}")))?;
+    let kept = Some(kept).filter(|k| !k.is_empty());
+    let restored = kept.is_some();
+    if let Some(kept) = &kept {
+        let suspended: Vec<&str> = kept
+            .iter()
+            .filter(|u| u.state == crate::users_api::UserState::Suspended)
+            .map(|u| u.email.as_str())
+            .collect();
+        tracing::info!(
+            suspended = %suspended.join(", "),
+            "SANDBOX: the fake's users are as the service left them (alerts already received are duplicates until their window ends); to start the walkthrough afresh, stop lockout and delete the database ({})",
+            crate::config::redact_url(&settings.store.url)
+        );
+    }
+    let users = match (kept, &settings.sandbox.users_file) {
+        (Some(kept), _) => kept,
+        (None, Some(path)) => SeedUser::load_file(path).map_err(StartupError::Sandbox)?,
+        (None, None) => sample_users(),
     };
     let listener =
         TcpListener::bind("127.0.0.1:0").map_err(|e| StartupError::Sandbox(e.to_string()))?;
-    let fake = crate::sandbox::start(FakeConfig::sandbox(users), listener)
-        .map_err(|e| StartupError::Sandbox(e.to_string()))?;
+    let keeper: crate::sandbox::Keeper = {
+        let store = store.clone();
+        Arc::new(move |user: SeedUser| {
+            let store = store.clone();
+            Box::pin(async move {
+                if let Err(e) = keep_sandbox_user(store.as_ref(), &user).await {
+                    tracing::warn!(error = %e, "could not keep the sandbox's user");
+                }
+            })
+        })
+    };
+    if !restored {
+        for u in &users {
+            keep_sandbox_user(store.as_ref(), u).await?;
+        }
+    }
+    let fake = crate::sandbox::start(
+        FakeConfig {
+            keeper: Some(keeper),
+            ..FakeConfig::sandbox(users)
+        },
+        listener,
+    )
+    .map_err(|e| StartupError::Sandbox(e.to_string()))?;
     let cfg = ClientConfig {
         base_url: fake.base_url.clone(),
         api_version: ApiVersion::V1,
@@ -117,6 +164,103 @@ pub async fn users_api_client(
     };
     let client = UsersApiClient::new(cfg).map_err(StartupError::Client)?;
     Ok((client, Some(fake)))
+}
+
+/// Keeps one of the sandbox fake's users, with its state, in the store.
+async fn keep_sandbox_user(store: &dyn Store, user: &SeedUser) -> Result<(), StoreError> {
+    let json = serde_json::to_string(user).expect("users serialise");
+    store.keep_sandbox_user(user.id.as_str(), &json).await
+}
+
+/// The service's shared state from its settings: what `serve` runs on, and what the CLI's
+/// manual actions run on (the same guards, limits, approvals and audit).
+pub fn build_context(
+    settings: &Settings,
+    store: Arc<dyn Store>,
+    users: UsersApiClient,
+    sandbox: bool,
+    playbooks: crate::playbooks::PlaybookSet,
+) -> Result<AppContext, StartupError> {
+    let load_context = LoadContext {
+        notify_targets: settings.notify.keys().cloned().collect(),
+    };
+    let mut sources = HashMap::new();
+    for (name, s) in &settings.sources {
+        if matches!(s.auth, crate::config::SourceAuth::None) {
+            tracing::warn!(source = %name, "alert source accepts UNAUTHENTICATED requests (auth: none)");
+        }
+        sources.insert(
+            name.clone(),
+            Source {
+                name: name.clone(),
+                format: s.format,
+                auth: SourceAuthenticator::from_config(&s.auth)?,
+                mappings: s.mappings.clone(),
+                default_severity: s.default_severity,
+                dedup_window: Duration::from_secs(s.dedup_window_secs),
+            },
+        );
+    }
+    let directory = Directory::new(
+        users.clone(),
+        Duration::from_secs(settings.directory.ttl_secs),
+        Duration::from_secs(settings.directory.miss_refresh_secs),
+    );
+    let w = &settings.worker;
+    if let Some(f) = &w.danger_failpoint {
+        tracing::error!(failpoint = %f, "worker.danger_failpoint is set: this process WILL ABORT on purpose (tests only)");
+    }
+    let protected = settings
+        .guards
+        .protected
+        .iter()
+        .map(|p| ProtectedPattern::parse(p).map_err(ConfigError::Invalid))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(AppContext {
+        store: store.clone(),
+        users,
+        directory,
+        playbooks: LivePlaybooks::new(playbooks),
+        playbook_dir: settings.playbooks.dir.clone(),
+        load_context,
+        sources,
+        worker: WorkerTuning {
+            poll_interval: Duration::from_millis(w.poll_interval_ms),
+            claim_ttl: Duration::from_secs(w.claim_ttl_secs),
+            action_deadline: Duration::from_secs(w.action_deadline_secs),
+            requeue_delay: Duration::from_millis(w.requeue_delay_ms),
+            failpoint: w.danger_failpoint.clone(),
+        },
+        limits: LimitPolicy {
+            global: settings
+                .guards
+                .global_limit
+                .map(|g| (g.max as i64, Duration::from_secs(g.per_secs))),
+            approvers: settings.approvals.limit_approvers.clone(),
+            approval_timeout_secs: settings.approvals.default_timeout_secs as i64,
+        },
+        protected,
+        self_actors: settings.guards.self_actors.clone(),
+        notifier: Notifier::new(&settings.notify)?,
+        notifications: NotificationSettings {
+            approval_pending: settings.notifications.approval_pending.clone(),
+            action_failed: settings.notifications.action_failed.clone(),
+            limit_tripped: settings.notifications.limit_tripped.clone(),
+            alert_held: settings.notifications.alert_held.clone(),
+        },
+        max_subjects_per_alert: settings.guards.max_subjects_per_alert.max(1),
+        jwt: JwtVerifier::new(&settings.approvals)?,
+        analyst_roles: settings.approvals.analyst_roles.clone(),
+        manual_approvers: settings.approvals.manual_approvers.clone(),
+        approval_timeout: Duration::from_secs(settings.approvals.default_timeout_secs),
+        sandbox,
+        alerts_waiting: tokio::sync::Notify::new(),
+        actions_waiting: tokio::sync::Notify::new(),
+        metrics: Default::default(),
+        refusals: Default::default(),
+        readiness: Default::default(),
+        refusal_interval: Duration::from_secs(settings.audit.refusal_interval_secs.max(1)),
+    })
 }
 
 pub struct Application {
@@ -137,12 +281,9 @@ impl Application {
                 addr: settings.server.listen.clone(),
                 source,
             })?;
-        let load_context = LoadContext {
-            notify_targets: settings.notify.keys().cloned().collect(),
-        };
         let playbooks = preflight(&settings)?;
         let store: Arc<dyn Store> = Arc::new(SqlStore::connect(&settings.store.url).await?);
-        let (users, fake) = users_api_client(&settings).await?;
+        let (users, fake) = users_api_client(&settings, store.clone()).await?;
         if fake.is_some() {
             tracing::warn!(
                 "SANDBOX MODE: lockout talks to an in-process FAKE 1Password Users API with sample users; no real account is touched. Configure users_api to go live."
@@ -165,83 +306,13 @@ impl Application {
                 tracing::warn!(error = %e, "could not obtain a Users API token at start; /readyz will say so until it can")
             }
         }
-        let mut sources = HashMap::new();
-        for (name, s) in &settings.sources {
-            if matches!(s.auth, crate::config::SourceAuth::None) {
-                tracing::warn!(source = %name, "alert source accepts UNAUTHENTICATED requests (auth: none)");
-            }
-            sources.insert(
-                name.clone(),
-                Source {
-                    name: name.clone(),
-                    format: s.format,
-                    auth: SourceAuthenticator::from_config(&s.auth)?,
-                    mappings: s.mappings.clone(),
-                    default_severity: s.default_severity,
-                    dedup_window: Duration::from_secs(s.dedup_window_secs),
-                },
-            );
-        }
-        let directory = Directory::new(
-            users.clone(),
-            Duration::from_secs(settings.directory.ttl_secs),
-            Duration::from_secs(settings.directory.miss_refresh_secs),
-        );
-        let w = &settings.worker;
-        if let Some(f) = &w.danger_failpoint {
-            tracing::error!(failpoint = %f, "worker.danger_failpoint is set: this process WILL ABORT on purpose (tests only)");
-        }
-        let protected = settings
-            .guards
-            .protected
-            .iter()
-            .map(|p| ProtectedPattern::parse(p).map_err(ConfigError::Invalid))
-            .collect::<Result<Vec<_>, _>>()?;
-        let ctx = Arc::new(AppContext {
-            store: store.clone(),
+        let ctx = Arc::new(build_context(
+            &settings,
+            store.clone(),
             users,
-            directory,
-            playbooks: LivePlaybooks::new(playbooks),
-            playbook_dir: settings.playbooks.dir.clone(),
-            load_context,
-            sources,
-            worker: WorkerTuning {
-                poll_interval: Duration::from_millis(w.poll_interval_ms),
-                claim_ttl: Duration::from_secs(w.claim_ttl_secs),
-                action_deadline: Duration::from_secs(w.action_deadline_secs),
-                requeue_delay: Duration::from_millis(w.requeue_delay_ms),
-                failpoint: w.danger_failpoint.clone(),
-            },
-            limits: LimitPolicy {
-                global: settings
-                    .guards
-                    .global_limit
-                    .map(|g| (g.max as i64, Duration::from_secs(g.per_secs))),
-                approvers: settings.approvals.limit_approvers.clone(),
-                approval_timeout_secs: settings.approvals.default_timeout_secs as i64,
-            },
-            protected,
-            self_actors: settings.guards.self_actors.clone(),
-            notifier: Notifier::new(&settings.notify)?,
-            notifications: NotificationSettings {
-                approval_pending: settings.notifications.approval_pending.clone(),
-                action_failed: settings.notifications.action_failed.clone(),
-                limit_tripped: settings.notifications.limit_tripped.clone(),
-                alert_held: settings.notifications.alert_held.clone(),
-            },
-            max_subjects_per_alert: settings.guards.max_subjects_per_alert.max(1),
-            jwt: JwtVerifier::new(&settings.approvals)?,
-            analyst_roles: settings.approvals.analyst_roles.clone(),
-            manual_approvers: settings.approvals.manual_approvers.clone(),
-            approval_timeout: Duration::from_secs(settings.approvals.default_timeout_secs),
-            sandbox: fake.is_some(),
-            alerts_waiting: tokio::sync::Notify::new(),
-            actions_waiting: tokio::sync::Notify::new(),
-            metrics: Default::default(),
-            refusals: Default::default(),
-            readiness: Default::default(),
-            refusal_interval: Duration::from_secs(settings.audit.refusal_interval_secs.max(1)),
-        });
+            fake.is_some(),
+            playbooks,
+        )?);
         store
             .append_audit(vec![AuditEvent::new("service.started", "system").data(json!({
                 "version": env!("CARGO_PKG_VERSION"),

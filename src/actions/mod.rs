@@ -7,10 +7,11 @@
 //! committed with the action's new state.
 
 pub mod loops;
+pub mod manual;
 mod planner;
 mod scheduler;
 mod worker;
 
 pub use planner::{approval_request, decide, new_chain, plan_alert, plan_pending, run_planner};
 pub use scheduler::{run_scheduler, tick};
-pub use worker::{Outcome, run_workers, try_run_next};
+pub use worker::{Outcome, run_workers, try_run_action, try_run_next};

@@ -180,7 +180,7 @@ async fn lookup(
     if failed && matches!(target, UserRef::Email(_)) {
         return (vec![target.to_string()], None, false);
     }
-    match tokio::time::timeout(LOOKUP_TIMEOUT, ctx.known_names(&target, log)).await {
+    match tokio::time::timeout(LOOKUP_TIMEOUT, ctx.known_names(&target, log, false)).await {
         Ok((names, user)) => (names, user, false),
         Err(_) => (vec![target.to_string()], None, true),
     }

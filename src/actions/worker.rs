@@ -20,11 +20,28 @@ pub enum Outcome {
 /// Claims and runs one action. The worker loop is a thin wrapper; tests call this directly
 /// to step the queue without sleeping.
 pub async fn try_run_next(ctx: &AppContext, worker: &str) -> Result<Outcome, StoreError> {
+    try_run(ctx, worker, None).await
+}
+
+/// Runs the action `id` if it is due (the CLI runs the manual action it queued, not others').
+pub async fn try_run_action(
+    ctx: &AppContext,
+    worker: &str,
+    id: &str,
+) -> Result<Outcome, StoreError> {
+    try_run(ctx, worker, Some(id)).await
+}
+
+async fn try_run(
+    ctx: &AppContext,
+    worker: &str,
+    only: Option<&str>,
+) -> Result<Outcome, StoreError> {
     let now = time::OffsetDateTime::now_utc();
     let claim_until = format_time(now + ctx.worker.claim_ttl);
     let action = match ctx
         .store
-        .claim_action(worker, &format_time(now), &claim_until, &ctx.limits)
+        .claim_action(worker, &format_time(now), &claim_until, &ctx.limits, only)
         .await?
     {
         Claim::Empty => return Ok(Outcome::Empty),

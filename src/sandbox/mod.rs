@@ -11,6 +11,6 @@ mod state;
 
 pub use server::{RunningFake, start};
 pub use state::{
-    BasicDecoding, FakeClient, FakeConfig, FakeHandle, Permission, RecordedRequest, Role, SeedUser,
-    sample_users,
+    BasicDecoding, FakeClient, FakeConfig, FakeHandle, Keeper, Permission, RecordedRequest, Role,
+    SeedUser, sample_users,
 };

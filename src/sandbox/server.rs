@@ -419,27 +419,47 @@ async fn change_user(h: web::Data<FakeHandle>, req: HttpRequest, body: web::Byte
         Some((id, "reactivate")) => (id.to_owned(), UserState::Active, Permission::ReactivateUser),
         _ => return rpc_error(5, "not_found"),
     };
-    let mut state = match guard(&h, &req, permission).await {
+    let state = match guard(&h, &req, permission).await {
         Ok(s) => s,
         Err(r) => return r,
     };
+    let (response, kept) = apply_change(state, &id, to);
+    // Kept before the answer: whoever sees the change can read it back.
+    if let Some((keep, changed)) = kept {
+        keep(changed).await;
+    }
+    response
+}
+
+/// The state change itself, under the fake's lock; what to keep, if anything changed.
+fn apply_change(
+    mut state: std::sync::MutexGuard<'_, super::state::FakeState>,
+    id: &str,
+    to: UserState,
+) -> (HttpResponse, Option<(super::Keeper, super::SeedUser)>) {
     let Some(index) = state.users.iter().position(|u| u.id.as_str() == id) else {
-        return rpc_error(5, "user not found");
+        return (rpc_error(5, "user not found"), None);
     };
     if state.users[index].state == to {
         // Idempotent: the user is returned unchanged.
-        return HttpResponse::Ok().json(state.view(&state.users[index]));
+        return (
+            HttpResponse::Ok().json(state.view(&state.users[index])),
+            None,
+        );
     }
     if state.faults.provisioning_managed {
-        return rpc_error(
-            9,
-            "provisioning_managed: users are managed by automated provisioning",
+        return (
+            rpc_error(
+                9,
+                "provisioning_managed: users are managed by automated provisioning",
+            ),
+            None,
         );
     }
     if to == UserState::Suspended {
         let user = &state.users[index];
         if user.externally_managed {
-            return rpc_error(7, "externally_managed_admin");
+            return (rpc_error(7, "externally_managed_admin"), None);
         }
         let active_owners = state
             .users
@@ -447,9 +467,15 @@ async fn change_user(h: web::Data<FakeHandle>, req: HttpRequest, body: web::Byte
             .filter(|u| u.role == Role::Owner && u.state == UserState::Active)
             .count();
         if user.role == Role::Owner && active_owners <= 1 {
-            return rpc_error(7, "no_owner_remain");
+            return (rpc_error(7, "no_owner_remain"), None);
         }
     }
     state.users[index].state = to;
-    HttpResponse::Ok().json(state.view(&state.users[index]))
+    let response = HttpResponse::Ok().json(state.view(&state.users[index]));
+    let kept = state
+        .cfg
+        .keeper
+        .clone()
+        .map(|keep| (keep, state.users[index].clone()));
+    (response, kept)
 }

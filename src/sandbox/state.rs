@@ -204,7 +204,14 @@ pub struct FakeConfig {
     /// name (a client must keep them, not fail). Users seeded with a state the contract does
     /// not name are served with it either way.
     pub newer_schema: bool,
+    /// Called with the user after every state change, before the answer, so that the
+    /// sandbox's users can be kept (in the store): the CLI and a restarted service then see
+    /// what the service did.
+    pub keeper: Option<Keeper>,
 }
+
+/// Keeps a changed user somewhere that outlives this process.
+pub type Keeper = Arc<dyn Fn(SeedUser) -> futures::future::BoxFuture<'static, ()> + Send + Sync>;
 
 impl FakeConfig {
     pub const SANDBOX_ACCOUNT: &'static str = "SANDBOXACCOUNT7ZQ2XJRVHBKWH";
@@ -223,6 +230,7 @@ impl FakeConfig {
             basic_decoding: BasicDecoding::Either,
             allow_client_secret_post: false,
             newer_schema: false,
+            keeper: None,
         }
     }
 }
@@ -321,6 +329,10 @@ impl FakeHandle {
             .iter()
             .find(|u| u.id.as_str() == id)
             .map(|u| state.view(u))
+    }
+    /// Every user with its current state, as the fake holds them (to keep and restore).
+    pub fn seed_users(&self) -> Vec<SeedUser> {
+        self.lock().users.clone()
     }
     pub fn set_user_state(&self, id: &str, to: UserState) {
         if let Some(u) = self.lock().users.iter_mut().find(|u| u.id.as_str() == id) {

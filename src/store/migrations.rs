@@ -146,6 +146,7 @@ DROP INDEX IF EXISTS alerts_by_correlation;
         V6_SEEN_SIGNATURES,
     ),
     (7, "signed retention anchors", V7_SIGNED_ANCHORS),
+    (8, "the sandbox's users", V8_SANDBOX_STATE),
 ];
 
 pub const POSTGRES: &[(i64, &str, &str)] = &[
@@ -288,6 +289,7 @@ CREATE TABLE audit_anchors (
         V6_SEEN_SIGNATURES,
     ),
     (7, "signed retention anchors", V7_SIGNED_ANCHORS),
+    (8, "the sandbox's users", V8_SANDBOX_STATE),
 ];
 
 /// Version 3 is the same SQL on both backends (partial indexes exist on both).
@@ -343,4 +345,13 @@ const V7_SIGNED_ANCHORS: &str = r#"
 -- A prune's anchor is signed with the checkpoint key (outside the database): an anchor row
 -- inserted by someone who can write the database does not verify.
 ALTER TABLE audit_anchors ADD COLUMN signature TEXT;
+"#;
+
+/// The sandbox fake's users (sandbox mode only): the CLI and a restarted service see the
+/// states the service left, not a fresh sample account.
+const V8_SANDBOX_STATE: &str = r#"
+CREATE TABLE sandbox_users (
+    id   TEXT PRIMARY KEY,
+    seed TEXT NOT NULL
+);
 "#;

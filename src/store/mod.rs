@@ -143,14 +143,15 @@ pub trait Store: Send + Sync + 'static {
         supersede: bool,
         audit: Vec<AuditEvent>,
     ) -> StoreResult<Vec<String>>;
-    /// Atomically claims the oldest due action (or one whose claim expired), checking the
-    /// blast-radius limits in the same transaction.
+    /// Atomically claims the oldest due action (or one whose claim expired), or only the
+    /// action `only` if it is due, checking the blast-radius limits in the same transaction.
     async fn claim_action(
         &self,
         worker: &str,
         now: &str,
         claim_until: &str,
         limits: &LimitPolicy,
+        only: Option<&str>,
     ) -> StoreResult<Claim>;
     /// Records how a claimed action ended and moves its chain on, if the claim is still ours.
     async fn finish_action(
@@ -201,6 +202,10 @@ pub trait Store: Send + Sync + 'static {
     /// Every record in order, for verification and export.
     async fn audit_chain(&self, after_seq: i64, limit: i64) -> StoreResult<Vec<AuditRecord>>;
     async fn ping(&self) -> StoreResult<()>;
+    /// The sandbox fake's users as last kept (each as JSON), none if never kept.
+    async fn sandbox_users(&self) -> StoreResult<Vec<String>>;
+    /// Keeps one sandbox user (JSON) under its id.
+    async fn keep_sandbox_user(&self, id: &str, seed_json: &str) -> StoreResult<()>;
     /// Remembers a signed request's replay key until `expires_at`; false if it was already
     /// remembered (a replay, on this replica or another).
     async fn remember_signature(

@@ -1243,16 +1243,18 @@ impl Store for SqlStore {
         now: &str,
         claim_until: &str,
         limits: &LimitPolicy,
+        only: Option<&str>,
     ) -> StoreResult<Claim> {
         // Workers poll: most polls find nothing, and must not take the writer (and on
         // PostgreSQL the cluster-wide lock) to learn it, which would make intake wait. A read
         // first; the claim below checks again under the lock.
         let due = sqlx::query(concat!(
-            "SELECT 1 FROM actions WHERE ",
+            "SELECT 1 FROM actions WHERE (",
             claimable!(),
-            " LIMIT 1"
+            ") AND ($2 IS NULL OR id = $2) LIMIT 1"
         ))
         .bind(now)
+        .bind(only)
         .fetch_optional(&self.shared.pool)
         .await?;
         if due.is_none() {
@@ -1260,11 +1262,12 @@ impl Store for SqlStore {
         }
         let (_w, mut tx) = self.shared.write_tx().await?;
         let row = sqlx::query(concat!(
-            "SELECT * FROM actions WHERE ",
+            "SELECT * FROM actions WHERE (",
             claimable!(),
-            " ORDER BY not_before, id LIMIT 1"
+            ") AND ($2 IS NULL OR id = $2) ORDER BY not_before, id LIMIT 1"
         ))
         .bind(now)
+        .bind(only)
         .fetch_optional(&mut *tx)
         .await?;
         let Some(row) = row else {
@@ -1462,6 +1465,28 @@ impl Store for SqlStore {
     async fn get_action(&self, id: &str) -> StoreResult<Option<Action>> {
         let mut conn = self.shared.pool.acquire().await?;
         load_action(&mut conn, id).await
+    }
+
+    async fn sandbox_users(&self) -> StoreResult<Vec<String>> {
+        Ok(
+            sqlx::query_scalar("SELECT seed FROM sandbox_users ORDER BY id")
+                .fetch_all(&self.shared.pool)
+                .await?,
+        )
+    }
+
+    async fn keep_sandbox_user(&self, id: &str, seed_json: &str) -> StoreResult<()> {
+        let (_w, mut tx) = self.shared.write_tx().await?;
+        sqlx::query(
+            "INSERT INTO sandbox_users (id, seed) VALUES ($1, $2)
+             ON CONFLICT (id) DO UPDATE SET seed = excluded.seed",
+        )
+        .bind(id)
+        .bind(seed_json)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     async fn renew_claim(&self, id: &str, worker: &str, until: &str) -> StoreResult<bool> {

@@ -111,15 +111,22 @@ async fn an_operator_suspension_is_made_and_audited() {
     let store = store_of(dir.path()).await;
     use lockout::store::Store;
     let records = store.audit_chain(0, 100).await.unwrap();
+    // The same manual path as the HTTP API: a manual.suspend request, then the action's
+    // records, under the operator's name.
     let ops: Vec<_> = records
         .iter()
-        .filter(|r| r.event.kind == "operator.suspend")
+        .filter(|r| r.event.kind == "manual.suspend")
         .collect();
     assert_eq!(ops.len(), 2);
     assert_eq!(ops[0].event.actor, "operator:test-operator");
     assert_eq!(ops[0].event.data["reason"], "phished, INC-1234");
-    assert_eq!(ops[0].event.data["ok"], true);
-    assert_eq!(ops[1].event.data["ok"], false);
+    let outcome = |action: &Option<String>, kind: &str| {
+        records
+            .iter()
+            .any(|r| &r.event.action_id == action && r.event.kind == kind)
+    };
+    assert!(outcome(&ops[0].event.action_id, "action.succeeded"));
+    assert!(outcome(&ops[1].event.action_id, "action.failed"));
     assert!(
         records
             .iter()
@@ -249,4 +256,126 @@ async fn cli_output_survives_a_closed_pipe_and_has_no_colour_off_a_terminal() {
         stderr.contains("splunk") && stderr.contains("alertmanager"),
         "{stderr}"
     );
+}
+
+#[tokio::test]
+async fn the_cli_refuses_a_protected_user_as_the_api_does() {
+    let fake = start_fake(fake_config(lockout::sandbox::sample_users()));
+    let dir = tempfile::tempdir().unwrap();
+    write_settings(
+        dir.path(),
+        &fake,
+        &AppOptions {
+            extra_yaml: "guards:\n  protected: [\"bob@example.com\"]\n".into(),
+            ..AppOptions::default()
+        },
+    );
+    let config = dir.path().join("lockout.yaml");
+    // By id: the guard names the e-mail, and the user's every name is checked.
+    let out = tokio::task::spawn_blocking(move || {
+        lockout(
+            &config,
+            &[
+                "users",
+                "suspend",
+                "B4L2NQR3YKSWJCLXJ2XMTQV5UF",
+                "--reason",
+                "test",
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("protected by guard bob@example.com"),
+        "{stderr}"
+    );
+    assert_eq!(fake.handle.requests_to(":suspend").len(), 0);
+    let store = store_of(dir.path()).await;
+    use lockout::store::Store;
+    let records = store.audit_chain(0, 100).await.unwrap();
+    assert!(
+        records
+            .iter()
+            .any(|r| r.event.kind == "guard.protected" && r.event.actor == "operator:test-operator")
+    );
+}
+
+#[tokio::test]
+async fn after_the_walkthrough_the_cli_sees_what_the_sandbox_service_did() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = Command::new("cp")
+        .arg("-r")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/playbooks"))
+        .arg(dir.path())
+        .status()
+        .unwrap();
+    assert!(copy.success());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let sandbox = |args: &[&str]| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_lockout"));
+        cmd.current_dir(dir.path()).args(args);
+        for (k, _) in std::env::vars().filter(|(k, _)| k.starts_with("LOCKOUT")) {
+            cmd.env_remove(k);
+        }
+        cmd.env("LOCKOUT__SERVER__LISTEN", format!("127.0.0.1:{port}"));
+        cmd
+    };
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _serve = Kill(
+        sandbox(&["serve"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while http.get(format!("{base}/healthz")).send().await.is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "serve did not come up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Step 1 of the README's walkthrough.
+    let r = http
+        .post(format!("{base}/v1/alerts/generic"))
+        .bearer_auth("sandbox-token")
+        .json(&serde_json::json!({"id": "siem-1", "title": "brute force against 1Password", "severity": "high", "user": {"email": "alice@example.com"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    // The CLI, a separate process, sees alice suspended (polling: the service keeps the
+    // sandbox's users as it changes them).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let out = sandbox(&["users", "get", "alice@example.com", "--json"])
+            .output()
+            .unwrap();
+        let user: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        if user["state"] == "SUSPENDED" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the CLI still sees {user}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 }

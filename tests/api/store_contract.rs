@@ -78,7 +78,7 @@ fn since_long_ago() -> String {
 async fn claim(store: &dyn Store, worker: &str, limits: &LimitPolicy) -> Claim {
     let now = now_rfc3339();
     store
-        .claim_action(worker, &now, &shift_time(&now, 60), limits)
+        .claim_action(worker, &now, &shift_time(&now, 60), limits, None)
         .await
         .unwrap()
 }
