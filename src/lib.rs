@@ -7,6 +7,7 @@ pub mod approvals;
 pub mod audit;
 pub mod config;
 pub mod context;
+pub mod decisions;
 pub mod domain;
 pub mod http;
 pub mod metrics;

@@ -6,10 +6,11 @@ use tracing::Instrument;
 
 use crate::audit::AuditEvent;
 use crate::context::AppContext;
+use crate::decisions::step::{Change, ResolvedUser, SkipKind, StepDecision, decide as decide_step};
 use crate::domain::{Email, UserRef, format_time};
 use crate::playbooks::{RequireState, StepAction};
 use crate::store::{Action, ActionOutcome, ActionState, Claim, StoreError};
-use crate::users_api::{CallLog, StateFilter, User, UserState, UsersApiError};
+use crate::users_api::{CallLog, StateFilter, User, UsersApiError};
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Outcome {
@@ -205,9 +206,9 @@ async fn execute(
         Ok(u) => u,
         Err(e) => return failure(ctx, action, None, e),
     };
-    let (wanted, verb) = match &step {
-        StepAction::Suspend => (UserState::Suspended, "suspend"),
-        StepAction::Reactivate => (UserState::Active, "reactivate"),
+    let change = match &step {
+        StepAction::Suspend => Change::Suspend,
+        StepAction::Reactivate => Change::Reactivate,
         StepAction::GetUser => {
             return (
                 done(
@@ -228,127 +229,91 @@ async fn execute(
         }
         StepAction::ListUsers { .. } => unreachable!("handled above"),
     };
-    let email = Email::parse(&user.email).ok();
     // Guards are checked again here, on the resolved user: an e-mail in an alert may turn
     // out to belong to a protected id.
-    let playbook_guard = action
-        .playbook
-        .as_ref()
-        .and_then(|name| {
-            ctx.playbooks()
-                .playbooks
-                .iter()
-                .find(|p| &p.name == name)
-                .cloned()
-        })
-        .and_then(|pb| {
-            pb.protected
-                .iter()
-                .find(|p| p.covers(Some(user.id.as_str()), email.as_ref()))
-                .map(|p| p.to_string())
-        });
-    if let Some(p) =
-        playbook_guard.or_else(|| ctx.globally_protected(user.id.as_str(), email.as_ref()))
-    {
-        let reason = format!("protected by guard {p}");
-        return (
-            done(
-                ActionState::Skipped,
-                Some(&user),
-                json!({"skipped": "protected", "reason": reason}),
-                None,
-                false,
-            ),
-            vec![
-                event(action, "guard.protected")
-                    .data(json!({"user_id": user.id, "reason": reason})),
-            ],
-        );
-    }
-    // A state a newer API added is not one lockout can reason about: never act on it.
-    if !user.state.is_known() {
-        let why = format!(
-            "the user is in a state lockout does not know ({}): not safe to {verb}",
-            user.state.as_str()
-        );
-        return (
-            done(
-                ActionState::Skipped,
-                Some(&user),
-                json!({"skipped": why, "user": user}),
-                None,
-                false,
-            ),
-            vec![event(action, "action.skipped").data(
-                json!({"reason": why, "user_id": user.id, "state": user.state, "unknown_state": true}),
-            )],
-        );
-    }
-    if user.state == wanted {
-        let why = format!("already {}", wanted.as_str().to_lowercase());
-        return (
-            done(
-                ActionState::Skipped,
-                Some(&user),
-                json!({"skipped": why, "user": user}),
-                None,
-                false,
-            ),
-            vec![event(action, "action.skipped").data(json!({"reason": why, "user_id": user.id}))],
-        );
-    }
+    let email = Email::parse(&user.email).ok();
+    let playbook = action.playbook.as_ref().and_then(|name| {
+        ctx.playbooks()
+            .playbooks
+            .iter()
+            .find(|p| &p.name == name)
+            .cloned()
+    });
+    let guards: Vec<&crate::playbooks::ProtectedPattern> = playbook
+        .iter()
+        .flat_map(|pb| pb.protected.iter())
+        .chain(ctx.protected.iter())
+        .collect();
     let required: Option<RequireState> = action
         .params
         .get("require_state")
         .and_then(|v| serde_json::from_value(v.clone()).ok());
-    if let Some(r) = required {
-        let ok = matches!(
-            (r, &user.state),
-            (RequireState::Active, UserState::Active)
-                | (RequireState::Suspended, UserState::Suspended)
-        );
-        if !ok {
-            let wanted = match r {
-                RequireState::Active => "ACTIVE",
-                RequireState::Suspended => "SUSPENDED",
+    let resolved = ResolvedUser {
+        id: user.id.as_str(),
+        email: email.as_ref(),
+        state: &user.state,
+    };
+    let verb = change.verb();
+    let reason = match decide_step(
+        change,
+        &resolved,
+        &guards,
+        required,
+        action.mode == "dry_run",
+    ) {
+        StepDecision::Act { reason } => reason,
+        StepDecision::Skip { kind, reason } => {
+            let (record, continue_chain, data) = match kind {
+                SkipKind::Protected => (
+                    "guard.protected",
+                    false,
+                    json!({"user_id": user.id, "reason": reason}),
+                ),
+                SkipKind::UnknownState => (
+                    "action.skipped",
+                    false,
+                    json!({"reason": reason, "user_id": user.id, "state": user.state, "unknown_state": true}),
+                ),
+                SkipKind::AlreadyThere => (
+                    "action.skipped",
+                    false,
+                    json!({"reason": reason, "user_id": user.id}),
+                ),
+                SkipKind::StateRequirement => (
+                    "guard.require_state",
+                    false,
+                    json!({"reason": reason, "user_id": user.id}),
+                ),
+                SkipKind::DryRun => (
+                    "action.dry_run",
+                    true,
+                    json!({"would": verb, "user_id": user.id, "state": user.state, "reason": reason}),
+                ),
             };
-            let why = format!(
-                "require_state {wanted} but the user is {}",
-                user.state.as_str()
-            );
+            let result = match kind {
+                SkipKind::Protected => json!({"skipped": "protected", "reason": reason}),
+                SkipKind::DryRun => json!({"dry_run": true, "would": verb, "user": user}),
+                SkipKind::StateRequirement => json!({"skipped": reason}),
+                SkipKind::UnknownState | SkipKind::AlreadyThere => {
+                    json!({"skipped": reason, "user": user})
+                }
+            };
             return (
                 done(
                     ActionState::Skipped,
                     Some(&user),
-                    json!({"skipped": why}),
+                    result,
                     None,
-                    false,
+                    continue_chain,
                 ),
-                vec![
-                    event(action, "guard.require_state")
-                        .data(json!({"reason": why, "user_id": user.id})),
-                ],
+                vec![event(action, record).data(data)],
             );
         }
-    }
-    if action.mode == "dry_run" {
-        return (
-            done(
-                ActionState::Skipped,
-                Some(&user),
-                json!({"dry_run": true, "would": verb, "user": user}),
-                None,
-                true,
-            ),
-            vec![
-                event(action, "action.dry_run")
-                    .data(json!({"would": verb, "user_id": user.id, "state": user.state})),
-            ],
-        );
-    }
-    let result = match wanted {
-        UserState::Suspended => ctx.users.suspend_user(&user.id, log).await,
-        _ => ctx.users.reactivate_user(&user.id, log).await,
+    };
+    tracing::debug!(%reason, "acting");
+    let result = match change {
+        Change::Suspend => ctx.users.suspend_user(&user.id, log).await,
+        Change::Reactivate => ctx.users.reactivate_user(&user.id, log).await,
     };
     ctx.failpoint("after_call");
     match result {

@@ -9,6 +9,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::*;
 use crate::audit::{GENESIS_HASH, PreparedEvent};
+use crate::decisions::limits;
 use crate::domain::{new_id, now_rfc3339, shift_time};
 
 /// The store, on SQLite (embedded default) or PostgreSQL (several replicas), through sqlx's
@@ -1242,7 +1243,7 @@ impl Store for SqlStore {
         worker: &str,
         now: &str,
         claim_until: &str,
-        limits: &LimitPolicy,
+        policy: &LimitPolicy,
         only: Option<&str>,
     ) -> StoreResult<Claim> {
         // Workers poll: most polls find nothing, and must not take the writer (and on
@@ -1277,65 +1278,97 @@ impl Store for SqlStore {
         let reclaimed = action.state == ActionState::Running;
         let mut audit = vec![];
         // Blast-radius limits, in the claim's transaction so two workers cannot both take
-        // the last slot.
-        if action.kind == "suspend"
-            && action.mode == "enforce"
-            && !action.limit_override
-            && !reclaimed
-        {
-            let mut held: Option<(String, bool)> = None;
-            if let Some((max, per)) = limits.global {
-                // The window starts at the last admin reset if that is more recent.
-                let last_reset: Option<String> = sqlx::query_scalar(
-                    "SELECT MAX(reset_at) FROM limit_trips WHERE scope = 'global'",
-                )
-                .fetch_one(&mut *tx)
-                .await?;
-                let since =
-                    shift_time(now, -(per.as_secs() as i64)).max(last_reset.unwrap_or_default());
-                let tripped: Option<i64> = sqlx::query_scalar("SELECT id FROM limit_trips WHERE scope = 'global' AND reset_at IS NULL AND tripped_at >= $1 LIMIT 1")
-                    .bind(&since)
-                    .fetch_optional(&mut *tx)
+        // the last slot: the store counts, `decisions::limits` decides.
+        if limits::applies(
+            action.kind == "suspend",
+            action.mode == "enforce",
+            action.limit_override,
+            reclaimed,
+        ) {
+            let global = match policy.global {
+                None => None,
+                Some((max, per)) => {
+                    // The window starts at the last admin reset if that is more recent.
+                    let last_reset: Option<String> = sqlx::query_scalar(
+                        "SELECT MAX(reset_at) FROM limit_trips WHERE scope = 'global'",
+                    )
+                    .fetch_one(&mut *tx)
                     .await?;
-                let count = suspensions_since(&mut tx, &since, None).await?;
-                if tripped.is_some() || count >= max {
-                    let tripped_now = tripped.is_none();
-                    if tripped_now {
-                        sqlx::query(
-                            "INSERT INTO limit_trips (scope, tripped_at) VALUES ('global', $1)",
-                        )
-                        .bind(now)
-                        .execute(&mut *tx)
+                    let since = shift_time(now, -(per.as_secs() as i64))
+                        .max(last_reset.unwrap_or_default());
+                    let tripped: Option<i64> = sqlx::query_scalar("SELECT id FROM limit_trips WHERE scope = 'global' AND reset_at IS NULL AND tripped_at >= $1 LIMIT 1")
+                        .bind(&since)
+                        .fetch_optional(&mut *tx)
                         .await?;
-                        audit.push(AuditEvent::new("limit.tripped", "system").data(json!({"scope": "global", "max": max, "per_secs": per.as_secs(), "count": count})));
+                    let count = suspensions_since(&mut tx, &since, None).await?;
+                    Some(limits::GlobalWindow {
+                        max,
+                        per,
+                        count,
+                        tripped: tripped.is_some(),
+                    })
+                }
+            };
+            let playbook_limit: Option<crate::playbooks::Limit> = action
+                .params
+                .get("limit")
+                .filter(|l| !l.is_null())
+                .map(|l| serde_json::from_value(l.clone()))
+                .transpose()
+                .map_err(|e| {
+                    StoreError::Corrupt(format!("action {}: params.limit: {e}", action.id))
+                })?;
+            let playbook = match playbook_limit {
+                None => None,
+                Some(l) => {
+                    let since = shift_time(now, -(l.per.as_secs() as i64));
+                    let count =
+                        suspensions_since(&mut tx, &since, action.playbook.as_deref()).await?;
+                    Some(limits::PlaybookWindow {
+                        max: l.max as i64,
+                        per: l.per,
+                        count,
+                    })
+                }
+            };
+            let held = match limits::decide(global, playbook) {
+                limits::LimitDecision::Allow { .. } => None,
+                limits::LimitDecision::Hold {
+                    scope,
+                    trip,
+                    reason,
+                } => {
+                    match scope {
+                        limits::LimitScope::Global if trip => {
+                            sqlx::query(
+                                "INSERT INTO limit_trips (scope, tripped_at) VALUES ('global', $1)",
+                            )
+                            .bind(now)
+                            .execute(&mut *tx)
+                            .await?;
+                            let g = global.expect("a global hold has a global window");
+                            audit.push(AuditEvent::new("limit.tripped", "system").data(json!({"scope": "global", "max": g.max, "per_secs": g.per.as_secs(), "count": g.count, "reason": reason})));
+                        }
+                        limits::LimitScope::Playbook => {
+                            let p = playbook.expect("a playbook hold has a playbook window");
+                            audit.push(action_event(
+                                &action,
+                                "limit.hit",
+                                json!({"scope": "playbook", "max": p.max, "per_secs": p.per.as_secs(), "count": p.count, "reason": reason}),
+                            ));
+                        }
+                        limits::LimitScope::Global => {}
                     }
-                    held = Some(("global_limit".into(), tripped_now));
+                    // A playbook's limit notifies each time; the global one when it trips.
+                    let notify = trip || scope == limits::LimitScope::Playbook;
+                    Some((scope.as_str().to_owned(), notify))
                 }
-            }
-            if held.is_none()
-                && let Some(limit) = action.params.get("limit").filter(|l| !l.is_null())
-            {
-                let max = limit
-                    .get("max")
-                    .and_then(|m| m.as_i64())
-                    .unwrap_or(i64::MAX);
-                let per = limit.get("per").and_then(|m| m.as_i64()).unwrap_or(3600);
-                let since = shift_time(now, -per);
-                let count = suspensions_since(&mut tx, &since, action.playbook.as_deref()).await?;
-                if count >= max {
-                    audit.push(action_event(
-                        &action,
-                        "limit.hit",
-                        json!({"scope": "playbook", "max": max, "per_secs": per, "count": count}),
-                    ));
-                    held = Some(("playbook_limit".into(), true));
-                }
-            }
+            };
             if let Some((scope, tripped_now)) = held {
                 let req = ApprovalRequest {
-                    approvers: limits.approvers.clone(),
+                    approvers: policy.approvers.clone(),
                     quorum: 1,
-                    timeout_secs: limits.approval_timeout_secs,
+                    timeout_secs: policy.approval_timeout_secs,
                     on_timeout: "deny".into(),
                     escalate_after_secs: None,
                     escalate_to: None,
