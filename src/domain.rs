@@ -193,7 +193,7 @@ pub fn format_time(t: time::OffsetDateTime) -> String {
         return format_time_slowly(t);
     }
     // By hand: intake formats two times per alert, and the time crate's general formatter
-    // was ~1.5% of the HTTP workers' time (BENCHMARKS.md). Same text (unit test).
+    // was ~1.5% of the HTTP workers' time. Same text (unit test).
     let mut out = [0u8; 27];
     let mut put = |at: usize, width: usize, mut n: u32| {
         for i in (at..at + width).rev() {

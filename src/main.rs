@@ -20,7 +20,7 @@ use std::sync::Arc;
 
 /// mimalloc instead of glibc's allocator: intake allocates on the HTTP workers and frees on
 /// the store threads; glibc's malloc and free took ~15% of the process's samples under intake
-/// load (perf, BENCHMARKS.md).
+/// load (perf).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

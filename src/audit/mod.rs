@@ -122,7 +122,7 @@ impl PreparedEvent {
     /// `data` is serialised once and spliced into the event's JSON: `data` is the last field
     /// of `AuditEvent`, so this is byte for byte what `serialise` writes (unit test below).
     pub fn new(mut event: AuditEvent) -> Self {
-        // Not `to_string()`: Display goes through `fmt::Write`, ~2× slower (BENCHMARKS.md).
+        // Not `to_string()`: Display goes through `fmt::Write`, ~2× slower.
         let data = serde_json::to_string(&event.data).expect("audit data serialises");
         // Dropped here, by the caller, not by the single writer.
         event.data = serde_json::Value::Null;

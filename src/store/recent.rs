@@ -4,7 +4,7 @@
 //! Why not a table index: a fingerprint is a hash, so an index keyed by it puts every alert on
 //! a random page, and that page (4 KiB) goes to the WAL and then to the database file with
 //! each commit: ~40% of what intake wrote per alert, and the lookup was a quarter of the
-//! writer's time (BENCHMARKS.md). The intake thread is the only writer of alerts in its
+//! writer's time. The intake thread is the only writer of alerts in its
 //! process, and before each batch it reads the rows other processes added (rowid above the
 //! last it knows), so this map answers what the index did.
 //!

@@ -85,7 +85,7 @@ pub(super) struct Reply {
     sender: oneshot::Sender<Result<InsertOutcome, String>>,
     /// The caller's thread and runtime. A batch's answers to the callers on one thread are
     /// sent by one task spawned there: each answer sent from a store thread woke the caller's
-    /// thread itself, a `write` to its runtime's event fd per alert (measured: BENCHMARKS.md).
+    /// thread itself, a `write` to its runtime's event fd per alert.
     home: Option<(std::thread::ThreadId, tokio::runtime::Handle)>,
 }
 
@@ -419,7 +419,7 @@ async fn insert_batch(
     // that a list of hundreds of correlations matches a third of the table: it scanned all of
     // it for every batch, or, with the index, judged the query costly enough to JIT-compile it
     // and to start parallel workers (processes) for it, every batch. Each made intake slower
-    // as the table grew (BENCHMARKS.md). Each correlation matches one alert or a few: the
+    // as the table grew. Each correlation matches one alert or a few: the
     // index, in this process, uncompiled, is always the right plan.
     sqlx::query(
         "SELECT set_config('enable_seqscan', 'off', true), set_config('jit', 'off', true), \

@@ -2,7 +2,7 @@
 //!
 //! Intake is the hot path: every SIEM delivery waits for its alert to be on disk. sqlx runs
 //! SQLite on a worker thread and hands every statement and row across a channel, which cost
-//! more than the database work itself (measured: BENCHMARKS.md). Here:
+//! more than the database work itself (measured with perf). Here:
 //!
 //! - the **intake thread** owns one connection with prepared statements, takes queued alerts
 //!   in batches and commits each batch in one transaction, under the store's writer lock like
@@ -37,7 +37,7 @@ use crate::domain::now_rfc3339;
 /// plus what is written while the rest is copied), and cutting it back to 64 MiB at each
 /// restart freed those blocks and their cached pages only for the next pass to allocate and
 /// zero them again (frames are not page-aligned) and the filesystem to discard them. The
-/// same file reused, intake was ~8% faster (BENCHMARKS.md, item 35).
+/// same file reused, intake was ~8% faster.
 pub(super) const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 10000; PRAGMA foreign_keys = ON; PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 268435456;";
 
 /// Beyond this many WAL pages (~64 MiB), the checkpoint thread finishes a checkpoint with the
@@ -139,7 +139,7 @@ fn checkpoint(
 /// own cache). Left cached, that growth takes fresh memory at every checkpoint, and fresh
 /// memory is what costs: the checkpoint thread went from ~2.5 to ~7 µs per alert once the
 /// file outgrew the memory the machine had already used (a VM's host backs guest memory on
-/// first touch; BENCHMARKS.md, item 36). Dropped, the pages written last are reused for the
+/// first touch). Dropped, the pages written last are reused for the
 /// next. A page read again later is read from the disk once and then stays: a range is
 /// never dropped twice.
 struct CacheTrim {

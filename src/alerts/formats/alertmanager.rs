@@ -21,7 +21,7 @@ const ID_ANNOTATIONS: &[&str] = &["user_uuid"];
 
 /// What intake reads of the webhook's envelope. The rest (receiver, group and common labels
 /// and annotations, which repeat what each alert carries) is skipped, not built as a `Value`
-/// and dropped (BENCHMARKS.md, item 37).
+/// and dropped.
 #[derive(Deserialize)]
 struct Envelope {
     status: Option<Value>,
@@ -77,7 +77,7 @@ fn parse_alerts(
         .map(|(i, raw)| {
             let a = &raw;
             // Looked up in the two maps directly, not through a dozen JSON pointers that each
-            // walk from the top (BENCHMARKS.md, item 38).
+            // walk from the top.
             let labels_of = object(a, "labels", format).map_err(|e| prefix(e, i))?;
             let annotations = a.get("annotations");
             let label = |key: &str| labels_of.get(key).and_then(text);
