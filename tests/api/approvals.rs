@@ -59,7 +59,7 @@ async fn approve_then_suspend() {
     assert_eq!(pending["quorum"], 1);
     let id = pending["id"].as_str().unwrap();
     // Nothing happens before the approval.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    app.settle().await;
     assert_eq!(suspends(&app), 0);
     let (single_status, single) = app
         .get_json(
@@ -137,7 +137,7 @@ async fn a_quorum_of_two_needs_two_different_people() {
     );
     let (s, body) = approve("alice@example.com").await;
     assert_eq!(s, 409, "the same person twice does not count: {body}");
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    app.settle().await;
     assert_eq!(suspends(&app), 0, "one approval is not enough");
     let (s, body) = approve("carol@example.com").await;
     assert_eq!((s, body["state"].as_str()), (200, Some("approved")));

@@ -366,6 +366,45 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Steps the pipeline until nothing is left to do now: every stored alert planned, every
+    /// due action run (by this test, through the worker's single-step function, or by the
+    /// app's own workers, which it waits for). A test that asserts that nothing happened
+    /// calls this instead of sleeping: after it, whatever was going to happen has.
+    pub async fn settle(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            lockout::actions::plan_pending(&self.ctx).await.unwrap();
+            while lockout::actions::try_run_next(&self.ctx, "test/settle")
+                .await
+                .unwrap()
+                == lockout::actions::Outcome::Ran
+            {}
+            let busy = self
+                .ctx
+                .store
+                .action_counts()
+                .await
+                .unwrap()
+                .iter()
+                .any(|(_, state, n)| state == "running" && *n > 0);
+            let unplanned = !self
+                .ctx
+                .store
+                .unevaluated_alerts(1)
+                .await
+                .unwrap()
+                .is_empty();
+            if !busy && !unplanned {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the pipeline did not settle in 20 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
     /// Posts an alert with the source token and returns the id of the (first) alert stored.
     pub async fn post_alert_id(&self, source: &str, body: &Value) -> String {
         let resp: Value = self.post_alert(source, body).await.json().await.unwrap();

@@ -195,7 +195,7 @@ async fn an_alert_naming_two_users_by_email_and_id_acts_on_neither() {
         .find(|r| r.event.kind == "plan.identity_conflict")
         .unwrap();
     assert_eq!(conflict.event.data["email_owner"], ALICE);
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    app.settle().await;
     assert_eq!(suspends(&app, BOB), 0);
     assert_eq!(suspends(&app, ALICE), 0);
 }
