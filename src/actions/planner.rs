@@ -6,7 +6,7 @@ use crate::alerts::{Alert, AlertStatus};
 use crate::audit::{AuditEvent, PreparedEvent};
 use crate::context::AppContext;
 use crate::domain::{UserRef, new_id};
-use crate::playbooks::{ApprovalSpec, OnTimeout, Plan, PlannedChain, PlaybookSet, Skip, evaluate};
+use crate::playbooks::{ApprovalSpec, Plan, PlannedChain, PlaybookSet, Skip, evaluate};
 use crate::store::{ApprovalRequest, NewChain, NewStep, PlanRecord, StoreError, StoredAlert};
 use crate::users_api::CallLog;
 
@@ -54,10 +54,7 @@ pub fn approval_request(a: &ApprovalSpec, reason: &str) -> ApprovalRequest {
         approvers: a.approvers.clone(),
         quorum: a.quorum as i64,
         timeout_secs: a.timeout.as_secs() as i64,
-        on_timeout: match a.on_timeout {
-            OnTimeout::Deny => "deny".into(),
-            OnTimeout::Approve => "approve".into(),
-        },
+        on_timeout: a.on_timeout,
         escalate_after_secs: a.escalate.as_ref().map(|e| e.after.as_secs() as i64),
         escalate_to: a.escalate.as_ref().map(|e| e.to.clone()),
         cancel_on_resolve: a.cancel_on_resolve,
@@ -77,9 +74,9 @@ pub fn new_chain(c: &PlannedChain, alert_id: Option<&str>, deadline: Duration) -
             Some(crate::domain::UserRef::Id(id)) => Some(id.to_string()),
             _ => None,
         },
-        mode: c.mode.as_str().into(),
+        mode: c.mode,
         reason: c.reason.clone(),
-        origin: "playbook".into(),
+        origin: crate::store::Origin::Playbook,
         requested_by: None,
         deadline_secs: deadline.as_secs() as i64,
         steps: c
@@ -87,7 +84,7 @@ pub fn new_chain(c: &PlannedChain, alert_id: Option<&str>, deadline: Duration) -
             .iter()
             .map(|s| NewStep {
                 id: new_id("act"),
-                kind: s.action.kind().into(),
+                kind: crate::store::ActionKind::of(&s.action),
                 params: json!({"action": s.action, "require_state": c.require_state, "limit": c.limit}),
                 approval: s.approval.as_ref().map(|a| approval_request(a, "playbook")),
                 delay_secs: s.delay.as_secs() as i64,
@@ -143,7 +140,7 @@ async fn name_targets(
                 .subject(&chain.target)
                 .data(json!({
                     "reason": format!("the alert names {email} and {id}, but {email} is 1Password user {owner}: refusing to act on either"),
-                    "email": email, "user_id": id, "email_owner": owner, "kind": chain.steps.first().map(|s| s.kind.clone()),
+                    "email": email, "user_id": id, "email_owner": owner, "kind": chain.steps.first().map(|s| s.kind),
                 }));
             e.playbook = chain.playbook.clone();
             record.audit.push(PreparedEvent::new(e));

@@ -94,7 +94,7 @@ async fn try_run(
     };
     ctx.metrics.inc(
         "lockout_actions_total",
-        &[("kind", &action.kind), ("outcome", outcome_name)],
+        &[("kind", action.kind.as_str()), ("outcome", outcome_name)],
     );
     let mut events: Vec<AuditEvent> = calls
         .into_iter()
@@ -130,8 +130,8 @@ async fn try_run(
 }
 
 fn event(action: &Action, kind: &str) -> AuditEvent {
-    let actor = match (&action.origin[..], &action.playbook, &action.requested_by) {
-        ("manual", _, Some(by)) => format!("analyst:{by}"),
+    let actor = match (action.origin, &action.playbook, &action.requested_by) {
+        (crate::store::Origin::Manual, _, Some(by)) => format!("analyst:{by}"),
         (_, Some(p), _) => format!("playbook:{p}"),
         _ => "system".into(),
     };
@@ -259,7 +259,7 @@ async fn execute(
         &resolved,
         &guards,
         required,
-        action.mode == "dry_run",
+        action.mode == crate::playbooks::Mode::DryRun,
     ) {
         StepDecision::Act { reason } => reason,
         StepDecision::Skip { kind, reason } => {
@@ -388,7 +388,7 @@ async fn notify(
         Ok(t) => t,
         Err(e) => return fail(action, user, format!("notify template: {e}")),
     };
-    if action.mode == "dry_run" {
+    if action.mode == crate::playbooks::Mode::DryRun {
         return (
             done(
                 ActionState::Skipped,

@@ -61,7 +61,7 @@ async fn view(ctx: &AppContext, a: &Approval) -> Result<Value, ApiError> {
             "playbook": x.playbook,
             "mode": x.mode,
             "state": x.state,
-            "will": format!("{} {}{}", x.kind, x.target, if x.mode == "dry_run" { " (dry run: nothing will change)" } else { "" }),
+            "will": format!("{} {}{}", x.kind, x.target, if x.mode == crate::playbooks::Mode::DryRun { " (dry run: nothing will change)" } else { "" }),
         })),
         "alerts": asked_by,
         "alert": alert.map(|al| json!({

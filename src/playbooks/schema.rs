@@ -26,6 +26,11 @@ impl Mode {
             Self::DryRun => "dry_run",
         }
     }
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Enforce, Self::DryRun]
+            .into_iter()
+            .find(|m| m.as_str() == s)
+    }
 }
 
 // ---- the file format (what engineers write) ----

@@ -780,12 +780,12 @@ async fn insert_chain(
         let open = open_actions_on(
             conn,
             &names,
-            Some(&first.kind),
+            Some(first.kind.as_str()),
             "'waiting', 'pending_approval', 'scheduled', 'ready', 'running'",
         )
         .await?;
         if let Some(existing) = open.into_iter().next() {
-            match super::supersedes(&chain.mode, first, &existing) {
+            match super::supersedes(chain.mode, first, &existing) {
                 Some(why) => {
                     let mut e = AuditEvent::new("action.superseded", "system")
                         .action(&existing.id)
@@ -826,13 +826,13 @@ async fn insert_chain(
         .bind(&predecessor)
         .bind(&chain.alert_id)
         .bind(&chain.playbook)
-        .bind(&step.kind)
+        .bind(step.kind.as_str())
         .bind(&chain.target)
         .bind(step.params.to_string())
         .bind(step.approval.as_ref().map(|a| serde_json::to_string(a).expect("serialises")))
-        .bind(&chain.mode)
+        .bind(chain.mode.as_str())
         .bind(&chain.reason)
-        .bind(&chain.origin)
+        .bind(chain.origin.as_str())
         .bind(&chain.requested_by)
         .bind(step.delay_secs)
         .bind(chain.deadline_secs)
@@ -951,20 +951,24 @@ fn json_col<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> StoreRes
 
 fn action_from_row(row: &AnyRow) -> StoreResult<Action> {
     let state: String = row.try_get("state")?;
+    let id: String = row.try_get("id")?;
+    let kind: String = row.try_get("kind")?;
+    let mode: String = row.try_get("mode")?;
+    let origin: String = row.try_get("origin")?;
     Ok(Action {
-        id: row.try_get("id")?,
+        kind: parse_column(&id, "kind", &kind, ActionKind::parse)?,
+        mode: parse_column(&id, "mode", &mode, Mode::parse)?,
+        origin: parse_column(&id, "origin", &origin, Origin::parse)?,
+        id,
         chain_id: row.try_get("chain_id")?,
         step_index: row.try_get("step_index")?,
         predecessor: row.try_get("predecessor")?,
         alert_id: row.try_get("alert_id")?,
         playbook: row.try_get("playbook")?,
-        kind: row.try_get("kind")?,
         target: row.try_get("target")?,
         params: json_col(row, "params")?.unwrap_or_default(),
         approval: json_col(row, "approval")?,
-        mode: row.try_get("mode")?,
         reason: row.try_get("reason")?,
-        origin: row.try_get("origin")?,
         requested_by: row.try_get("requested_by")?,
         state: ActionState::parse(&state)?,
         attempts: row.try_get("attempts")?,
@@ -1064,7 +1068,7 @@ async fn settle(
     }
     let proceed = match outcome {
         ApprovalState::Approved => true,
-        ApprovalState::Expired => approval.request.on_timeout == "approve",
+        ApprovalState::Expired => approval.request.on_timeout == OnTimeout::Approve,
         _ => false,
     };
     if proceed {
@@ -1280,8 +1284,8 @@ impl Store for SqlStore {
         // Blast-radius limits, in the claim's transaction so two workers cannot both take
         // the last slot: the store counts, `decisions::limits` decides.
         if limits::applies(
-            action.kind == "suspend",
-            action.mode == "enforce",
+            action.kind == ActionKind::Suspend,
+            action.mode == Mode::Enforce,
             action.limit_override,
             reclaimed,
         ) {
@@ -1369,7 +1373,7 @@ impl Store for SqlStore {
                     approvers: policy.approvers.clone(),
                     quorum: 1,
                     timeout_secs: policy.approval_timeout_secs,
-                    on_timeout: "deny".into(),
+                    on_timeout: OnTimeout::Deny,
                     escalate_after_secs: None,
                     escalate_to: None,
                     cancel_on_resolve: true,

@@ -66,14 +66,99 @@ impl ActionState {
     }
 }
 
+pub use crate::playbooks::{Mode, OnTimeout};
+
+/// What an action does. Stored as its snake_case name; an unknown name in a row is an error
+/// naming the row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    Suspend,
+    Reactivate,
+    GetUser,
+    ListUsers,
+    Notify,
+}
+
+impl ActionKind {
+    pub const ALL: [ActionKind; 5] = [
+        Self::Suspend,
+        Self::Reactivate,
+        Self::GetUser,
+        Self::ListUsers,
+        Self::Notify,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Suspend => "suspend",
+            Self::Reactivate => "reactivate",
+            Self::GetUser => "get_user",
+            Self::ListUsers => "list_users",
+            Self::Notify => "notify",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+    /// The kind of a playbook step.
+    pub fn of(step: &crate::playbooks::StepAction) -> Self {
+        use crate::playbooks::StepAction as S;
+        match step {
+            S::Suspend => Self::Suspend,
+            S::Reactivate => Self::Reactivate,
+            S::GetUser => Self::GetUser,
+            S::ListUsers { .. } => Self::ListUsers,
+            S::Notify { .. } => Self::Notify,
+        }
+    }
+}
+
+impl std::fmt::Display for ActionKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Who asked for an action: a playbook, or a person (analyst over HTTP, operator at the CLI).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    Playbook,
+    Manual,
+}
+
+impl Origin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Playbook => "playbook",
+            Self::Manual => "manual",
+        }
+    }
+    pub fn parse(s: &str) -> Option<Self> {
+        [Self::Playbook, Self::Manual]
+            .into_iter()
+            .find(|o| o.as_str() == s)
+    }
+}
+
+/// Reads a typed column: an unknown value is an error naming the row and the column.
+pub(crate) fn parse_column<T>(
+    id: &str,
+    column: &str,
+    value: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> StoreResult<T> {
+    parse(value)
+        .ok_or_else(|| StoreError::Corrupt(format!("action {id}: unknown {column} {value:?}")))
+}
+
 /// Who must approve a step, as the store keeps it until the step comes due.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ApprovalRequest {
     pub approvers: Vec<String>,
     pub quorum: i64,
     pub timeout_secs: i64,
-    /// `deny` or `approve`.
-    pub on_timeout: String,
+    pub on_timeout: OnTimeout,
     pub escalate_after_secs: Option<i64>,
     pub escalate_to: Option<String>,
     pub cancel_on_resolve: bool,
@@ -86,7 +171,7 @@ pub struct ApprovalRequest {
 pub struct NewStep {
     pub id: String,
     /// `suspend`, `reactivate`, `get_user`, `list_users`, `notify`.
-    pub kind: String,
+    pub kind: ActionKind,
     /// Everything the worker needs: the step action, `require_state`, `limit`.
     pub params: serde_json::Value,
     pub approval: Option<ApprovalRequest>,
@@ -127,11 +212,9 @@ pub struct NewChain {
     /// it, so that a later request by id finds this chain).
     #[serde(default)]
     pub user_id: Option<String>,
-    /// `enforce` or `dry_run`.
-    pub mode: String,
+    pub mode: Mode,
     pub reason: String,
-    /// `playbook` or `manual`.
-    pub origin: String,
+    pub origin: Origin,
     pub requested_by: Option<String>,
     /// Transient failures are retried until this long after the step becomes due.
     pub deadline_secs: i64,
@@ -146,13 +229,13 @@ pub struct Action {
     pub predecessor: Option<String>,
     pub alert_id: Option<String>,
     pub playbook: Option<String>,
-    pub kind: String,
+    pub kind: ActionKind,
     pub target: String,
     pub params: serde_json::Value,
     pub approval: Option<ApprovalRequest>,
-    pub mode: String,
+    pub mode: Mode,
     pub reason: String,
-    pub origin: String,
+    pub origin: Origin,
     pub requested_by: Option<String>,
     pub state: ActionState,
     pub attempts: i64,
@@ -411,12 +494,12 @@ pub fn apply_decision(
 /// what the later request asked for. An immediate enforced step supersedes one still waiting
 /// for an approval, a delay or its predecessor, or a dry run; anything else attaches.
 /// Returns the reason, for the audit.
-pub fn supersedes(mode: &str, first: &NewStep, existing: &Action) -> Option<String> {
-    let immediate = mode == "enforce" && first.approval.is_none() && first.delay_secs == 0;
+pub fn supersedes(mode: Mode, first: &NewStep, existing: &Action) -> Option<String> {
+    let immediate = mode == Mode::Enforce && first.approval.is_none() && first.delay_secs == 0;
     if !immediate || matches!(existing.state, ActionState::Running) {
         return None;
     }
-    if existing.mode != "enforce" {
+    if existing.mode != Mode::Enforce {
         return Some(format!(
             "an enforced {} replaces the open dry run {}",
             first.kind, existing.id
@@ -500,7 +583,7 @@ mod tests {
     fn the_stricter_request_wins() {
         let step = |approval: bool, delay: i64| NewStep {
             id: "act_2".into(),
-            kind: "suspend".into(),
+            kind: ActionKind::Suspend,
             params: serde_json::json!({}),
             approval: approval.then(|| action_with_approval().approval.unwrap()),
             delay_secs: delay,
@@ -554,8 +637,12 @@ mod tests {
             (ActionState::Running, "dry_run", "enforce", false, 0, false),
         ] {
             existing.state = state;
-            existing.mode = mode.into();
-            let got = supersedes(new_mode, &step(approval, delay), &existing);
+            existing.mode = Mode::parse(mode).unwrap();
+            let got = supersedes(
+                Mode::parse(new_mode).unwrap(),
+                &step(approval, delay),
+                &existing,
+            );
             assert_eq!(
                 got.is_some(),
                 wins,

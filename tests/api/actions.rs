@@ -269,7 +269,7 @@ async fn a_delayed_reactivation_survives_a_restart_and_an_analyst_can_cancel_it(
         .await
         .unwrap()
         .into_iter()
-        .find(|a| a.kind == "reactivate")
+        .find(|a| a.kind == lockout::store::ActionKind::Reactivate)
         .unwrap();
     assert_eq!(reactivation.state, ActionState::Scheduled);
     let app = app.restart().await;
@@ -291,7 +291,7 @@ async fn a_delayed_reactivation_survives_a_restart_and_an_analyst_can_cancel_it(
         .await
         .unwrap()
         .into_iter()
-        .find(|a| a.kind == "reactivate")
+        .find(|a| a.kind == lockout::store::ActionKind::Reactivate)
         .unwrap();
     let (s, _) = app
         .post_json(

@@ -148,7 +148,7 @@ async fn a_manual_suspend_by_email_cancels_a_reactivation_scheduled_by_id() {
         .await
         .unwrap()
         .into_iter()
-        .find(|a| a.kind == "reactivate")
+        .find(|a| a.kind == lockout::store::ActionKind::Reactivate)
         .unwrap();
     assert_eq!(reactivation.target, BOB);
     let (s, body) = app

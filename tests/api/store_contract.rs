@@ -52,9 +52,9 @@ fn chain(target: &str, kinds: &[&str], approval: Option<ApprovalRequest>) -> New
         target: target.into(),
         aliases: vec![],
         user_id: None,
-        mode: "enforce".into(),
+        mode: lockout::store::Mode::Enforce,
         reason: "contract".into(),
-        origin: "playbook".into(),
+        origin: lockout::store::Origin::Playbook,
         requested_by: None,
         deadline_secs: 3600,
         steps: kinds
@@ -62,7 +62,7 @@ fn chain(target: &str, kinds: &[&str], approval: Option<ApprovalRequest>) -> New
             .enumerate()
             .map(|(i, k)| NewStep {
                 id: new_id("act"),
-                kind: (*k).into(),
+                kind: lockout::store::ActionKind::parse(k).expect("a kind"),
                 params: json!({"action": {"kind": k}}),
                 approval: if i == 0 { approval.clone() } else { None },
                 delay_secs: 0,
@@ -363,7 +363,7 @@ async fn an_approval_is_decided_once_under_concurrency() {
             approvers: vec!["secops".into()],
             quorum: 1,
             timeout_secs: 600,
-            on_timeout: "deny".into(),
+            on_timeout: lockout::store::OnTimeout::Deny,
             escalate_after_secs: None,
             escalate_to: None,
             cancel_on_resolve: true,
@@ -593,5 +593,55 @@ async fn audit_queries_combine_only_the_filters_given() {
             .await
             .unwrap();
         assert!(none.is_empty(), "{name}");
+    }
+}
+
+#[tokio::test]
+async fn an_unknown_kind_mode_or_origin_in_a_row_is_an_error_naming_the_row() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut urls = vec![format!("sqlite://{}", dir.path().join("t.db").display())];
+    if postgres_or_skip("the PostgreSQL half of the typed-row check") {
+        urls.push(fresh_pg_database());
+    }
+    for url in urls {
+        let store = SqlStore::connect(&url).await.unwrap();
+        let ids = store
+            .enqueue(
+                vec![chain("alice@example.com", &["get_user"], None)],
+                false,
+                vec![],
+            )
+            .await
+            .unwrap();
+        let id = &ids[0];
+        for (column, value) in [
+            ("kind", "teleport"),
+            ("mode", "maybe"),
+            ("origin", "oracle"),
+        ] {
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE actions SET {column} = '{value}' WHERE id = '{id}'"
+            )))
+            .execute(store.pool())
+            .await
+            .unwrap();
+            let err = store.get_action(id).await.expect_err("refused").to_string();
+            assert!(
+                err.contains(id.as_str()) && err.contains(column) && err.contains(value),
+                "{url}: {err}"
+            );
+            let (reset, good) = match column {
+                "kind" => ("kind", "get_user"),
+                "mode" => ("mode", "enforce"),
+                _ => ("origin", "playbook"),
+            };
+            sqlx::query(sqlx::AssertSqlSafe(format!(
+                "UPDATE actions SET {reset} = '{good}' WHERE id = '{id}'"
+            )))
+            .execute(store.pool())
+            .await
+            .unwrap();
+        }
+        assert!(store.get_action(id).await.unwrap().is_some());
     }
 }
