@@ -202,7 +202,13 @@ fn plan_record(
 ) -> Result<(Alert, PlanRecord), StoreError> {
     let alert: Alert = serde_json::from_value(stored.alert.clone())
         .map_err(|e| StoreError::Corrupt(format!("alert {}: {e}", stored.id)))?;
-    let record = decide(ctx, playbooks, &alert, &stored.correlation);
+    // Intake evaluated it already: carry that plan out. (An alert stored without one, by an
+    // older version or a test, is evaluated here.)
+    let record = match &stored.plan {
+        Some(plan) => PlanRecord::from_json(plan)
+            .map_err(|e| StoreError::Corrupt(format!("alert {}: its plan: {e}", stored.id)))?,
+        None => decide(ctx, playbooks, &alert, &stored.correlation),
+    };
     Ok((alert, record))
 }
 

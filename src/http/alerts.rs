@@ -211,11 +211,13 @@ pub async fn receive_from(
         // Evaluation is pure and cheap: done here, an alert that calls for nothing is stored
         // already evaluated, in one transaction; one that starts actions goes to the planner.
         let plan = actions::decide(&ctx, &playbooks, &alert, &correlation);
-        let (made, settled) = if plan.is_settled() {
+        // Otherwise the plan is stored with the alert: the planner carries it out without
+        // evaluating again.
+        let (made, settled, stored_plan) = if plan.is_settled() {
             let (made, rest) = split_plan_made(plan.audit);
-            (made, Some(rest))
+            (made, Some(rest), None)
         } else {
-            (None, None)
+            (None, None, Some(plan.to_json()))
         };
         let audit = received_record(&source.name, &alert, made.as_deref());
         let stored = NewAlert {
@@ -227,6 +229,7 @@ pub async fn receive_from(
             correlation,
             alert: serde_json::to_string(&alert).map_err(ApiError::internal)?,
             settled,
+            plan: stored_plan,
         };
         let settled = stored.settled.is_some();
         let insert = ctx.store.insert_alert(stored, &dedup_since, audit);

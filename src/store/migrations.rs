@@ -147,6 +147,11 @@ DROP INDEX IF EXISTS alerts_by_correlation;
     ),
     (7, "signed retention anchors", V7_SIGNED_ANCHORS),
     (8, "the sandbox's users", V8_SANDBOX_STATE),
+    (
+        9,
+        "the plan intake made, stored with its alert",
+        V9_STORED_PLAN,
+    ),
 ];
 
 pub const POSTGRES: &[(i64, &str, &str)] = &[
@@ -290,6 +295,11 @@ CREATE TABLE audit_anchors (
     ),
     (7, "signed retention anchors", V7_SIGNED_ANCHORS),
     (8, "the sandbox's users", V8_SANDBOX_STATE),
+    (
+        9,
+        "the plan intake made, stored with its alert",
+        V9_STORED_PLAN,
+    ),
 ];
 
 /// Version 3 is the same SQL on both backends (partial indexes exist on both).
@@ -354,4 +364,10 @@ CREATE TABLE sandbox_users (
     id   TEXT PRIMARY KEY,
     seed TEXT NOT NULL
 );
+"#;
+
+/// Intake evaluates every alert; an alert that starts actions is stored with that plan, and
+/// the planner carries it out instead of evaluating again.
+const V9_STORED_PLAN: &str = r#"
+ALTER TABLE alerts ADD COLUMN plan TEXT;
 "#;

@@ -58,6 +58,9 @@ pub struct NewAlert {
     /// then stored `evaluated` with them, in the same transaction; otherwise (`None`) it is
     /// stored `received` and the planner takes it.
     pub settled: Option<Vec<PreparedEvent>>,
+    /// Otherwise, the plan intake made (`StoredPlan` as JSON): the planner carries it out
+    /// rather than evaluating the alert again.
+    pub plan: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -99,6 +102,9 @@ pub struct StoredAlert {
     pub duplicate_of: Option<String>,
     pub correlation: String,
     pub alert: serde_json::Value,
+    /// The plan intake made (JSON), for an alert stored `received`.
+    #[serde(skip)]
+    pub plan: Option<String>,
 }
 
 #[derive(Debug, Default, Clone, Deserialize)]

@@ -453,8 +453,8 @@ async fn insert_batch(
     } = decide_batch(batch, found);
     for chunk in rows.chunks(300) {
         let sql = format!(
-            "INSERT INTO alerts (id, source, fingerprint, correlation, received_at, status, state, duplicate_of, alert) VALUES {}",
-            values_clause(1, chunk.len(), 9)
+            "INSERT INTO alerts (id, source, fingerprint, correlation, received_at, status, state, duplicate_of, alert, plan) VALUES {}",
+            values_clause(1, chunk.len(), 10)
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (a, state, original) in chunk {
@@ -467,7 +467,8 @@ async fn insert_batch(
                 .bind(&a.status)
                 .bind(state.as_str())
                 .bind(original.clone())
-                .bind(&a.alert);
+                .bind(&a.alert)
+                .bind(&a.plan);
         }
         q.execute(&mut *tx).await?;
     }
@@ -939,6 +940,7 @@ fn alert_from_row(row: &AnyRow) -> StoreResult<StoredAlert> {
         duplicate_of: row.try_get("duplicate_of")?,
         correlation: row.try_get("correlation")?,
         alert: serde_json::from_str(&alert).map_err(corrupt)?,
+        plan: row.try_get("plan")?,
     })
 }
 
@@ -2008,6 +2010,7 @@ mod tests {
             status: "firing".into(),
             alert: "{}".into(),
             settled: None,
+            plan: None,
         };
         IntakeRequest::new_for_test(alert, "")
     }

@@ -362,7 +362,7 @@ fn insert_batch(
     let mut originals = vec![];
     {
         let mut insert = tx.prepare_cached(
-            "INSERT INTO alerts (id, source, fingerprint, correlation, received_at, status, state, duplicate_of, alert) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT INTO alerts (id, source, fingerprint, correlation, received_at, status, state, duplicate_of, alert, plan) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )?;
         // `rows` is in the batch's order, as `times` is.
         for ((a, state, original), (at, _)) in rows.into_iter().zip(times) {
@@ -376,6 +376,7 @@ fn insert_batch(
                 state.as_str(),
                 original,
                 a.alert,
+                a.plan,
             ])?;
             if original.is_none() {
                 let rowid = tx.last_insert_rowid();
@@ -564,6 +565,7 @@ mod tests {
             status: "firing".into(),
             alert: "{}".into(),
             settled: None,
+            plan: None,
         };
         let (request, _answer) =
             IntakeRequest::new_for_test(alert, &shift_time(&received_at, -window));

@@ -529,7 +529,54 @@ pub struct PlanRecord {
     pub held: Option<String>,
 }
 
+/// A `PlanRecord` as stored with its alert (JSON): each audit record's data stays the exact
+/// text it was prepared with, so the chain hashes what intake serialised.
+#[derive(Serialize, Deserialize)]
+struct StoredPlan {
+    chains: Vec<NewChain>,
+    audit: Vec<StoredEvent>,
+    cancel_correlation: Option<String>,
+    held: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StoredEvent {
+    event: crate::audit::AuditEvent,
+    data: String,
+}
+
 impl PlanRecord {
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(&StoredPlan {
+            chains: self.chains.clone(),
+            audit: self
+                .audit
+                .iter()
+                .map(|e| StoredEvent {
+                    event: e.event.clone(),
+                    data: e.data.clone(),
+                })
+                .collect(),
+            cancel_correlation: self.cancel_correlation.clone(),
+            held: self.held.clone(),
+        })
+        .expect("plans serialise")
+    }
+
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        let p: StoredPlan = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        Ok(Self {
+            chains: p.chains,
+            audit: p
+                .audit
+                .into_iter()
+                .map(|e| crate::audit::PreparedEvent::with_data(e.event, e.data))
+                .collect(),
+            cancel_correlation: p.cancel_correlation,
+            held: p.held,
+        })
+    }
+
     /// Nothing to do but record the decision: no chain to start, nothing to cancel. Intake
     /// stores such an alert already evaluated, with these records, in its own transaction.
     pub fn is_settled(&self) -> bool {

@@ -270,6 +270,7 @@ async fn alerts_stored_before_a_crash_are_evaluated_on_restart() {
         correlation: "crash-test".into(),
         alert: serde_json::to_string(&alert).unwrap(),
         settled: None,
+        plan: None,
     };
     store
         .insert_alert(
@@ -349,5 +350,81 @@ async fn the_alerts_of_one_request_commit_together_and_a_repeat_inside_it_is_a_d
     assert_eq!(
         duplicate["duplicate_of"], body["alert_ids"][0],
         "the third alert repeats the first: {body}"
+    );
+}
+
+#[tokio::test]
+async fn the_planner_carries_out_the_plan_intake_stored_and_does_not_evaluate_again() {
+    let app = spawn_app().await;
+    // Through HTTP: an alert that starts an action is stored with its plan.
+    let id = app
+        .post_alert_id("generic", &brute_force_alert("alice@example.com"))
+        .await;
+    app.wait_for_audit("action.succeeded", &id).await;
+    let stored = app.ctx.store.get_alert(&id).await.unwrap().unwrap();
+    let plan =
+        lockout::store::PlanRecord::from_json(stored.plan.as_deref().expect("a stored plan"))
+            .unwrap();
+    assert_eq!(plan.chains.len(), 1);
+    assert_eq!(plan.chains[0].target, "alice@example.com");
+    let (fake, dir) = app.shutdown().await;
+    // An alert whose stored plan says "suspend dave" although no playbook matches its
+    // content: the planner does what intake decided, it does not decide again.
+    let store = store_of(dir.path()).await;
+    let parsed = lockout::alerts::parse(
+        lockout::config::SourceFormat::Generic,
+        &Default::default(),
+        None,
+        json!({"title": "nothing any playbook matches", "user": {"email": "dave@example.com"}})
+            .to_string()
+            .as_bytes(),
+    )
+    .unwrap()
+    .remove(0);
+    let alert = parsed.into_alert(
+        "alr_planned".into(),
+        "generic",
+        lockout::config::SourceFormat::Generic,
+        lockout::domain::now_rfc3339(),
+    );
+    let mut decided = plan;
+    decided.chains[0].target = "dave@example.com".into();
+    decided.chains[0].alert_id = Some("alr_planned".into());
+    decided.chains[0].id = lockout::domain::new_id("chn");
+    decided.chains[0].steps[0].id = lockout::domain::new_id("act");
+    decided.audit.clear();
+    store
+        .insert_alert(
+            NewAlert {
+                id: alert.id.clone(),
+                source: "generic".into(),
+                fingerprint: alert.fingerprint.clone(),
+                received_at: alert.received_at.clone(),
+                status: "firing".into(),
+                correlation: "planned-test".into(),
+                alert: serde_json::to_string(&alert).unwrap(),
+                settled: None,
+                plan: Some(decided.to_json()),
+            },
+            "2000-01-01T00:00:00Z",
+            PreparedEvent::new(
+                AuditEvent::new("alert.received", "source:generic")
+                    .alert("alr_planned")
+                    .data(json!({})),
+            ),
+        )
+        .await
+        .unwrap();
+    drop(store);
+    let app = match start_in(dir, fake).await {
+        Ok(a) => a,
+        Err((e, _, _)) => panic!("{e}"),
+    };
+    app.wait_for_audit("action.succeeded", "alr_planned").await;
+    assert_eq!(
+        app.fake()
+            .requests_to("/users/D6N4QST5AMUYLENZL4ZOVSX7WH:suspend")
+            .len(),
+        1
     );
 }

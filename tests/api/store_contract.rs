@@ -37,6 +37,7 @@ fn alert(id: &str, fingerprint: &str) -> NewAlert {
         correlation: format!("c-{fingerprint}"),
         alert: json!({"id": id}).to_string(),
         settled: None,
+        plan: None,
     }
 }
 
