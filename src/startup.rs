@@ -425,9 +425,8 @@ impl Application {
             )));
         }
         if let Some(f) = &settings.audit.forward {
-            let forwarder =
-                crate::audit::forward::Forwarder::new(f, settings.audit.checkpoint_key()?)?;
-            background.push(tokio::spawn(crate::audit::forward::run_forwarder(
+            let forwarder = crate::forward::Forwarder::new(f, settings.audit.checkpoint_key()?)?;
+            background.push(tokio::spawn(crate::forward::run_forwarder(
                 forwarder,
                 store.clone(),
                 shutdown.clone(),

@@ -61,7 +61,7 @@ impl CheckpointKey {
         self.mac("anchor", seq, hash, pruned_at)
     }
 
-    pub fn verify_anchor(&self, a: &crate::store::AuditAnchor) -> bool {
+    pub fn verify_anchor(&self, a: &super::AuditAnchor) -> bool {
         let expected = self.sign_anchor(a.seq, &a.hash, &a.pruned_at);
         a.signature
             .as_deref()

@@ -5,13 +5,22 @@
 //! and computes each record's hash from the previous one inside the same write transaction.
 
 pub mod checkpoint;
-pub mod forward;
 pub mod refusals;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 pub const GENESIS_HASH: &str = "0000000000000000000000000000000000000000000000000000000000000000";
+
+/// A retention anchor: the last record a prune removed, from which the chain continues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuditAnchor {
+    pub seq: i64,
+    pub hash: String,
+    pub pruned_at: String,
+    /// `CheckpointKey::sign_anchor`, when a checkpoint key was configured for the prune.
+    pub signature: Option<String>,
+}
 
 /// What happened, before the store numbers and chains it.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]

@@ -178,15 +178,7 @@ pub struct NewStep {
     pub delay_secs: i64,
 }
 
-/// A retention anchor: the last record a prune removed, from which the chain continues.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AuditAnchor {
-    pub seq: i64,
-    pub hash: String,
-    pub pruned_at: String,
-    /// `CheckpointKey::sign_anchor`, when a checkpoint key was configured for the prune.
-    pub signature: Option<String>,
-}
+pub use crate::audit::AuditAnchor;
 
 /// An alert that asked for an action; a resolved one has withdrawn its request.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -21,7 +21,7 @@ pub struct Forwarder {
     interval: Duration,
     /// Signs the head of each batch sent: the receiver holds checkpoints the database cannot
     /// rewrite.
-    key: Option<super::checkpoint::CheckpointKey>,
+    key: Option<crate::audit::checkpoint::CheckpointKey>,
 }
 
 const CURSOR: &str = "audit-forward";
@@ -29,7 +29,7 @@ const CURSOR: &str = "audit-forward";
 impl Forwarder {
     pub fn new(
         s: &AuditForwardSettings,
-        key: Option<super::checkpoint::CheckpointKey>,
+        key: Option<crate::audit::checkpoint::CheckpointKey>,
     ) -> Result<Self, ConfigError> {
         Ok(Self {
             http: reqwest::Client::builder()
