@@ -156,6 +156,7 @@ store: { url: "$url" }
 playbooks: { dir: "$work/playbooks" }
 sandbox: { users_file: "$work/users.json" }
 directory: { ttl_secs: 3600, miss_refresh_secs: 3600 }
+approvals: { hs256_secret: "bench-approver-signing-secret" }
 worker: { concurrency: 4, poll_interval_ms: 20 }
 sources:
   generic: { format: generic, auth: { type: bearer, token: "bench-token" } }

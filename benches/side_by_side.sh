@@ -38,6 +38,7 @@ store: { url: "sqlite://$work/$1.db" }
 playbooks: { dir: "$playbooks" }
 sandbox: { users_file: "$work/users.json" }
 worker: { concurrency: 4, poll_interval_ms: 20 }
+approvals: { hs256_secret: "bench-approver-signing-secret" }
 sources:
   generic: { format: generic, auth: { type: bearer, token: "bench-token" } }
 YAML
