@@ -567,58 +567,7 @@ fn default_playbook_dir() -> PathBuf {
     "playbooks".into()
 }
 
-/// How a source's payloads are read.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SourceFormat {
-    #[default]
-    Generic,
-    Splunk,
-    Datadog,
-    Elastic,
-    Sentinel,
-    Alertmanager,
-    Grafana,
-    Panther,
-    Sumologic,
-}
-
-impl SourceFormat {
-    pub const ALL: [SourceFormat; 9] = [
-        Self::Generic,
-        Self::Splunk,
-        Self::Datadog,
-        Self::Elastic,
-        Self::Sentinel,
-        Self::Alertmanager,
-        Self::Grafana,
-        Self::Panther,
-        Self::Sumologic,
-    ];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Generic => "generic",
-            Self::Splunk => "splunk",
-            Self::Datadog => "datadog",
-            Self::Elastic => "elastic",
-            Self::Sentinel => "sentinel",
-            Self::Alertmanager => "alertmanager",
-            Self::Grafana => "grafana",
-            Self::Panther => "panther",
-            Self::Sumologic => "sumologic",
-        }
-    }
-}
-
-impl std::str::FromStr for SourceFormat {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|f| f.as_str() == s)
-            .ok_or_else(|| format!("unknown format {s:?} (one of: generic, splunk, datadog, elastic, sentinel, alertmanager, grafana, panther, sumologic)"))
-    }
-}
+pub use crate::alerts::{FieldMappings, SourceFormat};
 
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -699,23 +648,36 @@ fn default_tolerance() -> u64 {
     300
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HmacAlgorithm {
-    #[default]
-    Sha256,
-    Sha1,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HmacEncoding {
-    #[default]
-    Hex,
-    Base64,
-}
+pub use crate::alerts::{HmacAlgorithm, HmacEncoding};
 
 impl SourceAuth {
+    /// The authenticator these settings describe (secret files read now).
+    pub fn authenticator(&self) -> Result<crate::alerts::SourceAuthenticator, ConfigError> {
+        use crate::alerts::{HmacSpec, SourceAuthenticator};
+        Ok(match self {
+            Self::Bearer { .. } => SourceAuthenticator::bearer(&self.secrets()?),
+            Self::Basic { username, .. } => SourceAuthenticator::basic(username, &self.secrets()?),
+            Self::Hmac {
+                header,
+                algorithm,
+                encoding,
+                prefix,
+                timestamp_header,
+                tolerance_secs,
+                ..
+            } => SourceAuthenticator::hmac(HmacSpec {
+                header: header.clone(),
+                secrets: self.secrets()?,
+                algorithm: *algorithm,
+                encoding: *encoding,
+                prefix: prefix.clone(),
+                timestamp_header: timestamp_header.clone(),
+                tolerance: Duration::from_secs(*tolerance_secs),
+            }),
+            Self::None => SourceAuthenticator::none(),
+        })
+    }
+
     pub fn bearer_tokens(&self) -> Result<Vec<SecretString>, ConfigError> {
         match self {
             Self::Bearer {
@@ -766,22 +728,6 @@ impl SourceAuth {
         all.retain(|t| !t.expose_secret().is_empty());
         Ok(all)
     }
-}
-
-/// JSON pointers (relative to each alert in the payload) that override where a format finds a
-/// field. For `generic` they are the whole mapping, with the defaults shown in README.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct FieldMappings {
-    pub id: Option<String>,
-    pub title: Option<String>,
-    pub severity: Option<String>,
-    pub status: Option<String>,
-    pub subject_email: Option<String>,
-    pub subject_user_id: Option<String>,
-    pub subject_name: Option<String>,
-    pub source_ip: Option<String>,
-    pub occurred_at: Option<String>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]

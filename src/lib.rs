@@ -9,6 +9,7 @@ pub mod config;
 pub mod context;
 pub mod decisions;
 pub mod domain;
+pub mod expr;
 pub mod forward;
 pub mod http;
 pub mod metrics;

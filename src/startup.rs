@@ -14,7 +14,6 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::actions::{run_planner, run_scheduler, run_workers};
-use crate::alerts::SourceAuthenticator;
 use crate::approvals::JwtVerifier;
 use crate::audit::AuditEvent;
 use crate::config::NotificationSettings;
@@ -194,7 +193,7 @@ pub fn build_context(
             Source {
                 name: name.clone(),
                 format: s.format,
-                auth: SourceAuthenticator::from_config(&s.auth)?,
+                auth: s.auth.authenticator()?,
                 mappings: s.mappings.clone(),
                 default_severity: s.default_severity,
                 dedup_window: Duration::from_secs(s.dedup_window_secs),

@@ -11,7 +11,38 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::config::{ConfigError, HmacAlgorithm, HmacEncoding, SourceAuth};
+/// The HMAC's hash.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HmacAlgorithm {
+    #[default]
+    Sha256,
+    Sha1,
+}
+
+/// How the signature is written in its header.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HmacEncoding {
+    #[default]
+    Hex,
+    Base64,
+}
+
+/// What an HMAC source checks (from its settings).
+pub struct HmacSpec {
+    /// Header carrying the signature.
+    pub header: String,
+    pub secrets: Vec<SecretString>,
+    pub algorithm: HmacAlgorithm,
+    pub encoding: HmacEncoding,
+    /// Text before the signature, e.g. `sha256=`.
+    pub prefix: String,
+    /// Header with the Unix time the sender signed at (signed as `<ts>:<body>`).
+    pub timestamp_header: Option<String>,
+    /// How far the timestamp may be from now.
+    pub tolerance: Duration,
+}
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum AuthError {
@@ -80,6 +111,13 @@ fn digest(s: &[u8]) -> [u8; 32] {
     Sha256::digest(s).into()
 }
 
+fn digests(secrets: &[SecretString]) -> Vec<[u8; 32]> {
+    secrets
+        .iter()
+        .map(|t| digest(t.expose_secret().as_bytes()))
+        .collect()
+}
+
 fn any_matches(digests: &[[u8; 32]], presented: &[u8]) -> bool {
     let presented = digest(presented);
     // Check every configured secret without stopping early.
@@ -98,40 +136,36 @@ fn now_secs() -> u64 {
 }
 
 impl SourceAuthenticator {
-    pub fn from_config(auth: &SourceAuth) -> Result<Self, ConfigError> {
-        let digests = |secrets: Vec<SecretString>| {
-            secrets
-                .iter()
-                .map(|t| digest(t.expose_secret().as_bytes()))
-                .collect()
-        };
-        Ok(match auth {
-            SourceAuth::Bearer { .. } => Self::Bearer {
-                digests: digests(auth.secrets()?),
-            },
-            SourceAuth::Basic { username, .. } => Self::Basic {
-                username: username.clone(),
-                digests: digests(auth.secrets()?),
-            },
-            SourceAuth::Hmac {
-                header,
-                algorithm,
-                encoding,
-                prefix,
-                timestamp_header,
-                tolerance_secs,
-                ..
-            } => Self::Hmac(HmacVerifier {
-                header: header.to_ascii_lowercase(),
-                secrets: auth.secrets()?,
-                algorithm: *algorithm,
-                encoding: *encoding,
-                prefix: prefix.clone(),
-                timestamp_header: timestamp_header.as_ref().map(|h| h.to_ascii_lowercase()),
-                tolerance: Duration::from_secs(*tolerance_secs),
-            }),
-            SourceAuth::None => Self::None,
+    /// `Authorization: Bearer <token>`, any of `tokens`.
+    pub fn bearer(tokens: &[SecretString]) -> Self {
+        Self::Bearer {
+            digests: digests(tokens),
+        }
+    }
+
+    /// HTTP Basic with `username` and any of `passwords`.
+    pub fn basic(username: &str, passwords: &[SecretString]) -> Self {
+        Self::Basic {
+            username: username.to_owned(),
+            digests: digests(passwords),
+        }
+    }
+
+    pub fn hmac(spec: HmacSpec) -> Self {
+        Self::Hmac(HmacVerifier {
+            header: spec.header.to_ascii_lowercase(),
+            secrets: spec.secrets,
+            algorithm: spec.algorithm,
+            encoding: spec.encoding,
+            prefix: spec.prefix,
+            timestamp_header: spec.timestamp_header.map(|h| h.to_ascii_lowercase()),
+            tolerance: spec.tolerance,
         })
+    }
+
+    /// No authentication (must be written out in the settings).
+    pub fn none() -> Self {
+        Self::None
     }
 
     /// Whether the scheme needs the body to authenticate (HMAC signs it); the others are
@@ -290,8 +324,8 @@ mod tests {
         } else {
             "type: hmac\nheader: X-PagerDuty-Signature\nsecrets: [old-secret, test-secret]\nprefix: 'v1='\n"
         };
-        let auth: SourceAuth = serde_saphyr::from_str(yaml).unwrap();
-        SourceAuthenticator::from_config(&auth).unwrap()
+        let auth: crate::config::SourceAuth = serde_saphyr::from_str(yaml).unwrap();
+        auth.authenticator().unwrap()
     }
 
     fn headers(pairs: Vec<(&'static str, String)>) -> impl Fn(&str) -> Option<String> {
@@ -394,9 +428,9 @@ mod tests {
 
     #[test]
     fn basic_and_bearer() {
-        let auth: SourceAuth =
+        let auth: crate::config::SourceAuth =
             serde_saphyr::from_str("type: basic\nusername: siem\npasswords: [p1, p2]\n").unwrap();
-        let auth = SourceAuthenticator::from_config(&auth).unwrap();
+        let auth = auth.authenticator().unwrap();
         let enc = |s: &str| {
             format!(
                 "Basic {}",
@@ -433,8 +467,9 @@ mod tests {
             auth.verify_headers(&headers(vec![("authorization", upper)]))
                 .is_ok()
         );
-        let auth: SourceAuth = serde_saphyr::from_str("type: bearer\ntokens: [t1, t2]\n").unwrap();
-        let auth = SourceAuthenticator::from_config(&auth).unwrap();
+        let auth: crate::config::SourceAuth =
+            serde_saphyr::from_str("type: bearer\ntokens: [t1, t2]\n").unwrap();
+        let auth = auth.authenticator().unwrap();
         assert!(
             auth.verify(&headers(vec![("authorization", "Bearer t2".into())]), b"")
                 .is_ok()

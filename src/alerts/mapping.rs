@@ -46,7 +46,7 @@ pub fn lookup(payload: &Value, mapping: &str) -> Option<String> {
         return super::extract::str_at(payload, mapping);
     };
     let program = program(expr.trim()).ok()?;
-    let ctx = crate::playbooks::variable_context("payload", cel::to_value(payload).ok()?);
+    let ctx = crate::expr::variable_context("payload", cel::to_value(payload).ok()?);
     match program.execute(&ctx).ok()? {
         cel::Value::String(s) if !s.trim().is_empty() => Some(s.trim().to_owned()),
         cel::Value::Int(i) => Some(i.to_string()),

@@ -4,16 +4,17 @@ mod auth;
 pub(crate) mod extract;
 mod formats;
 pub mod mapping;
+mod source;
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::config::{FieldMappings, SourceFormat};
 use crate::domain::{Email, UserId, UserRef};
 
-pub use auth::{AuthError, SourceAuthenticator};
+pub use auth::{AuthError, HmacAlgorithm, HmacEncoding, HmacSpec, SourceAuthenticator};
+pub use source::{FieldMappings, SourceFormat};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

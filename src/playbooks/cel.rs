@@ -2,9 +2,8 @@
 //! that a typo (`alert.subjetcs`) is a load error rather than a condition that is silently false.
 
 use cel::common::ast::{EntryExpr, Expr};
-use std::sync::Arc;
 
-use cel::{Context, Env, IdedExpr, Program, Value};
+use cel::{Context, IdedExpr, Program, Value};
 
 /// The fields of `alert` that expressions may read.
 pub const ALERT_FIELDS: &[&str] = &[
@@ -171,19 +170,7 @@ fn collect_guards(e: &IdedExpr, out: &mut Vec<Guard>) {
     }
 }
 
-thread_local! {
-    // Building the standard environment registers every function: do it once per thread,
-    // not per evaluation.
-    static STDLIB: Arc<Env> = Arc::new(Env::stdlib());
-}
-
-/// A context in which `alert` is bound, shared by every expression evaluated for one alert.
-/// A standard-library context with one variable bound.
-pub fn variable_context(name: &str, value: Value) -> Context<'static, 'static> {
-    let mut ctx = STDLIB.with(|env| Context::with_env(env.clone()));
-    ctx.add_variable_from_value(name.to_owned(), value);
-    ctx
-}
+pub use crate::expr::variable_context;
 
 fn is_bound_somewhere(e: &IdedExpr, name: &str) -> bool {
     match &e.expr {

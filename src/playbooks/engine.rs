@@ -319,7 +319,7 @@ fn targets(pb: &Playbook, alert: &Alert, value: &AlertContext<'_>) -> Result<Vec
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{FieldMappings, SourceFormat};
+    use crate::alerts::{FieldMappings, SourceFormat};
     use crate::playbooks::{LoadContext, load_str};
 
     #[test]

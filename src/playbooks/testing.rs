@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Mode, Plan, PlaybookSet, RequireState, StepAction, evaluate};
 use crate::alerts::{self, Alert};
-use crate::config::{FieldMappings, SourceFormat};
+use crate::alerts::{FieldMappings, SourceFormat};
 use crate::domain::{Email, UserRef, new_id, now_rfc3339};
 use crate::users_api::{User, UserState};
 

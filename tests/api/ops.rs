@@ -380,3 +380,71 @@ fn config_check_applies_serves_checks_and_redacts_every_secret_and_url_password(
     );
     assert!(stdout.contains("hs256_secret: \"[REDACTED]\""), "{stdout}");
 }
+
+/// The top-level modules form no import cycle (tests excepted): each names its dependencies
+/// as `crate::module`, and the graph they make is acyclic.
+#[test]
+fn top_level_modules_import_each_other_without_cycles() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let src = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src"));
+    let mut modules: BTreeMap<String, Vec<std::path::PathBuf>> = BTreeMap::new();
+    for entry in std::fs::read_dir(src).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_stem().unwrap().to_string_lossy().to_string();
+        if name == "lib" || name == "main" {
+            continue;
+        }
+        let mut files = vec![];
+        let mut stack = vec![path.clone()];
+        while let Some(p) = stack.pop() {
+            if p.is_dir() {
+                stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+            } else if p.extension().is_some_and(|e| e == "rs") {
+                files.push(p);
+            }
+        }
+        modules.entry(name).or_default().extend(files);
+    }
+    let names: BTreeSet<String> = modules.keys().cloned().collect();
+    let mut deps: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (m, files) in &modules {
+        for f in files {
+            let text = std::fs::read_to_string(f).unwrap();
+            let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+            for part in code.split("crate::").skip(1) {
+                let dep: String = part
+                    .chars()
+                    .take_while(|c| c.is_alphanumeric() || *c == '_')
+                    .collect();
+                if &dep != m && names.contains(&dep) {
+                    deps.entry(m.clone()).or_default().insert(dep);
+                }
+            }
+        }
+    }
+    // Depth-first search for a back edge.
+    fn visit(
+        m: &str,
+        deps: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) {
+        if done.contains(m) {
+            return;
+        }
+        if let Some(at) = path.iter().position(|p| p == m) {
+            panic!("import cycle: {} -> {m}", path[at..].join(" -> "));
+        }
+        path.push(m.to_owned());
+        for d in deps.get(m).into_iter().flatten() {
+            visit(d, deps, path, done);
+        }
+        path.pop();
+        done.insert(m.to_owned());
+    }
+    let mut done = BTreeSet::new();
+    for m in &names {
+        visit(m, &deps, &mut vec![], &mut done);
+    }
+    assert!(deps.len() > 10, "the scan found the modules: {deps:?}");
+}

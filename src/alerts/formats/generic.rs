@@ -4,11 +4,11 @@
 
 use serde_json::Value;
 
+use crate::alerts::FieldMappings;
 use crate::alerts::Subject;
 use crate::alerts::extract::{labels, shape};
 use crate::alerts::mapping::lookup as str_at;
 use crate::alerts::{AlertStatus, ParseError, ParsedAlert, Severity};
-use crate::config::FieldMappings;
 use crate::domain::{Email, UserId};
 
 const F: &str = "generic";
