@@ -3,6 +3,7 @@
 //! Invariants: an alert is committed before intake answers; every state change of an action
 //! commits together with its audit records; audit rows are only ever inserted.
 
+mod core;
 mod migrations;
 mod recent;
 mod sql;

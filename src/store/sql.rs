@@ -5,10 +5,11 @@ use async_trait::async_trait;
 use serde_json::json;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::{AnyConnection, AnyPool, Executor, Row};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
+use super::core::*;
 use super::*;
-use crate::audit::{GENESIS_HASH, PreparedEvent};
+use crate::audit::PreparedEvent;
 use crate::decisions::limits;
 use crate::domain::{new_id, now_rfc3339, shift_time};
 
@@ -30,257 +31,11 @@ pub struct SqlStore {
 /// The embedded default.
 pub type SqliteStore = SqlStore;
 
-pub(super) struct Shared {
-    pool: AnyPool,
-    pub(super) writer: tokio::sync::Mutex<()>,
-    postgres: bool,
-    /// SQLite: alerts the intake thread's de-duplication map dropped within their window
-    /// (a flood past its capacity), published after each batch.
-    pub(super) dedup_forgotten: std::sync::atomic::AtomicU64,
-}
-
-/// Key of the advisory lock that serialises writers on PostgreSQL.
-const WRITE_LOCK: i64 = 0x6c6f_636b_6f75;
-
-type WriteGuard<'a> = (
-    tokio::sync::MutexGuard<'a, ()>,
-    sqlx::Transaction<'static, sqlx::Any>,
-);
-
-impl Shared {
-    /// A write transaction: the in-process writer lock, and on PostgreSQL the cluster-wide one.
-    async fn write_tx(&self) -> StoreResult<WriteGuard<'_>> {
-        let guard = self.writer.lock().await;
-        let mut tx = self.pool.begin().await?;
-        if self.postgres {
-            sqlx::query("SELECT pg_advisory_xact_lock($1)")
-                .bind(WRITE_LOCK)
-                .execute(&mut *tx)
-                .await?;
-        }
-        Ok((guard, tx))
-    }
-}
-
 /// Actions a worker may claim at `$1`: due, or held by a worker whose claim ran out.
 macro_rules! claimable {
     () => {
         "(state IN ('scheduled', 'ready') AND not_before <= $1) OR (state = 'running' AND claim_expires_at < $1)"
     };
-}
-
-pub(super) struct IntakeRequest {
-    pub(super) alert: NewAlert,
-    pub(super) dedup_since: String,
-    /// The `alert.received` record, serialised by the caller (the writer re-serialises it
-    /// only for a duplicate, whose record differs).
-    pub(super) audit: Option<PreparedEvent>,
-    /// The alert's settled plan (taken from `alert.settled`), ready to chain.
-    pub(super) plan: Option<Vec<PreparedEvent>>,
-    reply: Reply,
-}
-
-/// Where an intake caller waits for its outcome.
-pub(super) struct Reply {
-    sender: oneshot::Sender<Result<InsertOutcome, String>>,
-    /// The caller's thread and runtime. A batch's answers to the callers on one thread are
-    /// sent by one task spawned there: each answer sent from a store thread woke the caller's
-    /// thread itself, a `write` to its runtime's event fd per alert.
-    home: Option<(std::thread::ThreadId, tokio::runtime::Handle)>,
-}
-
-impl Reply {
-    /// A reply to the calling task, and the receiver it awaits.
-    pub(super) fn new() -> (Self, oneshot::Receiver<Result<InsertOutcome, String>>) {
-        let (sender, receiver) = oneshot::channel();
-        let home = tokio::runtime::Handle::try_current()
-            .ok()
-            .map(|runtime| (std::thread::current().id(), runtime));
-        (Self { sender, home }, receiver)
-    }
-}
-
-#[cfg(test)]
-impl IntakeRequest {
-    /// A request as `insert_alert` builds it, and the receiver of its answer.
-    pub(super) fn new_for_test(
-        alert: NewAlert,
-        dedup_since: &str,
-    ) -> (Self, oneshot::Receiver<Result<InsertOutcome, String>>) {
-        let (reply, answer) = Reply::new();
-        let audit = crate::audit::AuditEvent::new("alert.received", "test");
-        let request = Self {
-            alert,
-            dedup_since: dedup_since.to_owned(),
-            audit: Some(PreparedEvent::new(audit)),
-            plan: None,
-            reply,
-        };
-        (request, answer)
-    }
-}
-
-/// Most alerts committed in one intake transaction.
-const INTAKE_BATCH: usize = 512;
-/// Alerts waiting for the intake writer before senders wait too (back-pressure).
-pub(super) const INTAKE_QUEUE: usize = 4096;
-
-/// `first` and whatever else is already queued, up to a batch.
-pub(super) fn fill_batch(
-    first: IntakeRequest,
-    queue: &mut mpsc::Receiver<IntakeRequest>,
-) -> Vec<IntakeRequest> {
-    let mut batch = vec![first];
-    while batch.len() < INTAKE_BATCH {
-        match queue.try_recv() {
-            Ok(r) => batch.push(r),
-            Err(_) => break,
-        }
-    }
-    batch
-}
-
-/// Answers every caller of a batch: its outcome, or the batch's error (nothing of a failed
-/// batch was committed, so nothing of it was acknowledged).
-pub(super) fn answer(batch: Vec<IntakeRequest>, result: Result<Vec<InsertOutcome>, String>) {
-    let outcomes: Vec<Result<InsertOutcome, String>> = match result {
-        Ok(outcomes) => outcomes.into_iter().map(Ok).collect(),
-        Err(msg) => vec![Err(msg); batch.len()],
-    };
-    type Answers = Vec<(Reply, Result<InsertOutcome, String>)>;
-    let send_all = |answers: Answers| {
-        for (reply, outcome) in answers {
-            let _ = reply.sender.send(outcome);
-        }
-    };
-    // By the caller's thread: a handful of HTTP workers, so a short list.
-    let mut by_thread: Vec<(std::thread::ThreadId, tokio::runtime::Handle, Answers)> = vec![];
-    for (r, outcome) in batch.into_iter().zip(outcomes) {
-        let mut reply = r.reply;
-        match reply.home.take() {
-            None => {
-                let _ = reply.sender.send(outcome);
-            }
-            Some((thread, runtime)) => match by_thread.iter_mut().find(|(t, ..)| *t == thread) {
-                Some((.., answers)) => answers.push((reply, outcome)),
-                None => by_thread.push((thread, runtime, vec![(reply, outcome)])),
-            },
-        }
-    }
-    for (_, runtime, answers) in by_thread {
-        if answers.len() == 1 {
-            // Sending it wakes its thread once anyway.
-            send_all(answers);
-        } else {
-            // A runtime that is shutting down drops the task, and with it the answers: their
-            // callers, on that runtime, are being dropped too.
-            drop(runtime.spawn(async move { send_all(answers) }));
-        }
-    }
-}
-
-/// A batch's de-duplication, decided in memory.
-pub(super) struct Decided<'a> {
-    /// Each alert with the state it is stored in and the alert it duplicates.
-    pub(super) rows: Vec<(&'a NewAlert, AlertState, Option<String>)>,
-    pub(super) outcomes: Vec<InsertOutcome>,
-    pub(super) audits: Vec<PreparedEvent>,
-}
-
-/// De-duplicates a batch against `found`, stored alerts that may share a fingerprint with it
-/// (source, fingerprint, id, received_at; oldest first). A re-delivery inside the batch is a
-/// duplicate of its first copy. Takes the batch's audit events and plans.
-pub(super) fn decide_batch(
-    batch: &mut [IntakeRequest],
-    found: Vec<(String, String, String, String)>,
-) -> Decided<'_> {
-    use std::collections::HashMap;
-    // (source, fingerprint) → (first id, received_at)
-    let mut seen: HashMap<(String, String), (String, String)> = HashMap::new();
-    for (source, fp, id, at) in found {
-        seen.entry((source, fp)).or_insert((id, at));
-    }
-    let mut decided = Decided {
-        rows: Vec::with_capacity(batch.len()),
-        outcomes: Vec::with_capacity(batch.len()),
-        audits: Vec::with_capacity(batch.len()),
-    };
-    for r in batch {
-        let key = (r.alert.source.clone(), r.alert.fingerprint.clone());
-        let original = seen
-            .get(&key)
-            .filter(|(_, at)| at.as_str() >= r.dedup_since.as_str())
-            .map(|(id, _)| id.clone());
-        let mut audit = r.audit.take().expect("each request is decided once");
-        let plan = r.plan.take();
-        let state = match &original {
-            Some(o) => {
-                let mut event = audit.event;
-                event.kind = "alert.duplicate".into();
-                // Rare enough to read the data back from its text.
-                event.data = serde_json::from_str(&audit.data).unwrap_or_default();
-                if let serde_json::Value::Object(m) = &mut event.data {
-                    m.insert("duplicate_of".into(), o.clone().into());
-                    // A duplicate gets no plan: the one intake folded in is dropped with it.
-                    m.remove("plan");
-                }
-                audit = PreparedEvent::new(event);
-                decided.outcomes.push(InsertOutcome::Duplicate {
-                    original: o.clone(),
-                });
-                AlertState::Duplicate
-            }
-            None => {
-                seen.insert(key, (r.alert.id.clone(), r.alert.received_at.clone()));
-                decided.outcomes.push(InsertOutcome::Inserted);
-                if plan.is_some() {
-                    AlertState::Evaluated
-                } else {
-                    AlertState::Received
-                }
-            }
-        };
-        decided.audits.push(audit);
-        // A duplicate's plan is dropped: a re-delivery produces no second plan.
-        if original.is_none() {
-            decided.audits.extend(plan.into_iter().flatten());
-        }
-        decided.rows.push((&r.alert, state, original));
-    }
-    decided
-}
-
-/// An audit record linked into the chain, ready to insert.
-pub(super) struct Chained {
-    pub(super) seq: i64,
-    pub(super) id: String,
-    pub(super) event: PreparedEvent,
-    pub(super) prev_hash: String,
-    pub(super) hash: String,
-}
-
-/// Links `events` after `last` (the chain's tail: seq and hash; `None` for an empty chain).
-pub(super) fn chain_records(
-    last: Option<(i64, String)>,
-    at: &str,
-    events: Vec<PreparedEvent>,
-) -> Vec<Chained> {
-    let (mut seq, mut prev) = last.unwrap_or((0, GENESIS_HASH.to_owned()));
-    events
-        .into_iter()
-        .map(|event| {
-            seq += 1;
-            let id = new_id("aud");
-            let hash = event.chain_hash(&prev, seq, &id, at);
-            Chained {
-                seq,
-                prev_hash: std::mem::replace(&mut prev, hash.clone()),
-                id,
-                event,
-                hash,
-            }
-        })
-        .collect()
 }
 
 static DRIVERS: Once = Once::new();
@@ -1994,6 +1749,7 @@ impl Store for SqlStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::sync::oneshot;
 
     fn request(
         id: &str,

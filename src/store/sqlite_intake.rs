@@ -21,10 +21,10 @@ use std::sync::Arc;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::mpsc;
 
-use super::recent::{self, Recent, RecentAlerts};
-use super::sql::{
+use super::core::{
     Decided, INTAKE_QUEUE, IntakeRequest, Shared, answer, chain_records, decide_batch, fill_batch,
 };
+use super::recent::{self, Recent, RecentAlerts};
 use super::{InsertOutcome, StoreError, StoreResult};
 use crate::audit::PreparedEvent;
 use crate::domain::now_rfc3339;
