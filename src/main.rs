@@ -201,8 +201,11 @@ enum AuditCommand {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    lockout::telemetry::init();
     let cli = Cli::parse();
+    match cli.command {
+        Command::Serve | Command::Sandbox { .. } => lockout::telemetry::init(),
+        _ => lockout::telemetry::init_with("warn,sqlx=warn"),
+    }
     match run(cli).await {
         Ok(code) => code,
         Err(e) => {

@@ -2,9 +2,10 @@
 
 use tracing_subscriber::EnvFilter;
 
-pub fn init() {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn"));
+/// `default` is the filter when `RUST_LOG` is not set: `info` for the service, `warn` for
+/// one-shot commands, whose output is their answer, not a log.
+pub fn init_with(default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let json = std::env::var("LOCKOUT_LOG_FORMAT").is_ok_and(|v| v.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -19,4 +20,9 @@ pub fn init() {
     } else {
         builder.try_init()
     };
+}
+
+/// The service's logging: `info` unless `RUST_LOG` says otherwise.
+pub fn init() {
+    init_with("info,sqlx=warn");
 }
