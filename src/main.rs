@@ -712,9 +712,10 @@ async fn operator_change(
         playbooks,
     )?;
     let operator = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    // The requester as the action's records will name it: an operator, not an analyst.
     let who = Requester {
         actor: format!("operator:{operator}"),
-        id: operator.clone(),
+        id: format!("operator:{operator}"),
         roles: vec![],
     };
     let target = UserRef::parse(user)?;

@@ -131,6 +131,8 @@ async fn try_run(
 
 fn event(action: &Action, kind: &str) -> AuditEvent {
     let actor = match (action.origin, &action.playbook, &action.requested_by) {
+        // An operator at the CLI is recorded as `operator:<login>` already.
+        (crate::store::Origin::Manual, _, Some(by)) if by.starts_with("operator:") => by.clone(),
         (crate::store::Origin::Manual, _, Some(by)) => format!("analyst:{by}"),
         (_, Some(p), _) => format!("playbook:{p}"),
         _ => "system".into(),

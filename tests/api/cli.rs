@@ -126,6 +126,14 @@ async fn an_operator_suspension_is_made_and_audited() {
             .any(|r| &r.event.action_id == action && r.event.kind == kind)
     };
     assert!(outcome(&ops[0].event.action_id, "action.succeeded"));
+    assert!(
+        records
+            .iter()
+            .filter(|r| r.event.action_id == ops[0].event.action_id
+                && ["action.succeeded", "api.call"].contains(&r.event.kind.as_str()))
+            .all(|r| r.event.actor == "operator:test-operator"),
+        "the action's records name the operator"
+    );
     assert!(outcome(&ops[1].event.action_id, "action.failed"));
     assert!(
         records
