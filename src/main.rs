@@ -635,6 +635,7 @@ async fn users(settings: &Settings, command: UsersCommand) -> anyhow::Result<Exi
         );
     }
     let log = CallLog::default();
+    let suspend = matches!(command, UsersCommand::Suspend { .. });
     let result = async {
         match command {
             UsersCommand::List { state, json } => {
@@ -649,31 +650,16 @@ async fn users(settings: &Settings, command: UsersCommand) -> anyhow::Result<Exi
                     print_users(&[u], false);
                 }
             }
-            UsersCommand::Suspend { user, reason, json } => {
-                let step = lockout::playbooks::StepAction::Suspend;
+            UsersCommand::Suspend { user, reason, json }
+            | UsersCommand::Reactivate { user, reason, json } => {
+                let step = if suspend {
+                    lockout::playbooks::StepAction::Suspend
+                } else {
+                    lockout::playbooks::StepAction::Reactivate
+                };
+                let sandbox = fake.is_some();
                 operator_change(
-                    settings,
-                    &store,
-                    &client,
-                    fake.is_some(),
-                    &user,
-                    &reason,
-                    step,
-                    json,
-                )
-                .await?;
-            }
-            UsersCommand::Reactivate { user, reason, json } => {
-                let step = lockout::playbooks::StepAction::Reactivate;
-                operator_change(
-                    settings,
-                    &store,
-                    &client,
-                    fake.is_some(),
-                    &user,
-                    &reason,
-                    step,
-                    json,
+                    settings, &store, &client, sandbox, &user, &reason, step, json,
                 )
                 .await?;
             }
