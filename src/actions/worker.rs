@@ -46,6 +46,10 @@ async fn try_run(
         .await?
     {
         Claim::Empty => return Ok(Outcome::Empty),
+        Claim::Unreadable { id, error } => {
+            tracing::error!(action_id = %id, %error, "a stored action does not decode; failed it");
+            return Ok(Outcome::Ran);
+        }
         Claim::Limited {
             action,
             scope,
@@ -187,11 +191,10 @@ async fn execute(
     action: &Action,
     log: &CallLog,
 ) -> (ActionOutcome, Vec<AuditEvent>) {
-    let step: StepAction =
-        match serde_json::from_value(action.params.get("action").cloned().unwrap_or(Value::Null)) {
-            Ok(s) => s,
-            Err(e) => return fail(action, None, format!("unreadable step: {e}")),
-        };
+    let Some(params) = &action.step else {
+        return fail(action, None, "the action's step was not decoded".into());
+    };
+    let step: StepAction = params.action.clone();
     // Steps about the account, not a user.
     match &step {
         StepAction::ListUsers { state } => return list_users(ctx, action, *state, log).await,
@@ -246,10 +249,7 @@ async fn execute(
         .flat_map(|pb| pb.protected.iter())
         .chain(ctx.protected.iter())
         .collect();
-    let required: Option<RequireState> = action
-        .params
-        .get("require_state")
-        .and_then(|v| serde_json::from_value(v.clone()).ok());
+    let required: Option<RequireState> = params.require_state;
     let resolved = ResolvedUser {
         id: user.id.as_str(),
         email: email.as_ref(),

@@ -712,7 +712,12 @@ fn action_from_row(row: &AnyRow) -> StoreResult<Action> {
     let kind: String = row.try_get("kind")?;
     let mode: String = row.try_get("mode")?;
     let origin: String = row.try_get("origin")?;
+    let params: serde_json::Value = json_col(row, "params")?.unwrap_or_default();
+    let step: StepParams = serde_json::from_value(params.clone())
+        .map_err(|e| StoreError::Corrupt(format!("action {id}: params: {e}")))?;
     Ok(Action {
+        step: Some(step),
+        params,
         kind: parse_column(&id, "kind", &kind, ActionKind::parse)?,
         mode: parse_column(&id, "mode", &mode, Mode::parse)?,
         origin: parse_column(&id, "origin", &origin, Origin::parse)?,
@@ -723,7 +728,6 @@ fn action_from_row(row: &AnyRow) -> StoreResult<Action> {
         alert_id: row.try_get("alert_id")?,
         playbook: row.try_get("playbook")?,
         target: row.try_get("target")?,
-        params: json_col(row, "params")?.unwrap_or_default(),
         approval: json_col(row, "approval")?,
         reason: row.try_get("reason")?,
         requested_by: row.try_get("requested_by")?,
@@ -1035,7 +1039,26 @@ impl Store for SqlStore {
         let Some(row) = row else {
             return Ok(Claim::Empty);
         };
-        let mut action = action_from_row(&row)?;
+        let mut action = match action_from_row(&row) {
+            Ok(a) => a,
+            Err(e) => {
+                let id: String = row.try_get("id")?;
+                let error = e.to_string();
+                sqlx::query("UPDATE actions SET state = 'failed', last_error = $1, claimed_by = NULL, claim_expires_at = NULL, updated_at = $2, finished_at = $3 WHERE id = $4")
+                    .bind(&error)
+                    .bind(now)
+                    .bind(now)
+                    .bind(&id)
+                    .execute(&mut *tx)
+                    .await?;
+                let event = AuditEvent::new("action.failed", "system")
+                    .action(&id)
+                    .data(json!({"error": error, "why": "the stored action does not decode"}));
+                append_audit_tx(&mut tx, vec![event]).await?;
+                tx.commit().await?;
+                return Ok(Claim::Unreadable { id, error });
+            }
+        };
         let reclaimed = action.state == ActionState::Running;
         let mut audit = vec![];
         // Blast-radius limits, in the claim's transaction so two workers cannot both take
@@ -1070,15 +1093,7 @@ impl Store for SqlStore {
                     })
                 }
             };
-            let playbook_limit: Option<crate::playbooks::Limit> = action
-                .params
-                .get("limit")
-                .filter(|l| !l.is_null())
-                .map(|l| serde_json::from_value(l.clone()))
-                .transpose()
-                .map_err(|e| {
-                    StoreError::Corrupt(format!("action {}: params.limit: {e}", action.id))
-                })?;
+            let playbook_limit = action.step.as_ref().and_then(|s| s.limit);
             let playbook = match playbook_limit {
                 None => None,
                 Some(l) => {

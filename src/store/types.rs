@@ -213,6 +213,16 @@ pub struct NewChain {
     pub steps: Vec<NewStep>,
 }
 
+/// What a step does and the guards it carries, decoded once from the row's `params`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepParams {
+    pub action: crate::playbooks::StepAction,
+    #[serde(default)]
+    pub require_state: Option<crate::playbooks::RequireState>,
+    #[serde(default)]
+    pub limit: Option<crate::playbooks::Limit>,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Action {
     pub id: String,
@@ -223,7 +233,11 @@ pub struct Action {
     pub playbook: Option<String>,
     pub kind: ActionKind,
     pub target: String,
+    /// The row's `params` as stored (what the approval's binding hash covers).
     pub params: serde_json::Value,
+    /// The same, typed: a row whose params do not decode is an error naming it.
+    #[serde(skip)]
+    pub step: Option<StepParams>,
     pub approval: Option<ApprovalRequest>,
     pub mode: Mode,
     pub reason: String,
@@ -359,6 +373,12 @@ pub enum Claim {
         approval_id: String,
         scope: String,
         tripped_now: bool,
+    },
+    /// The due row did not decode (an unknown kind, mode, origin or step): it was failed,
+    /// audited, so that one bad row cannot hold up the queue behind it.
+    Unreadable {
+        id: String,
+        error: String,
     },
 }
 

@@ -412,12 +412,19 @@ async fn a_kill_9_during_a_burst_loses_nothing_on_sqlite() {
         acked.len(),
         "no acknowledged alert is missing"
     );
+    // Executed: succeeded, or, when the kill landed after 1Password made the change and
+    // before it was recorded, found done by the instance that took the action over.
+    let executed = |a: &&lockout::store::Action| {
+        a.state == ActionState::Succeeded
+            || (a.state == ActionState::Skipped
+                && a.result
+                    .as_ref()
+                    .is_some_and(|r| r["skipped"] == "already suspended"))
+    };
     assert_eq!(
-        actions
-            .iter()
-            .filter(|a| a.state == ActionState::Succeeded)
-            .count(),
-        acked.len()
+        actions.iter().filter(executed).count(),
+        acked.len(),
+        "{actions:#?}"
     );
     assert!(
         suspends_per_user(&fake).values().all(|n| *n == 1),

@@ -443,6 +443,7 @@ async fn the_global_limit_holds_inside_concurrent_claims() {
                         Claim::Claimed(_) => claimed += 1,
                         Claim::Limited { .. } => held += 1,
                         Claim::Empty => return (claimed, held),
+                        Claim::Unreadable { error, .. } => panic!("{error}"),
                     }
                 }
             });
@@ -643,6 +644,39 @@ async fn an_unknown_kind_mode_or_origin_in_a_row_is_an_error_naming_the_row() {
             .await
             .unwrap();
         }
-        assert!(store.get_action(id).await.unwrap().is_some());
+        // A step that does not decode is refused when the row is read, not when it runs.
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE actions SET params = '{{\"action\": {{\"kind\": \"teleport\"}}}}' WHERE id = '{id}'"
+        )))
+        .execute(store.pool())
+        .await
+        .unwrap();
+        let err = store.get_action(id).await.expect_err("refused").to_string();
+        assert!(
+            err.contains(id.as_str()) && err.contains("params"),
+            "{url}: {err}"
+        );
+        // Due, it does not hold up the queue: the claim fails it, audited, and goes on.
+        let now = now_rfc3339();
+        let policy = LimitPolicy {
+            global: None,
+            approvers: vec![],
+            approval_timeout_secs: 60,
+        };
+        let claim = store
+            .claim_action("w", &now, &shift_time(&now, 60), &policy, None)
+            .await
+            .unwrap();
+        assert!(
+            matches!(claim, Claim::Unreadable { .. }),
+            "{url}: {claim:?}"
+        );
+        let state: String = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT state FROM actions WHERE id = '{id}'"
+        )))
+        .fetch_one(store.pool())
+        .await
+        .unwrap();
+        assert_eq!(state, "failed");
     }
 }
