@@ -20,6 +20,8 @@ pub struct IntakeLimits {
     /// Bytes of bodies that may be held in memory, across requests, before their sender is
     /// authenticated (HMAC signs the body: it must be read first). Past it: 503.
     pub unauthenticated: tokio::sync::Semaphore,
+    /// The budget's size: no one request reserves more than all of it.
+    pub unauthenticated_budget: usize,
 }
 
 impl IntakeLimits {
@@ -28,12 +30,13 @@ impl IntakeLimits {
         body_timeout: std::time::Duration,
         unauthenticated_budget: usize,
     ) -> Self {
+        // Permits are counted in u32 by `try_acquire_many`.
+        let budget = unauthenticated_budget.clamp(1, u32::MAX as usize);
         Self {
             body_limit,
             body_timeout,
-            unauthenticated: tokio::sync::Semaphore::new(
-                unauthenticated_budget.min(tokio::sync::Semaphore::MAX_PERMITS),
-            ),
+            unauthenticated: tokio::sync::Semaphore::new(budget),
+            unauthenticated_budget: budget,
         }
     }
 }
@@ -100,7 +103,10 @@ pub async fn receive_from(
     let _reserved = if authenticated_early {
         None
     } else {
-        let want = declared.unwrap_or(limits.body_limit).max(1);
+        // A chunked body (no length) reserves the most it may grow to.
+        let want = declared
+            .unwrap_or(limits.body_limit)
+            .clamp(1, limits.unauthenticated_budget);
         match limits.unauthenticated.try_acquire_many(want as u32) {
             Ok(permit) => Some(permit),
             Err(_) => {
