@@ -242,6 +242,21 @@ pub fn shift_time(ts: &str, secs: i64) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::{Email, normalise_email};
+
+    #[test]
+    fn e_mails_compare_by_one_ascii_rule_and_confusables_are_refused() {
+        // U+212A KELVIN SIGN lower-cases to `k` under Unicode rules: refused, not folded.
+        assert!(Email::parse("\u{212A}ate@example.com").is_err());
+        // A Cyrillic `а` in the domain.
+        assert!(Email::parse("kate@ex\u{0430}mple.com").is_err());
+        assert_eq!(
+            Email::parse(" Kate@Example.COM ").unwrap().as_str(),
+            "kate@example.com"
+        );
+        assert_eq!(normalise_email("K\u{212A}@X"), "k\u{212A}@x");
+    }
+
     #[test]
     fn hex_is_written_as_the_hex_crate_writes_it() {
         let bytes: Vec<u8> = (0..=255).collect();
