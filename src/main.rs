@@ -719,7 +719,11 @@ async fn operator_change(
     let Some(id) = queued.action_id else {
         bail!("an open action of this kind on {user} exists already; it was not queued twice");
     };
-    let worker = format!("cli-{}-{}/0", hostname_or("lockout"), std::process::id());
+    let worker = format!(
+        "cli-{}-{}/0",
+        lockout::startup::hostname(),
+        std::process::id()
+    );
     let deadline = std::time::Instant::now()
         + ctx
             .worker
@@ -780,12 +784,4 @@ async fn operator_change(
             action.last_error.unwrap_or_default()
         ),
     }
-}
-
-fn hostname_or(default: &str) -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .map(|s| s.trim().to_owned())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| default.into())
 }

@@ -584,7 +584,8 @@ async fn release_dead_claims(
     Ok(())
 }
 
-fn hostname() -> String {
+/// This machine's name (`lockout` when it has none): claims and CLI workers carry it.
+pub fn hostname() -> String {
     std::fs::read_to_string("/etc/hostname")
         .map(|s| s.trim().to_owned())
         .ok()
