@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use lockout::alerts;
-use lockout::config::{FieldMappings, SourceFormat};
+use lockout::alerts::{FieldMappings, SourceFormat};
 use lockout::playbooks::{LoadContext, PlaybookSet, evaluate, load_str};
 
 /// Playbook `i`; it matches the benchmark alert when `matches(i)`.

@@ -6,7 +6,7 @@ fn main() {
         eprintln!("usage: parse_alert FORMAT FILE");
         std::process::exit(2);
     };
-    let format: lockout::config::SourceFormat = format.parse().unwrap_or_else(|e| panic!("{e}"));
+    let format: lockout::alerts::SourceFormat = format.parse().unwrap_or_else(|e| panic!("{e}"));
     let body = std::fs::read(&file).unwrap();
     match lockout::alerts::parse(format, &Default::default(), None, &body) {
         Ok(alerts) => {

@@ -3,12 +3,9 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-
-use crate::users_api::{ApiVersion, ClientAuth, ClientConfig, RetryPolicy};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -96,25 +93,6 @@ fn default_checkpoint_interval() -> u64 {
     300
 }
 
-impl AuditSettings {
-    /// The checkpoint key, read from its file, if checkpoints are configured.
-    pub fn checkpoint_key(
-        &self,
-    ) -> Result<Option<crate::audit::checkpoint::CheckpointKey>, ConfigError> {
-        let Some(c) = &self.checkpoint else {
-            return Ok(None);
-        };
-        let secret = read_secret_file(&c.key_file)?;
-        if secret.trim().len() < 16 {
-            return Err(ConfigError::Invalid(
-                "audit.checkpoint.key_file: the key must be at least 16 characters".into(),
-            ));
-        }
-        Ok(Some(crate::audit::checkpoint::CheckpointKey::new(
-            SecretString::from(secret),
-        )))
-    }
-}
 fn default_refusal_interval() -> u64 {
     60
 }
@@ -476,56 +454,35 @@ fn default_max_retry_after() -> u64 {
     60
 }
 
-impl RetrySettings {
-    pub fn policy(&self) -> RetryPolicy {
-        RetryPolicy {
-            max_attempts: self.max_attempts.max(1),
-            base_delay: Duration::from_millis(self.base_delay_ms),
-            max_delay: Duration::from_millis(self.max_delay_ms),
-            deadline: Duration::from_millis(self.deadline_ms),
-            max_retry_after: Duration::from_secs(self.max_retry_after_secs),
+/// Route set of the Users API: `v1` (GA, the default) or `v1beta1` (public preview).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiVersion {
+    #[default]
+    V1,
+    V1beta1,
+}
+
+impl ApiVersion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::V1 => "v1",
+            Self::V1beta1 => "v1beta1",
         }
     }
 }
 
-impl UsersApiSettings {
-    /// The client's configuration, with the secret read from `client_secret_file` if given.
-    pub fn client_config(&self) -> Result<ClientConfig, ConfigError> {
-        let base_url = self.base_url.trim_end_matches('/').to_owned();
-        let client_secret = match (&self.client_secret, &self.client_secret_file) {
-            (Some(s), None) => s.clone(),
-            (None, Some(path)) => SecretString::from(read_secret_file(path)?),
-            (Some(_), Some(_)) => {
-                return Err(ConfigError::Invalid(
-                    "users_api: give client_secret or client_secret_file, not both".into(),
-                ));
-            }
-            (None, None) => {
-                return Err(ConfigError::Invalid(
-                    "users_api: client_secret or client_secret_file is required".into(),
-                ));
-            }
-        };
-        Ok(ClientConfig {
-            token_url: self
-                .token_url
-                .clone()
-                .unwrap_or_else(|| self.api_version.default_token_url(&base_url)),
-            revoke_url: self
-                .revoke_url
-                .clone()
-                .unwrap_or_else(|| self.api_version.default_revoke_url(&base_url)),
-            base_url,
-            api_version: self.api_version,
-            account_id: self.account_id.clone(),
-            client_id: self.client_id.clone(),
-            client_secret,
-            client_auth: self.client_auth,
-            timeout: Duration::from_millis(self.timeout_ms),
-            retry: self.retry.policy(),
-            token_refresh_margin: Duration::from_secs(self.token_refresh_margin_secs),
-        })
-    }
+/// How the Users API client authenticates to the token endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    /// HTTP Basic over plain `id:secret`, as 1Password's documentation shows it.
+    #[default]
+    Basic,
+    /// HTTP Basic with id and secret form-urlencoded first (RFC 6749 §2.3.1).
+    BasicRfc6749,
+    /// `client_id` and `client_secret` in the form body.
+    Post,
 }
 
 pub fn read_secret_file(path: &Path) -> Result<String, ConfigError> {
@@ -567,23 +524,26 @@ fn default_playbook_dir() -> PathBuf {
     "playbooks".into()
 }
 
-pub use crate::alerts::{FieldMappings, SourceFormat};
-
 #[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SourceSettings {
-    #[serde(default)]
-    pub format: SourceFormat,
+    /// How payloads are read: generic, splunk, datadog, elastic, sentinel, alertmanager,
+    /// grafana, panther or sumologic (parsed by `alerts`).
+    #[serde(default = "default_source_format")]
+    pub format: String,
     pub auth: SourceAuth,
-    /// JSON pointers that say where the fields of the canonical alert sit.
+    /// JSON pointers that say where the fields of the canonical alert sit, by field name.
     #[serde(default)]
-    pub mappings: FieldMappings,
+    pub mappings: BTreeMap<String, String>,
     /// Re-deliveries within this window are duplicates.
     #[serde(default = "default_dedup_window")]
     pub dedup_window_secs: u64,
     /// Severity for alerts whose payload carries none (e.g. Splunk's webhook).
     #[serde(default)]
-    pub default_severity: Option<crate::alerts::Severity>,
+    pub default_severity: Option<String>,
+}
+fn default_source_format() -> String {
+    "generic".into()
 }
 fn default_dedup_window() -> u64 {
     24 * 3600
@@ -648,36 +608,25 @@ fn default_tolerance() -> u64 {
     300
 }
 
-pub use crate::alerts::{HmacAlgorithm, HmacEncoding};
+/// The hash of a source's HMAC signature.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HmacAlgorithm {
+    #[default]
+    Sha256,
+    Sha1,
+}
+
+/// How a source writes its HMAC signature in the header.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HmacEncoding {
+    #[default]
+    Hex,
+    Base64,
+}
 
 impl SourceAuth {
-    /// The authenticator these settings describe (secret files read now).
-    pub fn authenticator(&self) -> Result<crate::alerts::SourceAuthenticator, ConfigError> {
-        use crate::alerts::{HmacSpec, SourceAuthenticator};
-        Ok(match self {
-            Self::Bearer { .. } => SourceAuthenticator::bearer(&self.secrets()?),
-            Self::Basic { username, .. } => SourceAuthenticator::basic(username, &self.secrets()?),
-            Self::Hmac {
-                header,
-                algorithm,
-                encoding,
-                prefix,
-                timestamp_header,
-                tolerance_secs,
-                ..
-            } => SourceAuthenticator::hmac(HmacSpec {
-                header: header.clone(),
-                secrets: self.secrets()?,
-                algorithm: *algorithm,
-                encoding: *encoding,
-                prefix: prefix.clone(),
-                timestamp_header: timestamp_header.clone(),
-                tolerance: Duration::from_secs(*tolerance_secs),
-            }),
-            Self::None => SourceAuthenticator::none(),
-        })
-    }
-
     pub fn bearer_tokens(&self) -> Result<Vec<SecretString>, ConfigError> {
         match self {
             Self::Bearer {
@@ -1117,7 +1066,6 @@ impl Settings {
         }
         if let Some(api) = &self.users_api {
             self.validate_live()?;
-            api.client_config()?;
             if !(api.base_url.starts_with("https://") || api.base_url.starts_with("http://")) {
                 return Err(ConfigError::Invalid(format!(
                     "users_api.base_url must be an http(s) URL, got {:?}",
@@ -1130,7 +1078,6 @@ impl Settings {
                 ));
             }
         }
-        self.audit.checkpoint_key()?;
         for (name, target) in &self.notify {
             let url = target.url()?;
             if !(url.expose_secret().starts_with("https://")
@@ -1155,17 +1102,6 @@ impl Settings {
                 )));
             }
         }
-        for a in &self.guards.self_actors {
-            if crate::domain::UserRef::parse(a).is_err() {
-                return Err(ConfigError::Invalid(format!(
-                    "guards.self_actors: {a:?} is neither a 1Password id nor an e-mail (display names are never matched: a user could take one)"
-                )));
-            }
-        }
-        for p in &self.guards.protected {
-            crate::playbooks::ProtectedPattern::parse(p)
-                .map_err(|e| ConfigError::Invalid(format!("guards.protected: {e}")))?;
-        }
         if let Some(p) = &self.approvals.hs256_secret_file {
             read_secret_file(p)?;
         }
@@ -1186,24 +1122,6 @@ impl Settings {
                 return Err(ConfigError::Invalid(format!(
                     "source name {name:?} may only use letters, digits, '-' and '_'"
                 )));
-            }
-            let m = &source.mappings;
-            for (field, mapping) in [
-                ("id", &m.id),
-                ("title", &m.title),
-                ("severity", &m.severity),
-                ("status", &m.status),
-                ("subject_email", &m.subject_email),
-                ("subject_user_id", &m.subject_user_id),
-                ("subject_name", &m.subject_name),
-                ("source_ip", &m.source_ip),
-                ("occurred_at", &m.occurred_at),
-            ] {
-                if let Some(mapping) = mapping {
-                    crate::alerts::mapping::check(mapping).map_err(|e| {
-                        ConfigError::Invalid(format!("sources.{name}.mappings.{field}: {e}"))
-                    })?;
-                }
             }
             if !matches!(source.auth, SourceAuth::None) && source.auth.secrets()?.is_empty() {
                 return Err(ConfigError::Invalid(format!(
@@ -1566,32 +1484,5 @@ audit:
         assert!(api.client_secret_file.is_none());
         assert_eq!(api.client_secret.unwrap().expose_secret(), "from-env");
         assert_eq!(s.guards.protected, ["a@example.com", "*@corp.example"]);
-    }
-
-    #[test]
-    fn v1beta1_defaults_its_token_paths() {
-        let s = UsersApiSettings {
-            base_url: "https://api.1password.eu/".into(),
-            api_version: ApiVersion::V1beta1,
-            token_url: None,
-            revoke_url: None,
-            account_id: "A".into(),
-            client_id: "c".into(),
-            client_secret: Some(SecretString::from("x")),
-            client_secret_file: None,
-            client_auth: ClientAuth::Basic,
-            timeout_ms: 1,
-            retry: RetrySettings::default(),
-            token_refresh_margin_secs: 60,
-        };
-        let c = s.client_config().unwrap();
-        assert_eq!(
-            c.token_url,
-            "https://api.1password.eu/v1beta1/users/oauth2/token"
-        );
-        assert_eq!(
-            c.revoke_url,
-            "https://api.1password.eu/v1beta1/users/oauth2/revoke"
-        );
     }
 }

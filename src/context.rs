@@ -8,26 +8,15 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::sync::Notify;
 
-use crate::alerts::SourceAuthenticator;
+use crate::alerts::Source;
 use crate::approvals::JwtVerifier;
 use crate::audit::AuditEvent;
-use crate::config::{FieldMappings, NotificationSettings, SourceFormat};
+use crate::config::NotificationSettings;
 use crate::domain::{Email, UserRef};
 use crate::notify::Notifier;
 use crate::playbooks::{LoadContext, PlaybookSet, ProtectedPattern};
 use crate::store::{LimitPolicy, Store};
 use crate::users_api::{Directory, UsersApiClient};
-
-/// A configured alert source, ready to authenticate and parse requests.
-#[derive(Debug)]
-pub struct Source {
-    pub name: String,
-    pub format: SourceFormat,
-    pub auth: SourceAuthenticator,
-    pub mappings: FieldMappings,
-    pub default_severity: Option<crate::alerts::Severity>,
-    pub dedup_window: Duration,
-}
 
 pub struct WorkerTuning {
     pub poll_interval: Duration,

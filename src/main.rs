@@ -284,9 +284,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Command::Audit {
                     command: AuditCommand::Checkpoint,
                 } => {
-                    let key = settings.audit.checkpoint_key()?.ok_or_else(|| {
-                        anyhow::anyhow!("audit.checkpoint.key_file is not configured")
-                    })?;
+                    let key =
+                        lockout::audit::checkpoint::CheckpointKey::from_settings(&settings.audit)?
+                            .ok_or_else(|| {
+                                anyhow::anyhow!("audit.checkpoint.key_file is not configured")
+                            })?;
                     let store = SqlStore::connect(&settings.store.url).await?;
                     let (seq, hash) = store
                         .audit_head()
@@ -312,7 +314,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         -((older_than_days * 86400) as i64),
                     );
                     let operator = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
-                    let key = settings.audit.checkpoint_key()?;
+                    let key =
+                        lockout::audit::checkpoint::CheckpointKey::from_settings(&settings.audit)?;
                     if key.is_none() {
                         eprintln!(
                             "warning: audit.checkpoint.key_file is not configured: the retention anchor is unsigned"
@@ -436,13 +439,15 @@ fn playbooks(
                         .as_ref()
                         .and_then(|s| s.sources.get(src))
                         .ok_or_else(|| anyhow::anyhow!("no source named {src:?} in the config"))?;
-                    (s.format, src.clone())
+                    let f: lockout::alerts::SourceFormat =
+                        s.format.parse().map_err(anyhow::Error::msg)?;
+                    (f, src.clone())
                 }
                 (None, Some(f)) => {
-                    let f: lockout::config::SourceFormat = f.parse().map_err(anyhow::Error::msg)?;
+                    let f: lockout::alerts::SourceFormat = f.parse().map_err(anyhow::Error::msg)?;
                     (f, f.as_str().to_owned())
                 }
-                (None, None) => (lockout::config::SourceFormat::Generic, "generic".to_owned()),
+                (None, None) => (lockout::alerts::SourceFormat::Generic, "generic".to_owned()),
             };
             let alerts =
                 testing::read_alert(&alert, format, &source_name).map_err(anyhow::Error::msg)?;
@@ -509,7 +514,7 @@ async fn audit_verify(
     settings: &Settings,
     checkpoint: Option<&std::path::Path>,
 ) -> anyhow::Result<ExitCode> {
-    let key = settings.audit.checkpoint_key()?;
+    let key = lockout::audit::checkpoint::CheckpointKey::from_settings(&settings.audit)?;
     let checkpoint = match checkpoint {
         None => None,
         Some(path) => {
@@ -628,7 +633,15 @@ fn print_users(users: &[User], as_json: bool) {
 
 async fn users(settings: &Settings, command: UsersCommand) -> anyhow::Result<ExitCode> {
     let store: Arc<dyn Store> = Arc::new(SqlStore::connect(&settings.store.url).await?);
-    let (client, fake) = users_api_client(settings, store.clone()).await?;
+    let prepared = lockout::startup::prepare(settings)?;
+    let playbooks = matches!(
+        command,
+        UsersCommand::Suspend { .. } | UsersCommand::Reactivate { .. }
+    )
+    .then(|| lockout::startup::load_playbooks(settings))
+    .transpose()?;
+    let (client, fake) = users_api_client(settings, &prepared, store.clone()).await?;
+    let mut parsed = Some((prepared, playbooks.unwrap_or_default()));
     if fake.is_some() {
         eprintln!(
             "SANDBOX: no users_api configured; talking to the in-process fake, with the users as the service left them"
@@ -658,10 +671,16 @@ async fn users(settings: &Settings, command: UsersCommand) -> anyhow::Result<Exi
                     lockout::playbooks::StepAction::Reactivate
                 };
                 let sandbox = fake.is_some();
-                operator_change(
-                    settings, &store, &client, sandbox, &user, &reason, step, json,
-                )
-                .await?;
+                let (prepared, playbooks) = parsed.take().expect("one change per run");
+                let ctx = lockout::startup::build_context(
+                    settings,
+                    prepared,
+                    playbooks,
+                    store.clone(),
+                    client.clone(),
+                    sandbox,
+                )?;
+                operator_change(&ctx, &user, &reason, step, json).await?;
             }
         }
         anyhow::Ok(())
@@ -677,26 +696,14 @@ async fn users(settings: &Settings, command: UsersCommand) -> anyhow::Result<Exi
 /// An operator's suspension or reactivation: the same manual path as `POST
 /// /v1/users/{user}/suspend` (protected list, chain, limits, approvals, audit), run here to its
 /// end by a worker of this process that takes only this action.
-#[allow(clippy::too_many_arguments)]
 async fn operator_change(
-    settings: &Settings,
-    store: &Arc<dyn Store>,
-    client: &UsersApiClient,
-    sandbox: bool,
+    ctx: &lockout::context::AppContext,
     user: &str,
     reason: &str,
     step: lockout::playbooks::StepAction,
     as_json: bool,
 ) -> anyhow::Result<()> {
     use lockout::actions::manual::{self, ManualRequest, Requester};
-    let playbooks = lockout::startup::preflight(settings)?;
-    let ctx = lockout::startup::build_context(
-        settings,
-        store.clone(),
-        client.clone(),
-        sandbox,
-        playbooks,
-    )?;
     let operator = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
     // The requester as the action's records will name it: an operator, not an analyst.
     let who = Requester {
@@ -706,7 +713,7 @@ async fn operator_change(
     };
     let target = UserRef::parse(user)?;
     let queued = manual::request(
-        &ctx,
+        ctx,
         &who,
         ManualRequest {
             target,
@@ -730,8 +737,9 @@ async fn operator_change(
             .action_deadline
             .min(std::time::Duration::from_secs(120));
     let action = loop {
-        lockout::actions::try_run_action(&ctx, &worker, &id).await?;
-        let a = store
+        lockout::actions::try_run_action(ctx, &worker, &id).await?;
+        let a = ctx
+            .store
             .get_action(&id)
             .await?
             .ok_or_else(|| anyhow::anyhow!("action {id} vanished"))?;
@@ -765,7 +773,7 @@ async fn operator_change(
                 .and_then(|u| serde_json::from_value(u).ok());
             let after = match after {
                 Some(u) => u,
-                None => resolve(client, user, &CallLog::default()).await?,
+                None => resolve(&ctx.users, user, &CallLog::default()).await?,
             };
             if as_json {
                 out!("{}", serde_json::to_string_pretty(&after)?);

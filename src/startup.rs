@@ -14,11 +14,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::actions::{run_planner, run_scheduler, run_workers};
+use crate::alerts::Source;
 use crate::approvals::JwtVerifier;
 use crate::audit::AuditEvent;
 use crate::config::NotificationSettings;
 use crate::config::{ConfigError, Settings};
-use crate::context::{AppContext, LivePlaybooks, Source, WorkerTuning};
+use crate::context::{AppContext, LivePlaybooks, WorkerTuning};
 use crate::http::{AdminTokens, error};
 use crate::notify::Notifier;
 use crate::playbooks::{LoadContext, ProtectedPattern};
@@ -52,11 +53,69 @@ pub enum StartupError {
     Sandbox(String),
 }
 
+/// The settings parsed once into what the service runs on: domain types live in their own
+/// modules, and this is where the settings become them. `config check` builds it too, so a
+/// configuration that passes the check starts.
+pub struct Prepared {
+    pub sources: HashMap<String, Source>,
+    pub protected: Vec<ProtectedPattern>,
+    /// The Users API client's configuration; none in sandbox mode.
+    pub users_api: Option<ClientConfig>,
+    pub checkpoint_key: Option<crate::audit::checkpoint::CheckpointKey>,
+}
+
 /// What `serve` checks before it starts, beyond the settings themselves (and what `config
-/// check` runs too): the playbooks load against the settings, and if any can wait for an
-/// approval (an approval step, or a blast-radius limit, which holds for approval), an
-/// approver key is configured, or nobody could ever decide.
-pub fn preflight(settings: &Settings) -> Result<crate::playbooks::PlaybookSet, StartupError> {
+/// check` runs too): the settings parse ([`prepare`]) and the playbooks load against them
+/// ([`load_playbooks`]).
+pub fn preflight(
+    settings: &Settings,
+) -> Result<(Prepared, crate::playbooks::PlaybookSet), StartupError> {
+    Ok((prepare(settings)?, load_playbooks(settings)?))
+}
+
+/// Every setting that names a domain value (a source's format, severity and mappings, a
+/// protected pattern, lockout's own identities, the Users API client, the checkpoint key),
+/// parsed: an error names the key.
+pub fn prepare(settings: &Settings) -> Result<Prepared, StartupError> {
+    let mut sources = HashMap::new();
+    for (name, s) in &settings.sources {
+        sources.insert(name.clone(), Source::from_settings(name, s)?);
+    }
+    for a in &settings.guards.self_actors {
+        if crate::domain::UserRef::parse(a).is_err() {
+            return Err(ConfigError::Invalid(format!(
+                "guards.self_actors: {a:?} is neither a 1Password id nor an e-mail (display names are never matched: a user could take one)"
+            ))
+            .into());
+        }
+    }
+    let protected = settings
+        .guards
+        .protected
+        .iter()
+        .map(|p| {
+            ProtectedPattern::parse(p)
+                .map_err(|e| ConfigError::Invalid(format!("guards.protected: {e}")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let users_api = settings
+        .users_api
+        .as_ref()
+        .map(ClientConfig::from_settings)
+        .transpose()?;
+    let checkpoint_key = crate::audit::checkpoint::CheckpointKey::from_settings(&settings.audit)?;
+    Ok(Prepared {
+        sources,
+        protected,
+        users_api,
+        checkpoint_key,
+    })
+}
+
+/// The playbook folder, loaded against the settings; if a playbook can wait for an approval
+/// (an approval step, or a blast-radius limit, which holds for approval), an approver key is
+/// configured, or nobody could ever decide.
+pub fn load_playbooks(settings: &Settings) -> Result<crate::playbooks::PlaybookSet, StartupError> {
     let load_context = LoadContext {
         notify_targets: settings.notify.keys().cloned().collect(),
     };
@@ -90,10 +149,11 @@ pub fn preflight(settings: &Settings) -> Result<crate::playbooks::PlaybookSet, S
 /// the CLI and a restarted service see what the service did), and every change is kept.
 pub async fn users_api_client(
     settings: &Settings,
+    prepared: &Prepared,
     store: Arc<dyn Store>,
 ) -> Result<(UsersApiClient, Option<RunningFake>), StartupError> {
-    if let Some(api) = &settings.users_api {
-        let client = UsersApiClient::new(api.client_config()?).map_err(StartupError::Client)?;
+    if let Some(api) = &prepared.users_api {
+        let client = UsersApiClient::new(api.clone()).map_err(StartupError::Client)?;
         return Ok((client, None));
     }
     let kept: Vec<SeedUser> = store
@@ -175,30 +235,19 @@ async fn keep_sandbox_user(store: &dyn Store, user: &SeedUser) -> Result<(), Sto
 /// manual actions run on (the same guards, limits, approvals and audit).
 pub fn build_context(
     settings: &Settings,
+    prepared: Prepared,
+    playbooks: crate::playbooks::PlaybookSet,
     store: Arc<dyn Store>,
     users: UsersApiClient,
     sandbox: bool,
-    playbooks: crate::playbooks::PlaybookSet,
 ) -> Result<AppContext, StartupError> {
     let load_context = LoadContext {
         notify_targets: settings.notify.keys().cloned().collect(),
     };
-    let mut sources = HashMap::new();
     for (name, s) in &settings.sources {
         if matches!(s.auth, crate::config::SourceAuth::None) {
             tracing::warn!(source = %name, "alert source accepts UNAUTHENTICATED requests (auth: none)");
         }
-        sources.insert(
-            name.clone(),
-            Source {
-                name: name.clone(),
-                format: s.format,
-                auth: s.auth.authenticator()?,
-                mappings: s.mappings.clone(),
-                default_severity: s.default_severity,
-                dedup_window: Duration::from_secs(s.dedup_window_secs),
-            },
-        );
     }
     let directory = Directory::new(
         users.clone(),
@@ -209,12 +258,6 @@ pub fn build_context(
     if let Some(f) = &w.danger_failpoint {
         tracing::error!(failpoint = %f, "worker.danger_failpoint is set: this process WILL ABORT on purpose (tests only)");
     }
-    let protected = settings
-        .guards
-        .protected
-        .iter()
-        .map(|p| ProtectedPattern::parse(p).map_err(ConfigError::Invalid))
-        .collect::<Result<Vec<_>, _>>()?;
     Ok(AppContext {
         store: store.clone(),
         users,
@@ -222,7 +265,7 @@ pub fn build_context(
         playbooks: LivePlaybooks::new(playbooks),
         playbook_dir: settings.playbooks.dir.clone(),
         load_context,
-        sources,
+        sources: prepared.sources,
         worker: WorkerTuning {
             poll_interval: Duration::from_millis(w.poll_interval_ms),
             claim_ttl: Duration::from_secs(w.claim_ttl_secs),
@@ -238,7 +281,7 @@ pub fn build_context(
             approvers: settings.approvals.limit_approvers.clone(),
             approval_timeout_secs: settings.approvals.default_timeout_secs as i64,
         },
-        protected,
+        protected: prepared.protected,
         self_actors: settings.guards.self_actors.clone(),
         notifier: Notifier::new(&settings.notify)?,
         notifications: NotificationSettings {
@@ -280,9 +323,10 @@ impl Application {
                 addr: settings.server.listen.clone(),
                 source,
             })?;
-        let playbooks = preflight(&settings)?;
+        let (prepared, playbooks) = preflight(&settings)?;
+        let checkpoint_key = prepared.checkpoint_key.clone();
         let store: Arc<dyn Store> = Arc::new(SqlStore::connect(&settings.store.url).await?);
-        let (users, fake) = users_api_client(&settings, store.clone()).await?;
+        let (users, fake) = users_api_client(&settings, &prepared, store.clone()).await?;
         if fake.is_some() {
             tracing::warn!(
                 "SANDBOX MODE: lockout talks to an in-process FAKE 1Password Users API with sample users; no real account is touched. Configure users_api to go live."
@@ -307,10 +351,11 @@ impl Application {
         }
         let ctx = Arc::new(build_context(
             &settings,
+            prepared,
+            playbooks,
             store.clone(),
             users,
             fake.is_some(),
-            playbooks,
         )?);
         store
             .append_audit(vec![AuditEvent::new("service.started", "system").data(json!({
@@ -413,8 +458,7 @@ impl Application {
                 }
             }
         }));
-        if let (Some(key), Some(c)) = (settings.audit.checkpoint_key()?, &settings.audit.checkpoint)
-        {
+        if let (Some(key), Some(c)) = (checkpoint_key.clone(), &settings.audit.checkpoint) {
             background.push(tokio::spawn(run_checkpoints(
                 store.clone(),
                 key,
@@ -424,7 +468,7 @@ impl Application {
             )));
         }
         if let Some(f) = &settings.audit.forward {
-            let forwarder = crate::forward::Forwarder::new(f, settings.audit.checkpoint_key()?)?;
+            let forwarder = crate::forward::Forwarder::new(f, checkpoint_key.clone())?;
             background.push(tokio::spawn(crate::forward::run_forwarder(
                 forwarder,
                 store.clone(),

@@ -6,9 +6,10 @@
 
 use serde::Serialize;
 
+use crate::alerts::Source;
 use crate::alerts::{self, Alert, AlertStatus, ParseError, Severity};
 use crate::audit::{AuditEvent, PreparedEvent};
-use crate::context::{AppContext, Source};
+use crate::context::AppContext;
 use crate::domain::{Email, UserId, format_time, new_id};
 use crate::playbooks::PlaybookSet;
 use crate::store::NewAlert;
@@ -147,7 +148,7 @@ mod tests {
         let alert = Alert {
             id: "alr_1".into(),
             source: "s".into(),
-            format: crate::config::SourceFormat::Generic,
+            format: crate::alerts::SourceFormat::Generic,
             received_at: "2026-11-27T00:00:00.000000Z".into(),
             fingerprint: "fp \"q\"".into(),
             status: AlertStatus::Resolved,

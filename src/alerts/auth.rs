@@ -11,23 +11,8 @@ use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-/// The HMAC's hash.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HmacAlgorithm {
-    #[default]
-    Sha256,
-    Sha1,
-}
-
-/// How the signature is written in its header.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum HmacEncoding {
-    #[default]
-    Hex,
-    Base64,
-}
+use crate::config::{ConfigError, SourceAuth};
+pub use crate::config::{HmacAlgorithm, HmacEncoding};
 
 /// What an HMAC source checks (from its settings).
 pub struct HmacSpec {
@@ -133,6 +118,34 @@ fn now_secs() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+impl SourceAuthenticator {
+    /// The authenticator a source's settings describe (secret files read now).
+    pub fn from_settings(auth: &SourceAuth) -> Result<Self, ConfigError> {
+        Ok(match auth {
+            SourceAuth::Bearer { .. } => Self::bearer(&auth.secrets()?),
+            SourceAuth::Basic { username, .. } => Self::basic(username, &auth.secrets()?),
+            SourceAuth::Hmac {
+                header,
+                algorithm,
+                encoding,
+                prefix,
+                timestamp_header,
+                tolerance_secs,
+                ..
+            } => Self::hmac(HmacSpec {
+                header: header.clone(),
+                secrets: auth.secrets()?,
+                algorithm: *algorithm,
+                encoding: *encoding,
+                prefix: prefix.clone(),
+                timestamp_header: timestamp_header.clone(),
+                tolerance: Duration::from_secs(*tolerance_secs),
+            }),
+            SourceAuth::None => Self::none(),
+        })
+    }
 }
 
 impl SourceAuthenticator {
@@ -325,7 +338,7 @@ mod tests {
             "type: hmac\nheader: X-PagerDuty-Signature\nsecrets: [old-secret, test-secret]\nprefix: 'v1='\n"
         };
         let auth: crate::config::SourceAuth = serde_saphyr::from_str(yaml).unwrap();
-        auth.authenticator().unwrap()
+        SourceAuthenticator::from_settings(&auth).unwrap()
     }
 
     fn headers(pairs: Vec<(&'static str, String)>) -> impl Fn(&str) -> Option<String> {
@@ -430,7 +443,7 @@ mod tests {
     fn basic_and_bearer() {
         let auth: crate::config::SourceAuth =
             serde_saphyr::from_str("type: basic\nusername: siem\npasswords: [p1, p2]\n").unwrap();
-        let auth = auth.authenticator().unwrap();
+        let auth = SourceAuthenticator::from_settings(&auth).unwrap();
         let enc = |s: &str| {
             format!(
                 "Basic {}",
@@ -469,7 +482,7 @@ mod tests {
         );
         let auth: crate::config::SourceAuth =
             serde_saphyr::from_str("type: bearer\ntokens: [t1, t2]\n").unwrap();
-        let auth = auth.authenticator().unwrap();
+        let auth = SourceAuthenticator::from_settings(&auth).unwrap();
         assert!(
             auth.verify(&headers(vec![("authorization", "Bearer t2".into())]), b"")
                 .is_ok()

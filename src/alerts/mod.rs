@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 use crate::domain::{Email, UserId, UserRef};
 
 pub use auth::{AuthError, HmacAlgorithm, HmacEncoding, HmacSpec, SourceAuthenticator};
-pub use source::{FieldMappings, SourceFormat};
+pub use source::{FieldMappings, Source, SourceFormat};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -49,6 +49,24 @@ pub enum Severity {
 }
 
 impl Severity {
+    pub const ALL: [Severity; 5] = [
+        Self::Info,
+        Self::Low,
+        Self::Medium,
+        Self::High,
+        Self::Critical,
+    ];
+
+    /// A severity written in the settings: exactly one of the five names.
+    pub fn from_setting(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| {
+                format!("unknown severity {s:?} (one of: info, low, medium, high, critical)")
+            })
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Info => "info",

@@ -1,7 +1,64 @@
 //! How a source's payloads are read: its format, and where the canonical alert's fields sit
 //! when the format's own reading is overridden. Named in the settings, owned here.
 
+use std::collections::BTreeMap;
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
+
+use super::{Severity, SourceAuthenticator};
+use crate::config::{ConfigError, SourceAuth, SourceSettings};
+
+/// A configured alert source, parsed once from its settings: ready to authenticate and parse
+/// requests.
+#[derive(Debug)]
+pub struct Source {
+    pub name: String,
+    pub format: SourceFormat,
+    pub auth: SourceAuthenticator,
+    pub mappings: FieldMappings,
+    pub default_severity: Option<Severity>,
+    pub dedup_window: Duration,
+}
+
+impl Source {
+    /// Parses `sources.<name>`: an unknown format, severity or mapping field, a mapping that
+    /// does not compile, or an authenticated source without a secret is an error naming the key.
+    pub fn from_settings(name: &str, s: &SourceSettings) -> Result<Self, ConfigError> {
+        let invalid =
+            |key: &str, e: String| ConfigError::Invalid(format!("sources.{name}.{key}: {e}"));
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            return Err(ConfigError::Invalid(format!(
+                "source name {name:?} may only use letters, digits, '-' and '_'"
+            )));
+        }
+        let format = s.format.parse().map_err(|e| invalid("format", e))?;
+        let default_severity = match &s.default_severity {
+            None => None,
+            Some(v) => Some(Severity::from_setting(v).map_err(|e| invalid("default_severity", e))?),
+        };
+        let mappings = FieldMappings::from_settings(&s.mappings)
+            .map_err(|(field, e)| invalid(&format!("mappings.{field}"), e))?;
+        if !matches!(s.auth, SourceAuth::None) && s.auth.secrets()?.is_empty() {
+            return Err(invalid(
+                "auth",
+                "at least one token, password or secret is required".into(),
+            ));
+        }
+        Ok(Self {
+            name: name.to_owned(),
+            format,
+            auth: SourceAuthenticator::from_settings(&s.auth)?,
+            mappings,
+            default_severity,
+            dedup_window: Duration::from_secs(s.dedup_window_secs),
+        })
+    }
+}
 
 /// How a source's payloads are read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,8 +115,7 @@ impl std::str::FromStr for SourceFormat {
 
 /// JSON pointers (relative to each alert in the payload) that override where a format finds a
 /// field. For `generic` they are the whole mapping, with the defaults shown in README.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct FieldMappings {
     pub id: Option<String>,
     pub title: Option<String>,
@@ -70,4 +126,46 @@ pub struct FieldMappings {
     pub subject_name: Option<String>,
     pub source_ip: Option<String>,
     pub occurred_at: Option<String>,
+}
+
+impl FieldMappings {
+    pub const FIELDS: [&'static str; 9] = [
+        "id",
+        "title",
+        "severity",
+        "status",
+        "subject_email",
+        "subject_user_id",
+        "subject_name",
+        "source_ip",
+        "occurred_at",
+    ];
+
+    /// The mappings a source's settings give, by field name, each checked (a JSON pointer or
+    /// CEL that compiles). An error names the field.
+    pub fn from_settings(by_field: &BTreeMap<String, String>) -> Result<Self, (String, String)> {
+        let mut m = Self::default();
+        for (field, mapping) in by_field {
+            super::mapping::check(mapping).map_err(|e| (field.clone(), e))?;
+            let slot = match field.as_str() {
+                "id" => &mut m.id,
+                "title" => &mut m.title,
+                "severity" => &mut m.severity,
+                "status" => &mut m.status,
+                "subject_email" => &mut m.subject_email,
+                "subject_user_id" => &mut m.subject_user_id,
+                "subject_name" => &mut m.subject_name,
+                "source_ip" => &mut m.source_ip,
+                "occurred_at" => &mut m.occurred_at,
+                _ => {
+                    return Err((
+                        field.clone(),
+                        format!("unknown field (one of: {})", Self::FIELDS.join(", ")),
+                    ));
+                }
+            };
+            *slot = Some(mapping.clone());
+        }
+        Ok(m)
+    }
 }

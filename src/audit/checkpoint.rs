@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+use crate::config::{AuditSettings, ConfigError, read_secret_file};
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
     pub seq: i64,
@@ -27,6 +29,22 @@ pub struct CheckpointKey(SecretString);
 impl std::fmt::Debug for CheckpointKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("CheckpointKey([REDACTED])")
+    }
+}
+
+impl CheckpointKey {
+    /// The checkpoint key, read from its file, if the settings configure checkpoints.
+    pub fn from_settings(settings: &AuditSettings) -> Result<Option<Self>, ConfigError> {
+        let Some(c) = &settings.checkpoint else {
+            return Ok(None);
+        };
+        let secret = read_secret_file(&c.key_file)?;
+        if secret.trim().len() < 16 {
+            return Err(ConfigError::Invalid(
+                "audit.checkpoint.key_file: the key must be at least 16 characters".into(),
+            ));
+        }
+        Ok(Some(Self::new(SecretString::from(secret))))
     }
 }
 

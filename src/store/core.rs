@@ -1,8 +1,9 @@
 //! What both stores share, and the logic both intake paths run: the writer lock (in process,
 //! and PostgreSQL's advisory lock), intake requests and their batching and answers, the pure
-//! de-duplication decision for a batch and the pure chaining of audit records. The SQLite
-//! intake thread (`sqlite_intake`) and the sqlx store (`sql`) both build on this module and
-//! never on each other's internals.
+//! de-duplication decision for a batch, the pure chaining of audit records and the audit
+//! append's statements. The backends' intakes (`sqlite_intake`, a rusqlite thread;
+//! `postgres_intake`, a sqlx task) and the sqlx store (`sql`, the queries both dialects share)
+//! build on this module; the intakes never on each other.
 
 use sqlx::AnyPool;
 use tokio::sync::{mpsc, oneshot};
@@ -255,4 +256,32 @@ pub(super) fn chain_records(
             }
         })
         .collect()
+}
+
+/// `($1, $2, …), (…)` for `rows` rows of `cols` columns, numbered from `$start`.
+pub(super) fn values_clause(start: usize, rows: usize, cols: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let cells: Vec<String> = (0..cols)
+                .map(|c| format!("${}", start + r * cols + c))
+                .collect();
+            format!("({})", cells.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The audit chain's tail, and the retention anchor it continues from once everything before
+/// was pruned: the statements both audit appends (sqlx and the SQLite intake thread) run.
+pub(super) const AUDIT_TAIL: &str = "SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1";
+pub(super) const ANCHOR_TAIL: &str =
+    "SELECT seq, hash FROM audit_anchors ORDER BY seq DESC LIMIT 1";
+
+/// The insert of `rows` chained audit records, 12 parameters each in this order: seq, id, at,
+/// kind, actor, alert_id, action_id, playbook, subject, data, prev_hash, hash.
+pub(super) fn audit_insert(rows: usize) -> String {
+    format!(
+        "INSERT INTO audit (seq, id, at, kind, actor, alert_id, action_id, playbook, subject, data, prev_hash, hash) VALUES {}",
+        values_clause(1, rows, 12)
+    )
 }

@@ -5,6 +5,7 @@
 
 mod core;
 mod migrations;
+mod postgres_intake;
 mod recent;
 mod sql;
 mod sqlite_intake;

@@ -85,11 +85,7 @@ impl SqlStore {
         migrate(&shared).await?;
         let intake = match &sqlite_path {
             Some(path) => super::sqlite_intake::spawn(path, shared.clone())?,
-            None => {
-                let (intake, rx) = mpsc::channel(INTAKE_QUEUE);
-                tokio::spawn(intake_batcher(shared.clone(), rx));
-                intake
-            }
+            None => super::postgres_intake::spawn(shared.clone()),
         };
         Ok(Self { shared, intake })
     }
@@ -141,97 +137,6 @@ async fn migrate(sh: &Shared) -> StoreResult<()> {
     Ok(())
 }
 
-/// Commits queued intake inserts in batches (PostgreSQL; SQLite has its own thread).
-async fn intake_batcher(shared: Arc<Shared>, mut rx: mpsc::Receiver<IntakeRequest>) {
-    while let Some(first) = rx.recv().await {
-        let mut batch = fill_batch(first, &mut rx);
-        let result = insert_batch(&shared, &mut batch).await;
-        answer(batch, result.map_err(|e| e.to_string()));
-    }
-}
-
-/// `($1, $2, …), (…)` for `rows` rows of `cols` columns, numbered from `$start`.
-fn values_clause(start: usize, rows: usize, cols: usize) -> String {
-    (0..rows)
-        .map(|r| {
-            let cells: Vec<String> = (0..cols)
-                .map(|c| format!("${}", start + r * cols + c))
-                .collect();
-            format!("({})", cells.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-/// One transaction for a batch: one de-duplication query, one multi-row insert of alerts, one
-/// of audit records.
-async fn insert_batch(
-    shared: &Shared,
-    batch: &mut [IntakeRequest],
-) -> StoreResult<Vec<InsertOutcome>> {
-    let (_w, mut tx) = shared.write_tx().await?;
-    // Until ANALYZE has run (autovacuum may be off, or not yet come round) PostgreSQL guesses
-    // that a list of hundreds of correlations matches a third of the table: it scanned all of
-    // it for every batch, or, with the index, judged the query costly enough to JIT-compile it
-    // and to start parallel workers (processes) for it, every batch. Each made intake slower
-    // as the table grew. Each correlation matches one alert or a few: the
-    // index, in this process, uncompiled, is always the right plan.
-    sqlx::query(
-        "SELECT set_config('enable_seqscan', 'off', true), set_config('jit', 'off', true), \
-         set_config('max_parallel_workers_per_gather', '0', true)",
-    )
-    .execute(&mut *tx)
-    .await?;
-    let oldest = batch
-        .iter()
-        .map(|r| r.dedup_since.as_str())
-        .min()
-        .unwrap_or_default()
-        .to_owned();
-    let list: Vec<String> = (0..batch.len()).map(|i| format!("${}", i + 2)).collect();
-    let sql = format!(
-        "SELECT source, fingerprint, id, received_at FROM alerts WHERE state != 'duplicate' AND received_at >= $1 AND correlation IN ({}) ORDER BY received_at",
-        list.join(", ")
-    );
-    let mut q = sqlx::query_as::<_, (String, String, String, String)>(sqlx::AssertSqlSafe(sql))
-        .bind(&oldest);
-    // By correlation, the index's first column; other fingerprints of it (the alert's other
-    // status) come back too and match nothing in decide_batch.
-    for r in batch.iter() {
-        q = q.bind(&r.alert.correlation);
-    }
-    let found = q.fetch_all(&mut *tx).await?;
-    let Decided {
-        rows,
-        outcomes,
-        audits,
-    } = decide_batch(batch, found);
-    for chunk in rows.chunks(300) {
-        let sql = format!(
-            "INSERT INTO alerts (id, source, fingerprint, correlation, received_at, status, state, duplicate_of, alert, plan) VALUES {}",
-            values_clause(1, chunk.len(), 10)
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (a, state, original) in chunk {
-            q = q
-                .bind(&a.id)
-                .bind(&a.source)
-                .bind(&a.fingerprint)
-                .bind(&a.correlation)
-                .bind(&a.received_at)
-                .bind(&a.status)
-                .bind(state.as_str())
-                .bind(original.clone())
-                .bind(&a.alert)
-                .bind(&a.plan);
-        }
-        q.execute(&mut *tx).await?;
-    }
-    append_prepared_tx(&mut tx, audits).await?;
-    tx.commit().await?;
-    Ok(outcomes)
-}
-
 fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
@@ -240,22 +145,21 @@ async fn append_audit_tx(conn: &mut AnyConnection, events: Vec<AuditEvent>) -> S
     append_prepared_tx(conn, events.into_iter().map(PreparedEvent::new).collect()).await
 }
 
-async fn append_prepared_tx(
+pub(super) async fn append_prepared_tx(
     conn: &mut AnyConnection,
     events: Vec<PreparedEvent>,
 ) -> StoreResult<()> {
     if events.is_empty() {
         return Ok(());
     }
-    let last: Option<(i64, String)> =
-        sqlx::query_as("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")
-            .fetch_optional(&mut *conn)
-            .await?;
+    let last: Option<(i64, String)> = sqlx::query_as(AUDIT_TAIL)
+        .fetch_optional(&mut *conn)
+        .await?;
     let last = match last {
         Some(l) => Some(l),
         // Everything before was pruned: the chain continues from the retention anchor.
         None => {
-            sqlx::query_as("SELECT seq, hash FROM audit_anchors ORDER BY seq DESC LIMIT 1")
+            sqlx::query_as(ANCHOR_TAIL)
                 .fetch_optional(&mut *conn)
                 .await?
         }
@@ -264,11 +168,7 @@ async fn append_prepared_tx(
     let rows = chain_records(last, &at, events);
     // Multi-row inserts: one statement per 500 records (12 parameters each).
     for chunk in rows.chunks(500) {
-        let sql = format!(
-            "INSERT INTO audit (seq, id, at, kind, actor, alert_id, action_id, playbook, subject, data, prev_hash, hash) VALUES {}",
-            values_clause(1, chunk.len(), 12)
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(audit_insert(chunk.len())));
         for r in chunk {
             let e = &r.event.event;
             q = q

@@ -22,7 +22,8 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::mpsc;
 
 use super::core::{
-    Decided, INTAKE_QUEUE, IntakeRequest, Shared, answer, chain_records, decide_batch, fill_batch,
+    ANCHOR_TAIL, AUDIT_TAIL, Decided, INTAKE_QUEUE, IntakeRequest, Shared, answer, audit_insert,
+    chain_records, decide_batch, fill_batch,
 };
 use super::recent::{self, Recent, RecentAlerts};
 use super::{InsertOutcome, StoreError, StoreResult};
@@ -501,15 +502,13 @@ fn append_audit(tx: &rusqlite::Transaction<'_>, events: Vec<PreparedEvent>) -> S
             .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))
             .optional()
     };
-    let last = match tail("SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1")? {
+    let last = match tail(AUDIT_TAIL)? {
         Some(l) => Some(l),
         // Everything before was pruned: the chain continues from the retention anchor.
-        None => tail("SELECT seq, hash FROM audit_anchors ORDER BY seq DESC LIMIT 1")?,
+        None => tail(ANCHOR_TAIL)?,
     };
     let at = now_rfc3339();
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO audit (seq, id, at, kind, actor, alert_id, action_id, playbook, subject, data, prev_hash, hash) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
-    )?;
+    let mut insert = tx.prepare_cached(&audit_insert(1))?;
     for r in chain_records(last, &at, events) {
         let e = &r.event.event;
         insert.execute(params![

@@ -11,24 +11,13 @@ use serde::{Deserialize, Serialize};
 use super::error::UsersApiError;
 use super::token::TokenCache;
 use super::types::{ListUsersResponse, StateFilter, TokenResponse, User};
+pub use crate::config::{ApiVersion, ClientAuth};
+use crate::config::{ConfigError, RetrySettings, UsersApiSettings, read_secret_file};
 use crate::domain::UserId;
 
-/// Route set of the API: `v1` (GA, the default) or `v1beta1` (public preview).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ApiVersion {
-    #[default]
-    V1,
-    V1beta1,
-}
-
+// The route set and token authentication are named by the settings (`config`); what they
+// mean for URLs lives here, with the client.
 impl ApiVersion {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::V1 => "v1",
-            Self::V1beta1 => "v1beta1",
-        }
-    }
     pub fn default_token_url(self, base: &str) -> String {
         match self {
             Self::V1 => format!("{base}/v1/oauth/token"),
@@ -41,19 +30,6 @@ impl ApiVersion {
             Self::V1beta1 => format!("{base}/v1beta1/users/oauth2/revoke"),
         }
     }
-}
-
-/// How the client authenticates to the token endpoint.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ClientAuth {
-    /// HTTP Basic over plain `id:secret`, as 1Password's documentation shows it.
-    #[default]
-    Basic,
-    /// HTTP Basic with id and secret form-urlencoded first (RFC 6749 §2.3.1).
-    BasicRfc6749,
-    /// `client_id` and `client_secret` in the form body.
-    Post,
 }
 
 /// Retry schedule for transient failures (429, 5xx, timeouts, transport errors).
@@ -96,6 +72,60 @@ impl RetryPolicy {
         // "Equal jitter": half fixed, half random.
         let half = exp.as_millis() as u64 / 2;
         Duration::from_millis(half + rng.random_range(0..=half))
+    }
+}
+
+impl RetryPolicy {
+    pub fn from_settings(s: &RetrySettings) -> Self {
+        RetryPolicy {
+            max_attempts: s.max_attempts.max(1),
+            base_delay: Duration::from_millis(s.base_delay_ms),
+            max_delay: Duration::from_millis(s.max_delay_ms),
+            deadline: Duration::from_millis(s.deadline_ms),
+            max_retry_after: Duration::from_secs(s.max_retry_after_secs),
+        }
+    }
+}
+
+impl ClientConfig {
+    /// The client's configuration from its settings, with the secret read from
+    /// `client_secret_file` if given.
+    pub fn from_settings(settings: &UsersApiSettings) -> Result<Self, ConfigError> {
+        let s = settings;
+        let base_url = s.base_url.trim_end_matches('/').to_owned();
+        let client_secret = match (&s.client_secret, &s.client_secret_file) {
+            (Some(s), None) => s.clone(),
+            (None, Some(path)) => SecretString::from(read_secret_file(path)?),
+            (Some(_), Some(_)) => {
+                return Err(ConfigError::Invalid(
+                    "users_api: give client_secret or client_secret_file, not both".into(),
+                ));
+            }
+            (None, None) => {
+                return Err(ConfigError::Invalid(
+                    "users_api: client_secret or client_secret_file is required".into(),
+                ));
+            }
+        };
+        Ok(Self {
+            token_url: s
+                .token_url
+                .clone()
+                .unwrap_or_else(|| s.api_version.default_token_url(&base_url)),
+            revoke_url: s
+                .revoke_url
+                .clone()
+                .unwrap_or_else(|| s.api_version.default_revoke_url(&base_url)),
+            base_url,
+            api_version: s.api_version,
+            account_id: s.account_id.clone(),
+            client_id: s.client_id.clone(),
+            client_secret,
+            client_auth: s.client_auth,
+            timeout: Duration::from_millis(s.timeout_ms),
+            retry: RetryPolicy::from_settings(&s.retry),
+            token_refresh_margin: Duration::from_secs(s.token_refresh_margin_secs),
+        })
     }
 }
 
@@ -655,6 +685,33 @@ fn path_with_query(url: &str, query: &[(&str, String)]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn v1beta1_defaults_its_token_paths() {
+        let s = UsersApiSettings {
+            base_url: "https://api.1password.eu/".into(),
+            api_version: ApiVersion::V1beta1,
+            token_url: None,
+            revoke_url: None,
+            account_id: "A".into(),
+            client_id: "c".into(),
+            client_secret: Some(SecretString::from("x")),
+            client_secret_file: None,
+            client_auth: ClientAuth::Basic,
+            timeout_ms: 1,
+            retry: RetrySettings::default(),
+            token_refresh_margin_secs: 60,
+        };
+        let c = ClientConfig::from_settings(&s).unwrap();
+        assert_eq!(
+            c.token_url,
+            "https://api.1password.eu/v1beta1/users/oauth2/token"
+        );
+        assert_eq!(
+            c.revoke_url,
+            "https://api.1password.eu/v1beta1/users/oauth2/revoke"
+        );
+    }
 
     #[test]
     fn rfc6749_basic_form_encodes_first() {

@@ -3,7 +3,7 @@
 use std::path::Path;
 
 use lockout::alerts;
-use lockout::config::SourceFormat;
+use lockout::alerts::SourceFormat;
 use serde_json::{Value, json};
 
 #[test]
@@ -111,9 +111,15 @@ fn wrong_shapes_name_the_missing_field() {
 #[test]
 fn a_source_can_override_where_fields_sit() {
     let body = json!({"search_name": "custom", "sid": "1", "result": {"who": "carol@example.com", "prio": "critical"}});
-    let mappings: lockout::config::FieldMappings =
-        serde_json::from_value(json!({"subject_email": "/result/who", "severity": "/result/prio"}))
-            .unwrap();
+    let mappings = alerts::FieldMappings::from_settings(
+        &[
+            ("subject_email", "/result/who"),
+            ("severity", "/result/prio"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .into(),
+    )
+    .unwrap();
     let a = &alerts::parse(
         SourceFormat::Splunk,
         &mappings,
@@ -144,10 +150,17 @@ fn a_source_can_override_where_fields_sit() {
 fn a_source_can_map_fields_with_cel_and_a_bad_expression_is_a_config_error() {
     // Splunk result rows often carry only a user name; the domain is the company's.
     let body = json!({"search_name": "1Password failed sign-ins", "sid": "9", "result": {"user": "dave", "count": "12"}});
-    let mappings: lockout::config::FieldMappings = serde_json::from_value(json!({
-        "subject_email": "cel: payload.result.user + '@example.com'",
-        "severity": "cel: int(payload.result['count']) > 10 ? 'high' : 'low'",
-    }))
+    let mappings = alerts::FieldMappings::from_settings(
+        &[
+            ("subject_email", "cel: payload.result.user + '@example.com'"),
+            (
+                "severity",
+                "cel: int(payload.result['count']) > 10 ? 'high' : 'low'",
+            ),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .into(),
+    )
     .unwrap();
     let a = &alerts::parse(
         SourceFormat::Splunk,
@@ -164,12 +177,38 @@ fn a_source_can_map_fields_with_cel_and_a_bad_expression_is_a_config_error() {
 
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("c.yaml");
-    std::fs::write(&path, "sources:\n  s:\n    format: splunk\n    auth: { type: bearer, token: t }\n    mappings: { subject_email: \"cel: alert.title\" }\n").unwrap();
-    let err = lockout::config::Settings::load(Some(&path))
-        .unwrap_err()
-        .to_string();
+    // The settings hold text; `prepare` (which `serve` and `config check` run) parses it
+    // into the source, and an error names the key.
+    let prepared = |source: &str| {
+        std::fs::write(&path, format!("sources:\n  s:\n{source}")).unwrap();
+        let (settings, _) = lockout::config::Settings::load(Some(&path)).unwrap();
+        lockout::startup::prepare(&settings)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    };
+    let auth = "    auth: { type: bearer, token: t }\n";
+    let err = prepared(&format!(
+        "    format: splunk\n{auth}    mappings: {{ subject_email: \"cel: alert.title\" }}\n"
+    ))
+    .unwrap_err();
     assert!(
         err.contains("sources.s.mappings.subject_email") && err.contains("payload"),
         "{err}"
     );
+    let err = prepared(&format!("{auth}    mappings: {{ subject_mail: /u }}\n")).unwrap_err();
+    assert!(
+        err.contains("sources.s.mappings.subject_mail: unknown field"),
+        "{err}"
+    );
+    let err = prepared(&format!("    format: splnuk\n{auth}")).unwrap_err();
+    assert!(
+        err.contains("sources.s.format: unknown format \"splnuk\""),
+        "{err}"
+    );
+    let err = prepared(&format!("{auth}    default_severity: urgent\n")).unwrap_err();
+    assert!(
+        err.contains("sources.s.default_severity: unknown severity"),
+        "{err}"
+    );
+    prepared(&format!("    format: splunk\n{auth}    default_severity: high\n    mappings: {{ subject_email: /result/who }}\n")).unwrap();
 }

@@ -248,7 +248,7 @@ async fn alerts_stored_before_a_crash_are_evaluated_on_restart() {
     // An alert committed (202 answered) but never evaluated, as a crash would leave it.
     let store = store_of(dir.path()).await;
     let parsed = lockout::alerts::parse(
-        lockout::config::SourceFormat::Generic,
+        lockout::alerts::SourceFormat::Generic,
         &Default::default(),
         None,
         brute_force_alert("dave@example.com").to_string().as_bytes(),
@@ -258,7 +258,7 @@ async fn alerts_stored_before_a_crash_are_evaluated_on_restart() {
     let alert = parsed.into_alert(
         "alr_crashed".into(),
         "generic",
-        lockout::config::SourceFormat::Generic,
+        lockout::alerts::SourceFormat::Generic,
         lockout::domain::now_rfc3339(),
     );
     let stored = NewAlert {
@@ -372,7 +372,7 @@ async fn the_planner_carries_out_the_plan_intake_stored_and_does_not_evaluate_ag
     // content: the planner does what intake decided, it does not decide again.
     let store = store_of(dir.path()).await;
     let parsed = lockout::alerts::parse(
-        lockout::config::SourceFormat::Generic,
+        lockout::alerts::SourceFormat::Generic,
         &Default::default(),
         None,
         json!({"title": "nothing any playbook matches", "user": {"email": "dave@example.com"}})
@@ -384,7 +384,7 @@ async fn the_planner_carries_out_the_plan_intake_stored_and_does_not_evaluate_ag
     let alert = parsed.into_alert(
         "alr_planned".into(),
         "generic",
-        lockout::config::SourceFormat::Generic,
+        lockout::alerts::SourceFormat::Generic,
         lockout::domain::now_rfc3339(),
     );
     let mut decided = plan;

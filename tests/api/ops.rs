@@ -447,4 +447,23 @@ fn top_level_modules_import_each_other_without_cycles() {
         visit(m, &deps, &mut vec![], &mut done);
     }
     assert!(deps.len() > 10, "the scan found the modules: {deps:?}");
+    // Configuration holds settings only: domain modules parse them, never the other way.
+    assert_eq!(
+        deps.get("config"),
+        None,
+        "config imports a domain module: {deps:?}"
+    );
+    // The store's backends build on its shared core, never on each other.
+    let store = src.join("store");
+    for (file, other) in [
+        ("sqlite_intake.rs", "postgres_intake"),
+        ("postgres_intake.rs", "sqlite_intake"),
+    ] {
+        let text = std::fs::read_to_string(store.join(file)).unwrap();
+        assert!(!text.contains(other), "{file} mentions {other}");
+        // The SQLite intake writes with rusqlite on its own thread, not through the sqlx store.
+        if file.starts_with("sqlite") {
+            assert!(!text.contains("super::sql"), "{file} uses the sqlx store");
+        }
+    }
 }
