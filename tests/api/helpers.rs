@@ -366,6 +366,18 @@ impl TestApp {
             .unwrap()
     }
 
+    /// Waits until `at` (an action's `not_before`) has passed, then settles: whatever would
+    /// have run by then has run, so a test can assert that something did not.
+    pub async fn settle_after(&self, at: &str) {
+        let at = time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
+            .expect("an RFC 3339 time");
+        let left = at - time::OffsetDateTime::now_utc();
+        if left.is_positive() {
+            tokio::time::sleep(left.unsigned_abs() + Duration::from_millis(50)).await;
+        }
+        self.settle().await;
+    }
+
     /// Steps the pipeline until nothing is left to do now: every stored alert planned, every
     /// due action run (by this test, through the worker's single-step function, or by the
     /// app's own workers, which it waits for). A test that asserts that nothing happened
