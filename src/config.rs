@@ -50,6 +50,127 @@ pub struct Settings {
     pub guards: GlobalGuards,
     #[serde(default)]
     pub audit: AuditSettings,
+    /// The web console at `/console/`: sign-in, sessions.
+    #[serde(default)]
+    pub console: ConsoleSettings,
+    /// Approvals from Slack's interactive buttons.
+    #[serde(default)]
+    pub slack: Option<SlackSettings>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsoleSettings {
+    /// The URL people reach lockout at (links in notifications, the OIDC redirect URI
+    /// `<public_url>/console/auth/callback`). Sessions are `Secure` cookies when it is https.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// Key of the session cookies (at least 64 bytes; the same on every replica). Without it,
+    /// a random key per start: sessions end at a restart and do not cross replicas.
+    #[serde(default)]
+    pub session_key_file: Option<PathBuf>,
+    /// A session unused this long ends.
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_secs: u64,
+    /// A session ends this long after sign-in, however active.
+    #[serde(default = "default_absolute_timeout")]
+    pub absolute_timeout_secs: u64,
+    /// Roles that may look (every page) without deciding or acting; approver and analyst
+    /// roles may look too.
+    #[serde(default = "default_viewer_roles")]
+    pub viewer_roles: Vec<String>,
+    /// Sign-in with the organisation's OpenID Connect provider (authorization code + PKCE).
+    #[serde(default)]
+    pub oidc: Option<OidcSettings>,
+}
+impl Default for ConsoleSettings {
+    fn default() -> Self {
+        Self {
+            public_url: None,
+            session_key_file: None,
+            idle_timeout_secs: default_idle_timeout(),
+            absolute_timeout_secs: default_absolute_timeout(),
+            viewer_roles: default_viewer_roles(),
+            oidc: None,
+        }
+    }
+}
+fn default_idle_timeout() -> u64 {
+    30 * 60
+}
+fn default_absolute_timeout() -> u64 {
+    12 * 3600
+}
+fn default_viewer_roles() -> Vec<String> {
+    vec!["viewer".into(), "auditor".into()]
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcSettings {
+    /// The issuer; its discovery document is at `<issuer>/.well-known/openid-configuration`.
+    pub issuer: String,
+    pub client_id: String,
+    #[serde(default)]
+    #[serde(serialize_with = "redact::option")]
+    pub client_secret: Option<SecretString>,
+    #[serde(default)]
+    pub client_secret_file: Option<PathBuf>,
+    /// Scopes asked for beyond `openid`.
+    #[serde(default = "default_oidc_scopes")]
+    pub scopes: Vec<String>,
+    /// The ID token claim holding the person's roles; `approvals.roles_claim` if unset.
+    #[serde(default)]
+    pub roles_claim: Option<String>,
+}
+impl OidcSettings {
+    pub fn client_secret(&self) -> Result<SecretString, ConfigError> {
+        one_secret(
+            "console.oidc.client_secret",
+            &self.client_secret,
+            &self.client_secret_file,
+        )
+    }
+}
+fn default_oidc_scopes() -> Vec<String> {
+    vec!["email".into(), "profile".into()]
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackSettings {
+    /// The Slack app's signing secret (Basic Information → App Credentials).
+    #[serde(default)]
+    #[serde(serialize_with = "redact::option")]
+    pub signing_secret: Option<SecretString>,
+    #[serde(default)]
+    pub signing_secret_file: Option<PathBuf>,
+    /// Slack user id → the approver it is, and their roles. Anyone else is refused.
+    #[serde(default)]
+    pub users: BTreeMap<String, SlackUser>,
+    /// Where Slack's `response_url`s must point (the message is updated there).
+    #[serde(default = "default_slack_response_prefix")]
+    pub response_url_prefix: String,
+}
+impl SlackSettings {
+    pub fn signing_secret(&self) -> Result<SecretString, ConfigError> {
+        one_secret(
+            "slack.signing_secret",
+            &self.signing_secret,
+            &self.signing_secret_file,
+        )
+    }
+}
+fn default_slack_response_prefix() -> String {
+    "https://hooks.slack.com/".into()
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlackUser {
+    /// The approver identity (an e-mail, as the IdP's tokens carry it).
+    pub identity: String,
+    pub roles: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -485,6 +606,32 @@ pub enum ClientAuth {
     Post,
 }
 
+/// A secret given inline or in a file (exactly one of them).
+fn one_secret(
+    key: &str,
+    inline: &Option<SecretString>,
+    file: &Option<PathBuf>,
+) -> Result<SecretString, ConfigError> {
+    let secret = match (inline, file) {
+        (Some(s), None) => s.clone(),
+        (None, Some(p)) => SecretString::from(read_secret_file(p)?),
+        (Some(_), Some(_)) => {
+            return Err(ConfigError::Invalid(format!(
+                "{key}: give {key} or {key}_file, not both"
+            )));
+        }
+        (None, None) => {
+            return Err(ConfigError::Invalid(format!(
+                "{key} or {key}_file is required"
+            )));
+        }
+    };
+    if secret.expose_secret().trim().is_empty() {
+        return Err(ConfigError::Invalid(format!("{key} is empty")));
+    }
+    Ok(secret)
+}
+
 pub fn read_secret_file(path: &Path) -> Result<String, ConfigError> {
     let secret = std::fs::read_to_string(path)
         .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
@@ -843,7 +990,9 @@ fn misspelt_variables(vars: impl Iterator<Item = String>) -> Vec<String> {
 }
 
 /// Keys whose value is a list, settable from the environment as comma-separated text.
-const LIST_KEYS: [&str; 10] = [
+const LIST_KEYS: [&str; 12] = [
+    "console.viewer_roles",
+    "console.oidc.scopes",
     "server.admin_tokens",
     "guards.protected",
     "guards.self_actors",
@@ -1113,6 +1262,7 @@ impl Settings {
                 "approvals: give hs256_secret or hs256_secret_file, not both".into(),
             ));
         }
+        self.validate_console()?;
         for (name, source) in &self.sources {
             if name.is_empty()
                 || !name
@@ -1128,6 +1278,55 @@ impl Settings {
                     "sources.{name}.auth: at least one token, password or secret is required"
                 )));
             }
+        }
+        Ok(())
+    }
+
+    fn validate_console(&self) -> Result<(), ConfigError> {
+        let c = &self.console;
+        if let Some(url) = &c.public_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(ConfigError::Invalid(format!(
+                "console.public_url must be an http(s) URL, got {url:?}"
+            )));
+        }
+        if c.idle_timeout_secs == 0 || c.absolute_timeout_secs < c.idle_timeout_secs {
+            return Err(ConfigError::Invalid(
+                "console: idle_timeout_secs must be positive and at most absolute_timeout_secs"
+                    .into(),
+            ));
+        }
+        if let Some(p) = &c.session_key_file
+            && read_secret_file(p)?.len() < 64
+        {
+            return Err(ConfigError::Invalid(
+                "console.session_key_file: the key must be at least 64 bytes".into(),
+            ));
+        }
+        if let Some(o) = &c.oidc {
+            o.client_secret()?;
+            let Some(url) = &c.public_url else {
+                return Err(ConfigError::Invalid(
+                    "console.oidc needs console.public_url (the redirect URI is <public_url>/console/auth/callback)".into(),
+                ));
+            };
+            let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+                .iter()
+                .any(|p| url.starts_with(p));
+            if !url.starts_with("https://") && !loopback {
+                return Err(ConfigError::Invalid(
+                    "console.public_url must be https with OIDC sign-in (session cookies are Secure); plain http only on loopback".into(),
+                ));
+            }
+            if !(o.issuer.starts_with("https://") || o.issuer.starts_with("http://")) {
+                return Err(ConfigError::Invalid(
+                    "console.oidc.issuer must be an http(s) URL".into(),
+                ));
+            }
+        }
+        if let Some(slack) = &self.slack {
+            slack.signing_secret()?;
         }
         Ok(())
     }

@@ -30,6 +30,12 @@ pub struct WorkerTuning {
 
 /// Everything the service holds while it runs. Built once by `startup`.
 pub struct AppContext {
+    /// `console.public_url`: links in notifications point there.
+    pub console_url: Option<String>,
+    /// Slack interactions: the signing secret and who each Slack user is.
+    pub slack: Option<crate::config::SlackSettings>,
+    /// The audit checkpoint key (verifies a retention anchor), if configured.
+    pub checkpoint_key: Option<crate::audit::checkpoint::CheckpointKey>,
     pub store: Arc<dyn Store>,
     pub users: UsersApiClient,
     pub directory: Directory,
@@ -112,6 +118,20 @@ impl AppContext {
     }
 
     /// The global guard that covers this user, if any. `target` is an id or an e-mail.
+    /// Whether a role may see approvals (who is about to be suspended and why): approver and
+    /// analyst roles.
+    pub fn reads_approvals(&self, role: &str) -> bool {
+        let role = role.to_owned();
+        self.analyst_roles.contains(&role)
+            || self.manual_approvers.contains(&role)
+            || self.limits.approvers.contains(&role)
+            || self
+                .playbooks()
+                .playbooks
+                .iter()
+                .any(|p| p.approver_roles().any(|a| *a == role))
+    }
+
     pub fn globally_protected(&self, target: &str, email: Option<&Email>) -> Option<String> {
         let (id, parsed_email) = match UserRef::parse(target) {
             Ok(UserRef::Id(id)) => (Some(id.to_string()), None),

@@ -6,6 +6,7 @@ pub mod alerts;
 pub mod approvals;
 pub mod audit;
 pub mod config;
+pub mod console;
 pub mod context;
 pub mod decisions;
 pub mod domain;

@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use futures::TryStreamExt;
-use lockout::audit::GENESIS_HASH;
 use lockout::config::Settings;
 use lockout::domain::UserRef;
 use lockout::sandbox::{FakeConfig, SeedUser, sample_users};
@@ -540,44 +539,19 @@ async fn audit_verify(
     let store = SqlStore::connect(&settings.store.url).await?;
     // After a retention prune, the chain starts from the anchor the prune left; the anchor
     // must carry the checkpoint key's signature (an inserted row does not).
-    let anchor = store.audit_anchor().await?;
-    if let Some(a) = &anchor {
-        match &key {
-            Some(k) if !k.verify_anchor(a) => {
-                out!(
-                    "BROKEN: the retention anchor at seq {} is not signed by the checkpoint key",
-                    a.seq
-                );
-                return Ok(ExitCode::FAILURE);
-            }
-            Some(_) => {}
-            None => eprintln!(
-                "warning: the retention anchor at seq {} is unverified (no audit.checkpoint.key_file)",
-                a.seq
-            ),
+    let report = match lockout::store::verify_chain(&store, key.as_ref()).await {
+        Ok(r) => r,
+        Err(e) => {
+            out!("BROKEN: {e}");
+            return Ok(ExitCode::FAILURE);
         }
+    };
+    if let Some(seq) = report.anchor_unverified {
+        eprintln!(
+            "warning: the retention anchor at seq {seq} is unverified (no audit.checkpoint.key_file)"
+        );
     }
-    let (mut after, mut prev) = anchor
-        .map(|a| (a.seq, a.hash))
-        .unwrap_or((0, GENESIS_HASH.to_owned()));
-    let mut total = 0;
-    loop {
-        let batch = store.audit_chain(after, 1000).await?;
-        if batch.is_empty() {
-            break;
-        }
-        match lockout::audit::verify(&prev, &batch) {
-            Ok((n, last)) => {
-                total += n;
-                prev = last;
-                after = batch.last().map(|r| r.seq).unwrap_or(after);
-            }
-            Err(e) => {
-                out!("BROKEN: {e}");
-                return Ok(ExitCode::FAILURE);
-            }
-        }
-    }
+    let (total, prev) = (report.records, report.head);
     if let Some(c) = &checkpoint {
         let head = store.audit_head().await?;
         let at_seq = store.audit_hash_at(c.seq).await?;

@@ -32,6 +32,43 @@ pub enum NotifyError {
     Transport { target: String, message: String },
 }
 
+/// The Slack message announcing a pending approval: who, what, why, a link to the console's
+/// page and Approve / Deny buttons (answered at `/v1/integrations/slack/interactions`).
+pub fn slack_approval_blocks(
+    approval_id: &str,
+    will: &str,
+    reason: &str,
+    quorum: i64,
+    link: Option<&str>,
+) -> Value {
+    let mut text = format!(
+        "*Approval needed:* {}\n*Reason:* {}\nNeeds {} approval{}.",
+        slack_escape(will),
+        slack_escape(reason),
+        quorum,
+        if quorum == 1 { "" } else { "s" }
+    );
+    if let Some(link) = link {
+        text.push_str(&format!(
+            "\n<{}|Open in the lockout console>",
+            slack_escape(link)
+        ));
+    }
+    json!([
+        {"type": "section", "text": {"type": "mrkdwn", "text": text}},
+        {"type": "actions", "block_id": "lockout_decision", "elements": [
+            {"type": "button", "action_id": "lockout_approve", "value": approval_id, "style": "primary",
+             "text": {"type": "plain_text", "text": "Approve"}},
+            {"type": "button", "action_id": "lockout_deny", "value": approval_id, "style": "danger",
+             "text": {"type": "plain_text", "text": "Deny"},
+             "confirm": {"title": {"type": "plain_text", "text": "Deny?"},
+                         "text": {"type": "plain_text", "text": "The action will not run."},
+                         "confirm": {"type": "plain_text", "text": "Deny"},
+                         "deny": {"type": "plain_text", "text": "Cancel"}}}
+        ]}
+    ])
+}
+
 /// Slack reads `<…>` as links and mentions (`<!channel>`, `<@U123>`, `<https://x|text>`) and
 /// `&` as the start of an entity: text from alerts is escaped so that it shows as written and
 /// cannot ping a channel or disguise a link (Slack's own escaping rule: `&`, `<`, `>`).
@@ -103,8 +140,17 @@ impl Notifier {
             .get(target)
             .ok_or_else(|| NotifyError::UnknownTarget(target.into()))?;
         let body = match t.format {
-            NotifyFormat::Slack => json!({ "text": slack_escape(text) }),
+            // Blocks (an approval's buttons) when the event brings them; the text is the
+            // notification's fallback and what a phone's lock screen shows.
+            NotifyFormat::Slack => match data.get("slack_blocks") {
+                Some(blocks) => json!({ "text": slack_escape(text), "blocks": blocks }),
+                None => json!({ "text": slack_escape(text) }),
+            },
             NotifyFormat::Generic => {
+                let mut data = data.clone();
+                if let Some(m) = data.as_object_mut() {
+                    m.remove("slack_blocks");
+                }
                 json!({ "event": event, "text": text, "data": data, "source": "lockout" })
             }
         };

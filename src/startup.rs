@@ -259,6 +259,9 @@ pub fn build_context(
         tracing::error!(failpoint = %f, "worker.danger_failpoint is set: this process WILL ABORT on purpose (tests only)");
     }
     Ok(AppContext {
+        console_url: settings.console.public_url.clone(),
+        slack: settings.slack.clone(),
+        checkpoint_key: prepared.checkpoint_key.clone(),
         store: store.clone(),
         users,
         directory,
@@ -388,7 +391,12 @@ impl Application {
         let data = web::Data::from(ctx.clone());
         let mut sources: Vec<String> = ctx.sources.keys().cloned().collect();
         sources.sort();
+        let console = Arc::new(crate::console::Console::from_settings(
+            &settings,
+            fake.is_some(),
+        )?);
         let mut server = HttpServer::new(move || {
+            let console = console.clone();
             // Without INFO spans the middleware would still wrap and poll every request, and
             // generate a request id nobody reads (~5% of intake's HTTP CPU).
             let request_spans = tracing::span_enabled!(tracing::Level::INFO);
@@ -404,7 +412,10 @@ impl Application {
                 .app_data(error::json_config())
                 .app_data(error::query_config())
                 .wrap(error::router_errors())
-                .configure(move |cfg| crate::http::routes(cfg, &sources))
+                .configure(move |cfg| {
+                    crate::http::routes(cfg, &sources);
+                    crate::console::routes(cfg, console);
+                })
         })
         .shutdown_timeout(30)
         // A client that has not sent its request head within this is disconnected (408).

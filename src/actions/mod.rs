@@ -6,6 +6,7 @@
 //! limit or without a required approval; every outcome and every API call is an audit record
 //! committed with the action's new state.
 
+pub mod approvals;
 pub mod intake;
 pub mod loops;
 pub mod manual;

@@ -47,17 +47,34 @@ pub async fn tick(ctx: &AppContext, announced: &mut HashSet<String>) -> Result<u
         .await?
     {
         if announced.insert(a.id.clone()) {
+            let will = match ctx.store.get_action(&a.action_id).await? {
+                Some(x) => format!("{} {}", x.kind.as_str(), x.target),
+                None => format!("action {}", a.action_id),
+            };
+            let link = ctx
+                .console_url
+                .as_deref()
+                .map(|base| format!("{}/console/approvals/{}", base.trim_end_matches('/'), a.id));
             let text = format!(
-                "lockout: approval {} needs {} of [{}] (reason: {})",
+                "lockout: approval {} to {} needs {} of [{}] (reason: {}){}",
                 a.id,
+                will,
                 a.request.quorum,
                 a.request.approvers.join(", "),
-                a.request.reason
+                a.request.reason,
+                link.as_deref().map(|l| format!(" {l}")).unwrap_or_default()
+            );
+            let blocks = crate::notify::slack_approval_blocks(
+                &a.id,
+                &will,
+                &a.request.reason,
+                a.request.quorum,
+                link.as_deref(),
             );
             ctx.notify_event(
                 "approval_pending",
                 &text,
-                json!({"approval_id": a.id, "action_id": a.action_id, "expires_at": a.expires_at}),
+                json!({"approval_id": a.id, "action_id": a.action_id, "expires_at": a.expires_at, "will": will, "link": link, "slack_blocks": blocks}),
             )
             .await;
         }

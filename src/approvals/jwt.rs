@@ -25,6 +25,43 @@ pub struct Identity {
     pub roles: Vec<String>,
 }
 
+impl Identity {
+    /// The person verified claims name (a JWT's, or an OpenID Connect ID token's): one rule for
+    /// every way a person signs in, so four-eyes and quorum compare the same names.
+    pub fn from_claims(
+        claims: &serde_json::Map<String, Value>,
+        roles_claim: &str,
+    ) -> Result<Self, AuthError> {
+        let claim = |name: &str| {
+            claims
+                .get(name)
+                .and_then(Value::as_str)
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+        };
+        let email = claim("email").map(crate::domain::normalise_email);
+        let sub = claim("sub").map(str::to_owned);
+        if email.iter().chain(&sub).any(|s| s.contains('\0')) {
+            return Err(AuthError::Invalid("token identity holds a NUL".into()));
+        }
+        let id = email
+            .clone()
+            .or_else(|| sub.clone())
+            .ok_or_else(|| AuthError::Invalid("token names no subject".into()))?;
+        let mut aliases: Vec<String> = email.into_iter().chain(sub).collect();
+        aliases.dedup();
+        let roles = match claims.get(roles_claim) {
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|r| r.as_str().map(str::to_owned))
+                .collect(),
+            Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
+            _ => vec![],
+        };
+        Ok(Identity { id, aliases, roles })
+    }
+}
+
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum AuthError {
     #[error("missing bearer token")]
@@ -130,33 +167,10 @@ impl JwtVerifier {
                 )));
             }
         };
-        let claim = |name: &str| {
-            claims
-                .get(name)
-                .and_then(Value::as_str)
-                .map(str::trim)
-                .filter(|s| !s.is_empty())
+        let Value::Object(claims) = claims else {
+            return Err(AuthError::Invalid("the claims are not an object".into()));
         };
-        let email = claim("email").map(crate::domain::normalise_email);
-        let sub = claim("sub").map(str::to_owned);
-        if email.iter().chain(&sub).any(|s| s.contains('\0')) {
-            return Err(AuthError::Invalid("token identity holds a NUL".into()));
-        }
-        let id = email
-            .clone()
-            .or_else(|| sub.clone())
-            .ok_or_else(|| AuthError::Invalid("token names no subject".into()))?;
-        let mut aliases: Vec<String> = email.into_iter().chain(sub).collect();
-        aliases.dedup();
-        let roles = match claims.get(&self.roles_claim) {
-            Some(Value::Array(a)) => a
-                .iter()
-                .filter_map(|r| r.as_str().map(str::to_owned))
-                .collect(),
-            Some(Value::String(s)) => s.split_whitespace().map(str::to_owned).collect(),
-            _ => vec![],
-        };
-        Ok(Identity { id, aliases, roles })
+        Identity::from_claims(&claims, &self.roles_claim)
     }
 
     async fn key_for(&self, kid: &str) -> Result<(DecodingKey, Algorithm), AuthError> {

@@ -6,8 +6,7 @@ use serde_json::{Value, json};
 use super::ApiError;
 use super::auth::Authenticated;
 use crate::context::AppContext;
-use crate::domain::now_rfc3339;
-use crate::store::{Approval, ApprovalState, Approver, DecideError, DecisionOutcome};
+use crate::store::{Approval, ApprovalState, DecideError, DecisionOutcome};
 
 #[derive(Deserialize)]
 pub struct ListQuery {
@@ -22,7 +21,7 @@ pub struct DecisionBody {
 }
 
 /// What an approver is shown: the approval, the action it is bound to, and the alert.
-async fn view(ctx: &AppContext, a: &Approval) -> Result<Value, ApiError> {
+pub(crate) async fn view(ctx: &AppContext, a: &Approval) -> Result<Value, ApiError> {
     let action = ctx.store.get_action(&a.action_id).await?;
     let alert = match action.as_ref().and_then(|x| x.alert_id.clone()) {
         Some(id) => ctx.store.get_alert(&id).await?.map(|s| s.alert),
@@ -72,18 +71,8 @@ async fn view(ctx: &AppContext, a: &Approval) -> Result<Value, ApiError> {
 }
 
 /// Approvals show who is about to be suspended and why: only approvers and analysts see them.
-fn require_reader(ctx: &AppContext, who: &Authenticated) -> Result<(), ApiError> {
-    let allowed = |r: &String| {
-        ctx.analyst_roles.contains(r)
-            || ctx.manual_approvers.contains(r)
-            || ctx.limits.approvers.contains(r)
-            || ctx
-                .playbooks()
-                .playbooks
-                .iter()
-                .any(|p| p.approver_roles().any(|a| a == r))
-    };
-    if who.0.roles.iter().any(allowed) {
+pub(crate) fn require_reader(ctx: &AppContext, who: &Authenticated) -> Result<(), ApiError> {
+    if who.0.roles.iter().any(|r| ctx.reads_approvals(r)) {
         Ok(())
     } else {
         Err(ApiError::new(
@@ -179,14 +168,7 @@ async fn decide(
     approve: bool,
     body: DecisionBody,
 ) -> Result<HttpResponse, ApiError> {
-    let approver = Approver {
-        id: who.0.id.clone(),
-        aliases: who.0.aliases.clone(),
-        roles: who.0.roles.clone(),
-    };
-    let outcome = ctx
-        .store
-        .decide_approval(&id, &approver, approve, body.reason, &now_rfc3339())
+    let outcome = crate::actions::approvals::decide(&ctx, &who.0, &id, approve, body.reason)
         .await
         .map_err(|e| match e {
             DecideError::NotFound => ApiError::not_found(format!("no approval {id}")),
@@ -201,14 +183,6 @@ async fn decide(
             }
             DecideError::Store(s) => ApiError::internal(s),
         })?;
-    ctx.actions_waiting.notify_waiters();
-    let counted = match &outcome {
-        DecisionOutcome::Recorded { .. } => "recorded",
-        DecisionOutcome::Approved => "approved",
-        DecisionOutcome::Denied => "denied",
-    };
-    ctx.metrics
-        .inc("lockout_approvals_total", &[("outcome", counted)]);
     let body = match outcome {
         DecisionOutcome::Recorded { approvals, quorum } => {
             json!({"id": id, "state": "pending", "approvals": approvals, "quorum": quorum})

@@ -67,6 +67,7 @@ impl ExportQuery {
             actor: self.actor.clone(),
             since: self.since.clone(),
             until: self.until.clone(),
+            newest_first: false,
         }
     }
 }
@@ -89,8 +90,16 @@ pub async fn export(
             ));
         }
     };
-    let ctx = ctx.into_inner();
-    let filter = q.filter();
+    Ok(export_response(ctx.into_inner(), q.filter(), csv))
+}
+
+/// Every record matching `filter`, streamed page by page as CSV or JSON lines: the API's
+/// export and the console's.
+pub(crate) fn export_response(
+    ctx: std::sync::Arc<AppContext>,
+    filter: AuditQuery,
+    csv: bool,
+) -> HttpResponse {
     let start = filter.after_seq.unwrap_or(0);
     let body = stream::unfold(Some((start, true)), move |state| {
         let ctx = ctx.clone();
@@ -141,7 +150,7 @@ pub async fn export(
             ))
         }
     });
-    Ok(HttpResponse::Ok()
+    HttpResponse::Ok()
         .content_type(if csv {
             "text/csv; charset=utf-8"
         } else {
@@ -154,5 +163,5 @@ pub async fn export(
                 if csv { "csv" } else { "jsonl" }
             ),
         ))
-        .streaming(body))
+        .streaming(body)
 }

@@ -5,13 +5,14 @@
 
 mod admin;
 mod alerts;
-mod approvals;
-mod audit;
+pub(crate) mod approvals;
+pub(crate) mod audit;
 mod auth;
 pub mod error;
 mod health;
 pub mod openapi;
 mod playbooks;
+mod slack;
 mod users;
 
 use actix_web::web;
@@ -82,6 +83,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, sources: &[String]) {
         .service(web::resource("/v1/users/{user}/suspend").route(web::post().to(users::suspend)))
         .service(
             web::resource("/v1/users/{user}/reactivate").route(web::post().to(users::reactivate)),
+        )
+        .service(
+            web::resource("/v1/integrations/slack/interactions")
+                .route(web::post().to(slack::interactions)),
         )
         .service(web::resource("/v1/playbooks").route(web::get().to(playbooks::list)))
         .service(web::resource("/v1/playbooks/reload").route(web::post().to(playbooks::reload)))

@@ -121,6 +121,22 @@ pub struct AuditQuery {
     pub actor: Option<String>,
     pub since: Option<String>,
     pub until: Option<String>,
+    /// Newest first, records before `after_seq` (the console's browsing order); not a query
+    /// parameter of the API.
+    #[serde(skip)]
+    pub newest_first: bool,
+}
+
+/// Which alerts to list, newest first.
+#[derive(Debug, Default, Clone)]
+pub struct AlertQuery {
+    /// Alerts received before this id (ids sort by time): the next page.
+    pub before_id: Option<String>,
+    pub source: Option<String>,
+    pub state: Option<String>,
+    /// Text the alert's JSON contains (a user's e-mail, a title word).
+    pub text: Option<String>,
+    pub limit: i64,
 }
 
 #[async_trait]
@@ -180,6 +196,9 @@ pub trait Store: Send + Sync + 'static {
     /// The alerts that asked for an action: the one that created it and each that attached.
     async fn action_requests(&self, action_id: &str) -> StoreResult<Vec<ActionRequest>>;
     async fn list_actions(&self, alert_id: Option<&str>) -> StoreResult<Vec<Action>>;
+    /// The newest actions on a user, by any of their names (target or resolved id).
+    async fn actions_for_user(&self, names: &[String], limit: i64) -> StoreResult<Vec<Action>>;
+    async fn list_alerts(&self, q: &AlertQuery) -> StoreResult<Vec<StoredAlert>>;
     /// Counts of actions per (kind, state), for metrics.
     async fn action_counts(&self) -> StoreResult<Vec<(String, String, i64)>>;
     /// Alerts forgotten by de-duplication before their window ended (SQLite's in-memory
@@ -241,4 +260,56 @@ pub trait Store: Send + Sync + 'static {
         by: &str,
         key: Option<&crate::audit::checkpoint::CheckpointKey>,
     ) -> StoreResult<i64>;
+}
+
+/// What a walk of the whole audit chain found.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChainReport {
+    pub records: u64,
+    /// The hash of the last record (the genesis or anchor hash for an empty chain).
+    pub head: String,
+    /// A retention anchor exists but no checkpoint key was given to check its signature.
+    pub anchor_unverified: Option<i64>,
+}
+
+/// Walks the stored audit chain from its start (or the retention anchor, whose signature
+/// `key` must verify) and checks every link. An error says where it breaks.
+pub async fn verify_chain(
+    store: &dyn Store,
+    key: Option<&crate::audit::checkpoint::CheckpointKey>,
+) -> Result<ChainReport, String> {
+    let anchor = store.audit_anchor().await.map_err(|e| e.to_string())?;
+    let mut anchor_unverified = None;
+    if let Some(a) = &anchor {
+        match key {
+            Some(k) if !k.verify_anchor(a) => {
+                return Err(format!(
+                    "the retention anchor at seq {} is not signed by the checkpoint key",
+                    a.seq
+                ));
+            }
+            Some(_) => {}
+            None => anchor_unverified = Some(a.seq),
+        }
+    }
+    let (mut after, mut head) = anchor
+        .map(|a| (a.seq, a.hash))
+        .unwrap_or((0, crate::audit::GENESIS_HASH.to_owned()));
+    let mut records = 0;
+    loop {
+        let batch = store
+            .audit_chain(after, 1000)
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(last) = batch.last() else { break };
+        after = last.seq;
+        let (n, h) = crate::audit::verify(&head, &batch).map_err(|e| e.to_string())?;
+        records += n;
+        head = h;
+    }
+    Ok(ChainReport {
+        records,
+        head,
+        anchor_unverified,
+    })
 }

@@ -1293,6 +1293,59 @@ impl Store for SqlStore {
         rows.iter().map(action_from_row).collect()
     }
 
+    async fn actions_for_user(&self, names: &[String], limit: i64) -> StoreResult<Vec<Action>> {
+        if names.is_empty() {
+            return Ok(vec![]);
+        }
+        let list: Vec<String> = (0..names.len()).map(|i| format!("${}", i + 2)).collect();
+        let sql = format!(
+            "SELECT * FROM actions WHERE target IN ({l}) OR user_id IN ({l}) ORDER BY created_at DESC, step_index DESC LIMIT $1",
+            l = list.join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(limit);
+        for n in names {
+            q = q.bind(n);
+        }
+        let rows = q.fetch_all(&self.shared.pool).await?;
+        rows.iter().map(action_from_row).collect()
+    }
+
+    async fn list_alerts(&self, q: &AlertQuery) -> StoreResult<Vec<StoredAlert>> {
+        let mut sql = String::from("SELECT * FROM alerts WHERE 1 = 1");
+        let mut values: Vec<String> = vec![];
+        let filters = [
+            (" AND id < ?", q.before_id.clone()),
+            (" AND source = ?", q.source.clone()),
+            (" AND state = ?", q.state.clone()),
+            (
+                " AND alert LIKE ? ESCAPE '\\'",
+                q.text.as_ref().map(|t| {
+                    let escaped = t
+                        .replace('\\', "\\\\")
+                        .replace('%', "\\%")
+                        .replace('_', "\\_");
+                    format!("%{escaped}%")
+                }),
+            ),
+        ];
+        for (condition, value) in filters {
+            if let Some(v) = value {
+                values.push(v);
+                sql.push_str(&condition.replace('?', &format!("${}", values.len())));
+            }
+        }
+        sql.push_str(&format!(" ORDER BY id DESC LIMIT ${}", values.len() + 1));
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for v in values {
+            query = query.bind(v);
+        }
+        let rows = query
+            .bind(q.limit.clamp(1, 500))
+            .fetch_all(&self.shared.pool)
+            .await?;
+        rows.iter().map(alert_from_row).collect()
+    }
+
     fn dedup_forgotten(&self) -> u64 {
         self.shared
             .dedup_forgotten
@@ -1482,7 +1535,11 @@ impl Store for SqlStore {
     async fn query_audit(&self, q: &AuditQuery) -> StoreResult<Vec<AuditRecord>> {
         // Only the filters given become conditions, so that the database can use the
         // index of a selective one (alert, action, subject) instead of scanning by seq.
-        let mut sql = String::from("SELECT * FROM audit WHERE seq > $1");
+        let mut sql = String::from(if q.newest_first {
+            "SELECT * FROM audit WHERE ($1 = 0 OR seq < $1)"
+        } else {
+            "SELECT * FROM audit WHERE seq > $1"
+        });
         let filters = [
             (" AND (kind = ? OR kind LIKE ? || '.%')", &q.kind),
             (" AND alert_id = ?", &q.alert_id),
@@ -1500,7 +1557,11 @@ impl Store for SqlStore {
                 sql.push_str(&condition.replace('?', &format!("${}", values.len() + 1)));
             }
         }
-        sql.push_str(&format!(" ORDER BY seq LIMIT ${}", values.len() + 2));
+        let order = if q.newest_first { "DESC" } else { "ASC" };
+        sql.push_str(&format!(
+            " ORDER BY seq {order} LIMIT ${}",
+            values.len() + 2
+        ));
         let mut query = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(q.after_seq.unwrap_or(0));
         for v in values {
             query = query.bind(v);

@@ -2,7 +2,6 @@
 //! action, every alert that asked for an action is kept, and a user named by e-mail and by
 //! id is the same user.
 
-
 use lockout::store::ActionState;
 use serde_json::{Value, json};
 
