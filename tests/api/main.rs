@@ -6,6 +6,7 @@ mod alertmanager_real;
 mod approvals;
 mod audit_ops;
 mod cli;
+mod console;
 mod crash;
 mod fake_contract;
 mod formats;
