@@ -514,10 +514,24 @@ fn subjects(alert: &Value) -> String {
 /// An audit record as a timeline row: time, what, who, and what it says in one line.
 fn timeline_row(r: &crate::audit::AuditRecord) -> Value {
     let data = &r.event.data;
-    let summary = ["reason", "error", "verdict", "why", "outcome"]
-        .iter()
-        .find_map(|k| data.get(*k).and_then(|v| v.as_str().map(str::to_owned)))
-        .unwrap_or_default();
+    let text = |k: &str| data.get(k).and_then(|v| v.as_str()).map(str::to_owned);
+    // A Users API call reads as the request and its answer; anything else by its reason.
+    let summary = match (text("method"), text("path")) {
+        (Some(method), Some(path)) => format!(
+            "{method} {path} → {} ({} ms)",
+            data.get("status")
+                .and_then(Value::as_u64)
+                .map(|s| s.to_string())
+                .unwrap_or_else(|| text("error").unwrap_or_default()),
+            data.get("latency_ms")
+                .and_then(Value::as_u64)
+                .unwrap_or_default()
+        ),
+        _ => ["reason", "error", "verdict", "why", "outcome", "state"]
+            .iter()
+            .find_map(|k| text(k))
+            .unwrap_or_default(),
+    };
     json!({"seq": r.seq, "at": r.at, "kind": r.event.kind, "actor": r.event.actor, "action_id": r.event.action_id, "playbook": r.event.playbook, "subject": r.event.subject, "summary": summary, "data": data})
 }
 

@@ -223,6 +223,22 @@ pub const ROUTES: &[Route] = &[
         body: None,
         responses: &[(200, "ResetResult"), (401, E), (500, E)],
     },
+    Route {
+        method: "post",
+        path: "/v1/integrations/slack/interactions",
+        summary: "Slack's interaction callback (an approval message's Approve / Deny buttons), signed with the app's signing secret",
+        security: None,
+        body: None,
+        responses: &[
+            (200, "SlackReply"),
+            (400, E),
+            (401, E),
+            (403, E),
+            (404, E),
+            (500, E),
+            (503, E),
+        ],
+    },
 ];
 
 fn schemas() -> Value {
@@ -231,6 +247,7 @@ fn schemas() -> Value {
         "Error": s(json!({"type": "object", "required": ["error"], "properties": {"error": {"type": "object", "required": ["code", "message"],
             "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "details": {}}}}})),
         "Health": {"type": "object", "properties": {"status": {"type": "string"}}},
+        "SlackReply": {"type": "object", "properties": {"text": {"type": "string"}}},
         "Ready": {"type": "object", "properties": {"status": {"type": "string"}, "sandbox": {"type": "boolean"}, "mode": {"type": "string"}, "checks": {"type": "object"}}},
         "AlertsAccepted": {"type": "object", "required": ["alert_ids", "duplicates"], "properties": {
             "alert_ids": {"type": "array", "items": {"type": "string"}},

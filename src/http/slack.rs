@@ -137,7 +137,7 @@ pub async fn interactions(
         .find(|a| a.action_id == "lockout_approve" || a.action_id == "lockout_deny")
         .filter(|_| interaction.kind == "block_actions")
     else {
-        return HttpResponse::Ok().finish();
+        return HttpResponse::Ok().json(json!({}));
     };
     let approve = action.action_id == "lockout_approve";
     let approval_id = action.value.clone();

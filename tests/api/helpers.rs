@@ -108,6 +108,8 @@ pub struct AppOptions {
     /// More keys under `server:` (indented two spaces).
     pub extra_server: String,
     pub users: Vec<SeedUser>,
+    /// `server.listen` (a random port unless a test needs to know it first).
+    pub listen: String,
 }
 
 impl Default for AppOptions {
@@ -120,6 +122,7 @@ impl Default for AppOptions {
             extra_approvals: String::new(),
             extra_server: String::new(),
             users: sample_users(),
+            listen: "127.0.0.1:0".into(),
         }
     }
 }
@@ -233,7 +236,7 @@ pub fn write_settings(dir: &std::path::Path, fake: &RunningFake, opts: &AppOptio
     let yaml = format!(
         r#"
 server:
-  listen: "127.0.0.1:0"
+  listen: "{listen}"
   admin_token: "{ADMIN_TOKEN}"
   http_workers: 2
 {extra_server}
@@ -275,6 +278,7 @@ approvals:
         extra_sources = opts.extra_sources,
         extra_approvals = opts.extra_approvals,
         extra_server = opts.extra_server,
+        listen = opts.listen,
     );
     let path = dir.join("lockout.yaml");
     std::fs::write(&path, yaml).unwrap();

@@ -5,6 +5,7 @@ mod actions;
 mod alertmanager_real;
 mod approvals;
 mod audit_ops;
+mod browser;
 mod cli;
 mod console;
 mod crash;
