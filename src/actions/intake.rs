@@ -70,11 +70,30 @@ pub fn accept(
                 alert: serde_json::to_string(&alert).expect("alerts serialise"),
                 settled,
                 plan: stored_plan,
+                subjects: subject_names(&alert),
             },
             audit,
         });
     }
     Ok(accepted)
+}
+
+/// The names an alert gives the people it is about, for the store's search index.
+fn subject_names(alert: &Alert) -> Vec<String> {
+    let mut names: Vec<String> = alert
+        .subjects
+        .iter()
+        .flat_map(|s| {
+            s.email
+                .as_ref()
+                .map(|e| e.as_str().to_owned())
+                .into_iter()
+                .chain(s.user_id.as_ref().map(|u| u.as_str().to_owned()))
+        })
+        .collect();
+    names.sort();
+    names.dedup();
+    names
 }
 
 /// An alert that calls for nothing (most SIEM traffic) gets one audit record, not two: its

@@ -465,11 +465,18 @@ pub async fn alerts(
     q: web::Query<AlertsQuery>,
 ) -> HttpResponse {
     let who = signed_in!(console, ctx, session);
+    // A person (an e-mail or a 1Password id) is found by index; other text by a scan.
+    let text = nonempty(&q.q);
+    let subject = text
+        .as_deref()
+        .and_then(|t| UserRef::parse(t).ok())
+        .map(|r| r.to_string());
     let query = AlertQuery {
         before_id: nonempty(&q.before),
         source: nonempty(&q.source),
         state: nonempty(&q.state),
-        text: nonempty(&q.q),
+        text: if subject.is_some() { None } else { text },
+        subject,
         limit: 50,
     };
     match ctx.store.list_alerts(&query).await {

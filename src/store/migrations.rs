@@ -152,6 +152,11 @@ DROP INDEX IF EXISTS alerts_by_correlation;
         "the plan intake made, stored with its alert",
         V9_STORED_PLAN,
     ),
+    (
+        10,
+        "who each alert is about, searchable",
+        V10_ALERT_SUBJECTS,
+    ),
 ];
 
 pub const POSTGRES: &[(i64, &str, &str)] = &[
@@ -300,6 +305,11 @@ CREATE TABLE audit_anchors (
         "the plan intake made, stored with its alert",
         V9_STORED_PLAN,
     ),
+    (
+        10,
+        "who each alert is about, searchable",
+        V10_ALERT_SUBJECTS,
+    ),
 ];
 
 /// Version 3 is the same SQL on both backends (partial indexes exist on both).
@@ -368,6 +378,16 @@ CREATE TABLE sandbox_users (
 
 /// Intake evaluates every alert; an alert that starts actions is stored with that plan, and
 /// the planner carries it out instead of evaluating again.
+/// Every name (e-mail, lower-cased; 1Password id) an alert gives its subjects, so the console
+/// finds a user's alerts by index among any number of alerts.
+const V10_ALERT_SUBJECTS: &str = r#"
+CREATE TABLE alert_subjects (
+    subject  TEXT NOT NULL,
+    alert_id TEXT NOT NULL,
+    PRIMARY KEY (subject, alert_id)
+);
+"#;
+
 const V9_STORED_PLAN: &str = r#"
 ALTER TABLE alerts ADD COLUMN plan TEXT;
 "#;

@@ -63,6 +63,8 @@ pub struct NewAlert {
     /// Otherwise, the plan intake made (`StoredPlan` as JSON): the planner carries it out
     /// rather than evaluating the alert again.
     pub plan: Option<String>,
+    /// Every name its subjects have (e-mails lower-cased, 1Password ids): the search index.
+    pub subjects: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -134,8 +136,10 @@ pub struct AlertQuery {
     pub before_id: Option<String>,
     pub source: Option<String>,
     pub state: Option<String>,
-    /// Text the alert's JSON contains (a user's e-mail, a title word).
+    /// Text the alert's JSON contains (a title word; a scan).
     pub text: Option<String>,
+    /// One of the names of a subject (an e-mail or a 1Password id; by index).
+    pub subject: Option<String>,
     pub limit: i64,
 }
 

@@ -91,6 +91,21 @@ async fn insert_batch(
         }
         q.execute(&mut *tx).await?;
     }
+    let names: Vec<(&str, &str)> = rows
+        .iter()
+        .flat_map(|(a, _, _)| a.subjects.iter().map(|n| (n.as_str(), a.id.as_str())))
+        .collect();
+    for chunk in names.chunks(1000) {
+        let sql = format!(
+            "INSERT INTO alert_subjects (subject, alert_id) VALUES {} ON CONFLICT DO NOTHING",
+            values_clause(1, chunk.len(), 2)
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (name, id) in chunk {
+            q = q.bind(*name).bind(*id);
+        }
+        q.execute(&mut *tx).await?;
+    }
     append_prepared_tx(&mut tx, audits).await?;
     tx.commit().await?;
     Ok(outcomes)

@@ -1318,6 +1318,10 @@ impl Store for SqlStore {
             (" AND source = ?", q.source.clone()),
             (" AND state = ?", q.state.clone()),
             (
+                " AND id IN (SELECT alert_id FROM alert_subjects WHERE subject = ?)",
+                q.subject.clone(),
+            ),
+            (
                 " AND alert LIKE ? ESCAPE '\\'",
                 q.text.as_ref().map(|t| {
                     let escaped = t
@@ -1743,6 +1747,7 @@ mod tests {
             alert: "{}".into(),
             settled: None,
             plan: None,
+            subjects: vec![],
         };
         IntakeRequest::new_for_test(alert, "")
     }

@@ -365,6 +365,9 @@ fn insert_batch(
         let mut insert = tx.prepare_cached(
             "INSERT INTO alerts (id, source, fingerprint, correlation, received_at, status, state, duplicate_of, alert, plan) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )?;
+        let mut subject = tx.prepare_cached(
+            "INSERT INTO alert_subjects (subject, alert_id) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+        )?;
         // `rows` is in the batch's order, as `times` is.
         for ((a, state, original), (at, _)) in rows.into_iter().zip(times) {
             insert.execute(params![
@@ -379,8 +382,11 @@ fn insert_batch(
                 a.alert,
                 a.plan,
             ])?;
+            let rowid = tx.last_insert_rowid();
+            for name in &a.subjects {
+                subject.execute(params![name, a.id])?;
+            }
             if original.is_none() {
-                let rowid = tx.last_insert_rowid();
                 originals.push((recent::key(&a.source, &a.fingerprint), Recent { rowid, at }));
             }
         }
@@ -565,6 +571,7 @@ mod tests {
             alert: "{}".into(),
             settled: None,
             plan: None,
+            subjects: vec![],
         };
         let (request, _answer) =
             IntakeRequest::new_for_test(alert, &shift_time(&received_at, -window));

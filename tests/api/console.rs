@@ -242,6 +242,18 @@ async fn pages_need_a_session_and_carry_protective_headers() {
         assert_eq!(status, 200, "{path}: {page}");
         assert!(page.contains("vic@example.com"), "{path}");
     }
+    // A user's alerts are found by any spelling of their e-mail; a stranger has none.
+    let (_, page, _) = c
+        .get("/console/alerts?q=Alice%40Example.com", &cookie)
+        .await;
+    assert!(
+        page.contains("brute force against 1Password sign-in"),
+        "{page}"
+    );
+    let (_, page, _) = c
+        .get("/console/alerts?q=nobody%40example.com", &cookie)
+        .await;
+    assert!(page.contains("No alerts match"), "{page}");
     let (_, page, _) = c.get("/console/audit/verify", &cookie).await;
     assert!(page.contains("Intact"), "{page}");
     let (status, csv, headers) = c

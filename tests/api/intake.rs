@@ -271,6 +271,7 @@ async fn alerts_stored_before_a_crash_are_evaluated_on_restart() {
         alert: serde_json::to_string(&alert).unwrap(),
         settled: None,
         plan: None,
+        subjects: vec![],
     };
     store
         .insert_alert(
@@ -405,6 +406,7 @@ async fn the_planner_carries_out_the_plan_intake_stored_and_does_not_evaluate_ag
                 alert: serde_json::to_string(&alert).unwrap(),
                 settled: None,
                 plan: Some(decided.to_json()),
+                subjects: vec![],
             },
             "2000-01-01T00:00:00Z",
             PreparedEvent::new(

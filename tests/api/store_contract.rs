@@ -38,6 +38,7 @@ fn alert(id: &str, fingerprint: &str) -> NewAlert {
         alert: json!({"id": id}).to_string(),
         settled: None,
         plan: None,
+        subjects: vec![],
     }
 }
 
