@@ -299,6 +299,9 @@ pub struct NotificationSettings {
     /// An alert naming more users than `guards.max_subjects_per_alert` was held, not planned.
     #[serde(default)]
     pub alert_held: Vec<String>,
+    /// A protected account was the subject of an alert (nothing about it was changed).
+    #[serde(default)]
+    pub protected_subject: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -990,7 +993,8 @@ fn misspelt_variables(vars: impl Iterator<Item = String>) -> Vec<String> {
 }
 
 /// Keys whose value is a list, settable from the environment as comma-separated text.
-const LIST_KEYS: [&str; 12] = [
+const LIST_KEYS: [&str; 13] = [
+    "notifications.protected_subject",
     "console.viewer_roles",
     "console.oidc.scopes",
     "server.admin_tokens",
@@ -1244,6 +1248,7 @@ impl Settings {
             .chain(&n.action_failed)
             .chain(&n.limit_tripped)
             .chain(&n.alert_held)
+            .chain(&n.protected_subject)
         {
             if !self.notify.contains_key(name) {
                 return Err(ConfigError::Invalid(format!(

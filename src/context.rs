@@ -246,6 +246,7 @@ impl AppContext {
             "action_failed" => &self.notifications.action_failed,
             "limit_tripped" => &self.notifications.limit_tripped,
             "alert_held" => &self.notifications.alert_held,
+            "protected_subject" => &self.notifications.protected_subject,
             _ => return,
         };
         for t in targets {

@@ -292,6 +292,7 @@ pub fn build_context(
             action_failed: settings.notifications.action_failed.clone(),
             limit_tripped: settings.notifications.limit_tripped.clone(),
             alert_held: settings.notifications.alert_held.clone(),
+            protected_subject: settings.notifications.protected_subject.clone(),
         },
         max_subjects_per_alert: settings.guards.max_subjects_per_alert.max(1),
         jwt: JwtVerifier::new(&settings.approvals)?,

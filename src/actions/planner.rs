@@ -34,7 +34,15 @@ pub async fn plan_pending(ctx: &AppContext) -> Result<usize, StoreError> {
             .iter()
             .filter_map(|(id, r)| r.held.clone().map(|why| (id.clone(), why)))
             .collect();
+        let protected: Vec<(String, Vec<(String, String)>)> = plans
+            .iter()
+            .filter(|(_, r)| !r.protected.is_empty())
+            .map(|(id, r)| (id.clone(), r.protected.clone()))
+            .collect();
         let created = ctx.store.record_plans(plans).await?;
+        for (alert_id, subjects) in protected {
+            notify_protected(ctx, &alert_id, &subjects).await;
+        }
         for (alert_id, why) in held {
             ctx.notify_event(
                 "alert_held",
@@ -183,11 +191,26 @@ async fn lookup(
     }
 }
 
+/// Tells the `protected_subject` channel that protected accounts were the subject of an alert:
+/// the accounts an operations guide says to watch most.
+async fn notify_protected(ctx: &AppContext, alert_id: &str, subjects: &[(String, String)]) {
+    for (target, why) in subjects {
+        ctx.notify_event(
+            "protected_subject",
+            &format!("lockout: protected account {target} was the subject of alert {alert_id}; nothing about it was changed ({why})"),
+            json!({"alert_id": alert_id, "target": target, "reason": why}),
+        )
+        .await;
+    }
+}
+
 /// Plans one stored alert and commits it.
 pub async fn plan_alert(ctx: &AppContext, stored: &StoredAlert) -> Result<(), StoreError> {
     let (alert, mut record) = plan_record(ctx, &ctx.playbooks(), stored)?;
     name_targets(ctx, &alert, &mut record, &mut Lookups::default()).await;
+    let protected = record.protected.clone();
     let created = ctx.store.record_plan(&stored.id, record).await?;
+    notify_protected(ctx, &stored.id, &protected).await;
     if !created.is_empty() {
         ctx.actions_waiting.notify_waiters();
     }
@@ -261,6 +284,10 @@ pub fn decide(
         playbooks.playbooks.len(),
     ));
     for s in plan.skipped.iter().filter(|s| s.kind == "protected") {
+        record.protected.push((
+            s.target.clone().unwrap_or_default(),
+            format!("playbook {}: {}", s.playbook, s.reason),
+        ));
         let mut e = AuditEvent::new("guard.protected", format!("playbook:{}", s.playbook))
             .alert(&alert.id)
             .playbook(&s.playbook)
@@ -274,12 +301,38 @@ pub fn decide(
             .as_deref()
             .and_then(|t| ctx.globally_protected(t, None))
         {
+            let kept: Vec<_> = c
+                .steps
+                .iter()
+                .filter(|s| !s.action.changes_state())
+                .cloned()
+                .collect();
+            let why = if kept.is_empty() {
+                format!("protected by global guard {p}")
+            } else {
+                format!(
+                    "protected by global guard {p}: its state-changing steps are dropped, the others run"
+                )
+            };
+            record.protected.push((
+                target.clone().unwrap_or_default(),
+                format!("playbook {}: {why}", c.playbook),
+            ));
             let mut e = AuditEvent::new("guard.protected", format!("playbook:{}", c.playbook))
                 .alert(&alert.id)
                 .playbook(&c.playbook)
-                .data(json!({"reason": format!("protected by global guard {p}")}));
+                .data(json!({"reason": why}));
             e.subject = target;
             record.audit.push(PreparedEvent::new(e));
+            if !kept.is_empty() {
+                let mut notify_only = c.clone();
+                notify_only.steps = kept;
+                record.chains.push(new_chain(
+                    &notify_only,
+                    Some(&alert.id),
+                    ctx.worker.action_deadline,
+                ));
+            }
             continue;
         }
         record

@@ -272,13 +272,31 @@ fn evaluate_one(pb: &Playbook, alert: &Alert, value: &AlertContext<'_>, plan: &m
             UserRef::Email(e) => (None, Some(e)),
         };
         if let Some(p) = pb.protected.iter().find(|p| p.covers(id, email)) {
+            // Protected means never changed, not never mentioned: the steps that change
+            // nothing (notify, look-ups) still run.
+            let kept: Vec<PlannedStep> = steps
+                .iter()
+                .filter(|s| !s.action.changes_state())
+                .cloned()
+                .collect();
             skip(
                 plan,
                 pb,
                 "protected",
                 Some(target.to_string()),
-                format!("protected by guard {p}"),
+                if kept.is_empty() {
+                    format!("protected by guard {p}")
+                } else {
+                    format!(
+                        "protected by guard {p}: its state-changing steps are dropped, the others run"
+                    )
+                },
             );
+            if !kept.is_empty() {
+                let mut c = chain(Some(target));
+                c.steps = kept;
+                plan.chains.push(c);
+            }
             continue;
         }
         plan.chains.push(chain(Some(target)));

@@ -539,6 +539,9 @@ pub struct PlanRecord {
     pub cancel_correlation: Option<String>,
     /// The alert was held for a human instead of planned (why): the planner notifies.
     pub held: Option<String>,
+    /// Protected accounts the alert was about (target, why): never changed, but the
+    /// `protected_subject` channel is told.
+    pub protected: Vec<(String, String)>,
 }
 
 /// A `PlanRecord` as stored with its alert (JSON): each audit record's data stays the exact
@@ -549,6 +552,8 @@ struct StoredPlan {
     audit: Vec<StoredEvent>,
     cancel_correlation: Option<String>,
     held: Option<String>,
+    #[serde(default)]
+    protected: Vec<(String, String)>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -571,6 +576,7 @@ impl PlanRecord {
                 .collect(),
             cancel_correlation: self.cancel_correlation.clone(),
             held: self.held.clone(),
+            protected: self.protected.clone(),
         })
         .expect("plans serialise")
     }
@@ -586,13 +592,17 @@ impl PlanRecord {
                 .collect(),
             cancel_correlation: p.cancel_correlation,
             held: p.held,
+            protected: p.protected,
         })
     }
 
     /// Nothing to do but record the decision: no chain to start, nothing to cancel. Intake
     /// stores such an alert already evaluated, with these records, in its own transaction.
     pub fn is_settled(&self) -> bool {
-        self.chains.is_empty() && self.cancel_correlation.is_none() && self.held.is_none()
+        self.chains.is_empty()
+            && self.cancel_correlation.is_none()
+            && self.held.is_none()
+            && self.protected.is_empty()
     }
 }
 

@@ -342,3 +342,90 @@ async fn shutdown_revokes_the_access_token() {
     let token_body = &fake.handle.requests_to("/v1/oauth/token")[0];
     assert!(token_body.authorization.is_some());
 }
+
+/// Protected means "never changed", not "never mentioned": a protected target's notify steps
+/// run, its suspension does not, and the `protected_subject` channel is told — for the
+/// playbook's own guard and for the global one alike.
+#[tokio::test]
+async fn a_protected_targets_notify_step_runs_and_the_channel_is_told() {
+    let soc = start_receiver();
+    let watch = start_receiver();
+    let app = spawn_app_with(AppOptions {
+        playbooks: vec![(
+            "notify-then-suspend.yaml",
+            r#"
+name: notify-then-suspend
+on:
+  status: firing
+  when: "alert.title.contains('brute')"
+guards:
+  protected: ["carol@example.com"]
+steps:
+  - notify: { to: soc, message: "brute force against {{ user.email }}" }
+  - suspend: {}
+"#
+            .into(),
+        )],
+        extra_yaml: format!(
+            "notify:\n  soc: {{ url: \"{}\" }}\n  watch: {{ url: \"{}\" }}\nnotifications:\n  protected_subject: [watch]\nguards:\n  protected: [\"breakglass@example.com\"]\n",
+            soc.url, watch.url
+        ),
+        ..AppOptions::default()
+    })
+    .await;
+    for email in ["carol@example.com", "breakglass@example.com"] {
+        let id = app
+            .post_alert_id("generic", &brute_force_alert(email))
+            .await;
+        app.settle().await;
+        let actions = app.ctx.store.list_actions(Some(&id)).await.unwrap();
+        let kinds: Vec<_> = actions
+            .iter()
+            .map(|a| (a.kind.as_str(), a.state.as_str()))
+            .collect();
+        assert_eq!(
+            kinds,
+            [("notify", "succeeded")],
+            "{email}: {kinds:?} {:?}",
+            actions.iter().map(|a| &a.result).collect::<Vec<_>>()
+        );
+        assert_eq!(
+            app.audit(&format!("kind=guard.protected&alert_id={id}"))
+                .await
+                .len(),
+            1
+        );
+    }
+    assert!(
+        app.fake()
+            .requests()
+            .iter()
+            .all(|r| !r.path.ends_with(":suspend"))
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while soc.texts().len() < 2 || watch.texts().len() < 2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{:?} {:?}",
+            soc.texts(),
+            watch.texts()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        soc.texts()
+            .iter()
+            .any(|t| t.contains("brute force against carol@example.com"))
+    );
+    let told = watch.texts();
+    assert!(
+        told.iter()
+            .any(|t| t.contains("protected account carol@example.com")),
+        "{told:?}"
+    );
+    assert!(
+        told.iter()
+            .any(|t| t.contains("protected account breakglass@example.com")),
+        "{told:?}"
+    );
+}
