@@ -381,6 +381,12 @@ pub struct GlobalGuards {
     /// remediation.
     #[serde(default)]
     pub self_actors: Vec<String>,
+    /// The longest a suppression may last (a reason and an expiry are always required).
+    #[serde(default = "default_max_suppression")]
+    pub max_suppression_secs: u64,
+}
+fn default_max_suppression() -> u64 {
+    7 * 86400
 }
 
 impl Default for GlobalGuards {
@@ -389,6 +395,7 @@ impl Default for GlobalGuards {
             protected: vec![],
             global_limit: None,
             max_subjects_per_alert: default_max_subjects(),
+            max_suppression_secs: default_max_suppression(),
             self_actors: vec![],
         }
     }

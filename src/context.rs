@@ -28,8 +28,18 @@ pub struct WorkerTuning {
     pub failpoint: Option<String>,
 }
 
+/// How long a replica may apply the suppressions it last read: one created or removed on
+/// another replica takes effect here within this. Expiry needs no refresh (checked per alert).
+pub const SUPPRESSIONS_TTL: Duration = Duration::from_secs(1);
+
 /// Everything the service holds while it runs. Built once by `startup`.
 pub struct AppContext {
+    /// `guards.max_suppression_secs`.
+    pub max_suppression: Duration,
+    /// The suppressions in force, as last read from the store (every replica reads them
+    /// again after `SUPPRESSIONS_TTL`; this one at once after it changes one).
+    pub suppression_cache:
+        tokio::sync::Mutex<Option<(std::time::Instant, Arc<Vec<crate::store::Suppression>>)>>,
     /// `console.public_url`: links in notifications point there.
     pub console_url: Option<String>,
     /// Slack interactions: the signing secret and who each Slack user is.
@@ -118,6 +128,30 @@ impl AppContext {
     }
 
     /// The global guard that covers this user, if any. `target` is an id or an e-mail.
+    /// The suppressions in force (read from the store at most every `SUPPRESSIONS_TTL`).
+    pub async fn suppressions(
+        &self,
+    ) -> Result<Arc<Vec<crate::store::Suppression>>, crate::store::StoreError> {
+        let mut cache = self.suppression_cache.lock().await;
+        if let Some((at, list)) = cache.as_ref()
+            && at.elapsed() < SUPPRESSIONS_TTL
+        {
+            return Ok(list.clone());
+        }
+        let list = Arc::new(
+            self.store
+                .list_suppressions(&crate::domain::now_rfc3339(), false)
+                .await?,
+        );
+        *cache = Some((std::time::Instant::now(), list.clone()));
+        Ok(list)
+    }
+
+    /// After this replica created or removed a suppression: read them again at once.
+    pub async fn forget_suppressions(&self) {
+        *self.suppression_cache.lock().await = None;
+    }
+
     /// Whether a role may see approvals (who is about to be suspended and why): approver and
     /// analyst roles.
     pub fn reads_approvals(&self, role: &str) -> bool {

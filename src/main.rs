@@ -91,6 +91,11 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Hold back matches for a while (a user, a playbook, a source, labels), with a reason.
+    Suppressions {
+        #[command(subcommand)]
+        command: SuppressionsCommand,
+    },
     /// Apply the store's migrations (the service also applies them at start).
     Migrate,
     /// Print the OpenAPI document of the HTTP API.
@@ -170,6 +175,35 @@ enum PlaybooksCommand {
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum SuppressionsCommand {
+    /// Add one: at least one of --user, --playbook, --source, --label; a reason and an expiry.
+    Add {
+        /// An e-mail, an e-mail glob (`*@contractor.example.com`) or a 1Password id.
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long)]
+        playbook: Option<String>,
+        #[arg(long)]
+        source: Option<String>,
+        /// key=value; repeatable.
+        #[arg(long = "label")]
+        labels: Vec<String>,
+        #[arg(long)]
+        reason: String,
+        /// How long it lasts, in seconds (at most guards.max_suppression_secs).
+        #[arg(long)]
+        expires_in_secs: u64,
+    },
+    /// The suppressions in force (with --all, every one ever made).
+    List {
+        #[arg(long)]
+        all: bool,
+    },
+    /// End one now.
+    Rm { id: String },
 }
 
 #[derive(Subcommand)]
@@ -265,6 +299,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 Command::Users { command } => users(&settings, command).await,
+                Command::Suppressions { command } => suppressions(&settings, command).await,
                 Command::Migrate => {
                     let store = SqlStore::connect(&settings.store.url).await?;
                     out!(
@@ -664,6 +699,71 @@ async fn users(settings: &Settings, command: UsersCommand) -> anyhow::Result<Exi
         fake.stop().await;
     }
     outcome?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Suppressions from the command line: the same rules and audit as `/v1/suppressions`, the
+/// author `operator:<login>`. A running service applies a change within a second.
+async fn suppressions(
+    settings: &Settings,
+    command: SuppressionsCommand,
+) -> anyhow::Result<ExitCode> {
+    use lockout::actions::suppressions::{self, NewSuppression};
+    let store = SqlStore::connect(&settings.store.url).await?;
+    let operator = format!(
+        "operator:{}",
+        std::env::var("USER").unwrap_or_else(|_| "unknown".into())
+    );
+    match command {
+        SuppressionsCommand::Add {
+            user,
+            playbook,
+            source,
+            labels,
+            reason,
+            expires_in_secs,
+        } => {
+            let labels = labels
+                .iter()
+                .map(|l| {
+                    l.split_once('=')
+                        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                        .ok_or_else(|| anyhow::anyhow!("--label {l:?} is not key=value"))
+                })
+                .collect::<anyhow::Result<_>>()?;
+            let s = suppressions::create(
+                &store,
+                &operator,
+                NewSuppression {
+                    user,
+                    playbook,
+                    source,
+                    labels,
+                    reason,
+                    expires_at: None,
+                    expires_in_secs: Some(expires_in_secs),
+                },
+                std::time::Duration::from_secs(settings.guards.max_suppression_secs),
+            )
+            .await?;
+            out!("{}", serde_json::to_string_pretty(&s)?);
+        }
+        SuppressionsCommand::List { all } => {
+            let list = store
+                .list_suppressions(&lockout::domain::now_rfc3339(), all)
+                .await?;
+            out!("{}", serde_json::to_string_pretty(&list)?);
+        }
+        SuppressionsCommand::Rm { id } => {
+            if !store
+                .remove_suppression(&id, &operator, &lockout::domain::now_rfc3339())
+                .await?
+            {
+                bail!("no suppression {id} in force");
+            }
+            out!("removed {id}");
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

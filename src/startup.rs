@@ -259,6 +259,8 @@ pub fn build_context(
         tracing::error!(failpoint = %f, "worker.danger_failpoint is set: this process WILL ABORT on purpose (tests only)");
     }
     Ok(AppContext {
+        max_suppression: Duration::from_secs(settings.guards.max_suppression_secs),
+        suppression_cache: Default::default(),
         console_url: settings.console.public_url.clone(),
         slack: settings.slack.clone(),
         checkpoint_key: prepared.checkpoint_key.clone(),

@@ -27,6 +27,7 @@ pub struct Accepted {
 pub fn accept(
     ctx: &AppContext,
     playbooks: &PlaybookSet,
+    suppressions: &[crate::store::Suppression],
     source: &Source,
     body: &[u8],
     now: time::OffsetDateTime,
@@ -50,7 +51,7 @@ pub fn accept(
         // Evaluation is pure and cheap: an alert that calls for nothing is stored already
         // evaluated, in one transaction; one that starts actions is stored with its plan,
         // which the planner carries out without evaluating again.
-        let plan = super::decide(ctx, playbooks, &alert, &correlation);
+        let plan = super::decide(ctx, playbooks, suppressions, &alert, &correlation);
         let (made, settled, stored_plan) = if plan.is_settled() {
             let (made, rest) = split_plan_made(plan.audit);
             (made, Some(rest), None)

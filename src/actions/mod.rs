@@ -12,6 +12,7 @@ pub mod loops;
 pub mod manual;
 mod planner;
 mod scheduler;
+pub mod suppressions;
 mod worker;
 
 pub use planner::{approval_request, decide, new_chain, plan_alert, plan_pending, run_planner};

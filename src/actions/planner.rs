@@ -20,10 +20,11 @@ pub async fn plan_pending(ctx: &AppContext) -> Result<usize, StoreError> {
             return Ok(total);
         }
         let playbooks = ctx.playbooks();
+        let suppressions = ctx.suppressions().await?;
         let mut plans = Vec::with_capacity(batch.len());
         let mut lookups = Lookups::default();
         for stored in &batch {
-            let (alert, mut record) = plan_record(ctx, &playbooks, stored)?;
+            let (alert, mut record) = plan_record(ctx, &playbooks, &suppressions, stored)?;
             name_targets(ctx, &alert, &mut record, &mut lookups).await;
             plans.push((stored.id.clone(), record));
         }
@@ -206,7 +207,8 @@ async fn notify_protected(ctx: &AppContext, alert_id: &str, subjects: &[(String,
 
 /// Plans one stored alert and commits it.
 pub async fn plan_alert(ctx: &AppContext, stored: &StoredAlert) -> Result<(), StoreError> {
-    let (alert, mut record) = plan_record(ctx, &ctx.playbooks(), stored)?;
+    let suppressions = ctx.suppressions().await?;
+    let (alert, mut record) = plan_record(ctx, &ctx.playbooks(), &suppressions, stored)?;
     name_targets(ctx, &alert, &mut record, &mut Lookups::default()).await;
     let protected = record.protected.clone();
     let created = ctx.store.record_plan(&stored.id, record).await?;
@@ -221,6 +223,7 @@ pub async fn plan_alert(ctx: &AppContext, stored: &StoredAlert) -> Result<(), St
 fn plan_record(
     ctx: &AppContext,
     playbooks: &PlaybookSet,
+    suppressions: &[crate::store::Suppression],
     stored: &StoredAlert,
 ) -> Result<(Alert, PlanRecord), StoreError> {
     let alert: Alert = serde_json::from_value(stored.alert.clone())
@@ -230,7 +233,7 @@ fn plan_record(
     let record = match &stored.plan {
         Some(plan) => PlanRecord::from_json(plan)
             .map_err(|e| StoreError::Corrupt(format!("alert {}: its plan: {e}", stored.id)))?,
-        None => decide(ctx, playbooks, &alert, &stored.correlation),
+        None => decide(ctx, playbooks, suppressions, &alert, &stored.correlation),
     };
     Ok((alert, record))
 }
@@ -240,6 +243,7 @@ fn plan_record(
 pub fn decide(
     ctx: &AppContext,
     playbooks: &PlaybookSet,
+    suppressions: &[crate::store::Suppression],
     alert: &Alert,
     correlation: &str,
 ) -> PlanRecord {
@@ -297,6 +301,26 @@ pub fn decide(
     }
     for c in &plan.chains {
         let target = c.target.as_ref().map(|t| t.to_string());
+        // A suppression in force when the alert arrived holds the match back: recorded as
+        // suppressed, with the suppression's id, never dropped silently.
+        if let Some(s) = crate::decisions::suppress::matching(
+            suppressions,
+            &alert.received_at,
+            alert,
+            &c.playbook,
+            c.target.as_ref(),
+        ) {
+            let mut e = AuditEvent::new("guard.suppressed", format!("playbook:{}", c.playbook))
+                .alert(&alert.id)
+                .playbook(&c.playbook)
+                .data(json!({
+                    "suppression_id": s.id, "reason": format!("suppressed by {} ({}), by {} until {}", s.id, s.reason, s.author, s.expires_at),
+                    "would": c.steps.iter().map(|s| s.action.kind()).collect::<Vec<_>>(),
+                }));
+            e.subject = target;
+            record.audit.push(PreparedEvent::new(e));
+            continue;
+        }
         if let Some(p) = target
             .as_deref()
             .and_then(|t| ctx.globally_protected(t, None))

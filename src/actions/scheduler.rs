@@ -15,6 +15,15 @@ use crate::store::{ApprovalState, StoreError};
 /// One pass. Returns how many approvals it expired.
 pub async fn tick(ctx: &AppContext, announced: &mut HashSet<String>) -> Result<usize, StoreError> {
     let now = now_rfc3339();
+    // Expired suppressions stop applying by themselves (checked per alert); this records it.
+    if !ctx
+        .store
+        .record_expired_suppressions(&now)
+        .await?
+        .is_empty()
+    {
+        ctx.forget_suppressions().await;
+    }
     let expired = ctx.store.expire_approvals(&now).await?;
     if !expired.is_empty() {
         ctx.metrics.add(

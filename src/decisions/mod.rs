@@ -6,3 +6,4 @@
 
 pub mod limits;
 pub mod step;
+pub mod suppress;

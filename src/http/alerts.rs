@@ -179,18 +179,20 @@ pub async fn receive_from(
         }
     }
     let now = time::OffsetDateTime::now_utc();
-    let accepted = match actions::intake::accept(&ctx, &ctx.playbooks(), source, &body, now) {
-        Ok(a) => a,
-        Err(e) => {
-            let (status, code) = match &e {
-                ParseError::NotJson { .. } => (StatusCode::BAD_REQUEST, "invalid_json"),
-                ParseError::Shape { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_alert"),
-            };
-            let err = ApiError::new(status, code, e.to_string());
-            reject(&ctx, &source.name, code, &err.message);
-            return Err(err);
-        }
-    };
+    let suppressions = ctx.suppressions().await?;
+    let accepted =
+        match actions::intake::accept(&ctx, &ctx.playbooks(), &suppressions, source, &body, now) {
+            Ok(a) => a,
+            Err(e) => {
+                let (status, code) = match &e {
+                    ParseError::NotJson { .. } => (StatusCode::BAD_REQUEST, "invalid_json"),
+                    ParseError::Shape { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_alert"),
+                };
+                let err = ApiError::new(status, code, e.to_string());
+                reject(&ctx, &source.name, code, &err.message);
+                return Err(err);
+            }
+        };
     let dedup_since = format_time(now - source.dedup_window);
     // All of a request's alerts go to the store at once, so they share a commit (in order: a
     // repeat inside the request is a duplicate of its first copy).

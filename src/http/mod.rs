@@ -13,6 +13,7 @@ mod health;
 pub mod openapi;
 mod playbooks;
 mod slack;
+mod suppressions;
 mod users;
 
 use actix_web::web;
@@ -83,6 +84,14 @@ pub fn routes(cfg: &mut web::ServiceConfig, sources: &[String]) {
         .service(web::resource("/v1/users/{user}/suspend").route(web::post().to(users::suspend)))
         .service(
             web::resource("/v1/users/{user}/reactivate").route(web::post().to(users::reactivate)),
+        )
+        .service(
+            web::resource("/v1/suppressions")
+                .route(web::get().to(suppressions::list))
+                .route(web::post().to(suppressions::create)),
+        )
+        .service(
+            web::resource("/v1/suppressions/{id}").route(web::delete().to(suppressions::remove)),
         )
         .service(
             web::resource("/v1/integrations/slack/interactions")

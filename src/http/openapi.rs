@@ -224,6 +224,43 @@ pub const ROUTES: &[Route] = &[
         responses: &[(200, "ResetResult"), (401, E), (500, E)],
     },
     Route {
+        method: "get",
+        path: "/v1/suppressions",
+        summary: "The suppressions in force (all=true: every one ever made)",
+        security: Some("approverJwt"),
+        body: None,
+        responses: &[
+            (200, "SuppressionList"),
+            (400, E),
+            (401, E),
+            (403, E),
+            (500, E),
+        ],
+    },
+    Route {
+        method: "post",
+        path: "/v1/suppressions",
+        summary: "Hold back matches (user, playbook, source, labels) until an expiry, with a reason; audited",
+        security: Some("approverJwt"),
+        body: Some("NewSuppression"),
+        responses: &[
+            (201, "Suppression"),
+            (400, E),
+            (401, E),
+            (403, E),
+            (422, E),
+            (500, E),
+        ],
+    },
+    Route {
+        method: "delete",
+        path: "/v1/suppressions/{id}",
+        summary: "End a suppression now; audited",
+        security: Some("approverJwt"),
+        body: None,
+        responses: &[(204, "none"), (401, E), (403, E), (404, E), (500, E)],
+    },
+    Route {
         method: "post",
         path: "/v1/integrations/slack/interactions",
         summary: "Slack's interaction callback (an approval message's Approve / Deny buttons), signed with the app's signing secret",
@@ -248,6 +285,16 @@ fn schemas() -> Value {
             "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "details": {}}}}})),
         "Health": {"type": "object", "properties": {"status": {"type": "string"}}},
         "SlackReply": {"type": "object", "properties": {"text": {"type": "string"}}},
+        "NewSuppression": {"type": "object", "required": ["reason"], "additionalProperties": false, "properties": {
+            "user": {"type": ["string", "null"], "description": "an e-mail, an e-mail glob (*@contractor.example.com) or a 1Password id"},
+            "playbook": {"type": ["string", "null"]}, "source": {"type": ["string", "null"]},
+            "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+            "reason": {"type": "string"}, "expires_at": {"type": ["string", "null"]}, "expires_in_secs": {"type": ["integer", "null"], "minimum": 0}}},
+        "Suppression": {"type": "object", "required": ["id", "reason", "author", "created_at", "expires_at"], "properties": {
+            "id": {"type": "string"}, "user": {"type": ["string", "null"]}, "playbook": {"type": ["string", "null"]}, "source": {"type": ["string", "null"]},
+            "labels": {"type": "object", "additionalProperties": {"type": "string"}}, "reason": {"type": "string"}, "author": {"type": "string"},
+            "created_at": {"type": "string"}, "expires_at": {"type": "string"}, "removed_at": {"type": ["string", "null"]}, "removed_by": {"type": ["string", "null"]}}},
+        "SuppressionList": {"type": "object", "required": ["suppressions"], "properties": {"suppressions": {"type": "array", "items": {"$ref": "#/components/schemas/Suppression"}}}},
         "Ready": {"type": "object", "properties": {"status": {"type": "string"}, "sandbox": {"type": "boolean"}, "mode": {"type": "string"}, "checks": {"type": "object"}}},
         "AlertsAccepted": {"type": "object", "required": ["alert_ids", "duplicates"], "properties": {
             "alert_ids": {"type": "array", "items": {"type": "string"}},
@@ -313,6 +360,7 @@ fn parameters(path: &str) -> Vec<Value> {
 fn response(kind: &str) -> Value {
     match kind {
         "any" => json!({"description": "OK", "content": {"application/json": {"schema": {}}}}),
+        "none" => json!({"description": "Done; no body"}),
         "text" => {
             json!({"description": "Prometheus text format", "content": {"text/plain": {"schema": {"type": "string"}}}})
         }

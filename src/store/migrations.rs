@@ -157,6 +157,7 @@ DROP INDEX IF EXISTS alerts_by_correlation;
         "who each alert is about, searchable",
         V10_ALERT_SUBJECTS,
     ),
+    (11, "suppressions", V11_SUPPRESSIONS),
 ];
 
 pub const POSTGRES: &[(i64, &str, &str)] = &[
@@ -310,6 +311,7 @@ CREATE TABLE audit_anchors (
         "who each alert is about, searchable",
         V10_ALERT_SUBJECTS,
     ),
+    (11, "suppressions", V11_SUPPRESSIONS),
 ];
 
 /// Version 3 is the same SQL on both backends (partial indexes exist on both).
@@ -386,6 +388,25 @@ CREATE TABLE alert_subjects (
     alert_id TEXT NOT NULL,
     PRIMARY KEY (subject, alert_id)
 );
+"#;
+
+/// Suppressions: which matches an analyst holds back, why, by whom, until when.
+const V11_SUPPRESSIONS: &str = r#"
+CREATE TABLE suppressions (
+    id          TEXT PRIMARY KEY,
+    user_match  TEXT,
+    playbook    TEXT,
+    source      TEXT,
+    labels      TEXT NOT NULL,
+    reason      TEXT NOT NULL,
+    author      TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    expires_at  TEXT NOT NULL,
+    removed_at  TEXT,
+    removed_by  TEXT,
+    expiry_recorded INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX suppressions_by_expiry ON suppressions (expires_at);
 "#;
 
 const V9_STORED_PLAN: &str = r#"

@@ -203,6 +203,15 @@ pub trait Store: Send + Sync + 'static {
     /// The newest actions on a user, by any of their names (target or resolved id).
     async fn actions_for_user(&self, names: &[String], limit: i64) -> StoreResult<Vec<Action>>;
     async fn list_alerts(&self, q: &AlertQuery) -> StoreResult<Vec<StoredAlert>>;
+    /// Stores a new suppression with its audit record.
+    async fn create_suppression(&self, s: &Suppression, audit: AuditEvent) -> StoreResult<()>;
+    /// Suppressions in force at `now` (or every one, newest first, with `all`).
+    async fn list_suppressions(&self, now: &str, all: bool) -> StoreResult<Vec<Suppression>>;
+    async fn get_suppression(&self, id: &str) -> StoreResult<Option<Suppression>>;
+    /// Ends a suppression now; false if it was not in force.
+    async fn remove_suppression(&self, id: &str, by: &str, now: &str) -> StoreResult<bool>;
+    /// Records (once, on any replica) the suppressions whose expiry has passed; returns them.
+    async fn record_expired_suppressions(&self, now: &str) -> StoreResult<Vec<Suppression>>;
     /// Counts of actions per (kind, state), for metrics.
     async fn action_counts(&self) -> StoreResult<Vec<(String, String, i64)>>;
     /// Alerts forgotten by de-duplication before their window ended (SQLite's in-memory

@@ -650,6 +650,25 @@ fn action_from_row(row: &AnyRow) -> StoreResult<Action> {
     })
 }
 
+fn suppression_from_row(row: &AnyRow) -> StoreResult<Suppression> {
+    let id: String = row.try_get("id")?;
+    let labels: String = row.try_get("labels")?;
+    Ok(Suppression {
+        labels: serde_json::from_str(&labels)
+            .map_err(|e| StoreError::Corrupt(format!("suppression {id}: labels: {e}")))?,
+        id,
+        user: row.try_get("user_match")?,
+        playbook: row.try_get("playbook")?,
+        source: row.try_get("source")?,
+        reason: row.try_get("reason")?,
+        author: row.try_get("author")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        removed_at: row.try_get("removed_at")?,
+        removed_by: row.try_get("removed_by")?,
+    })
+}
+
 fn approval_from_row(row: &AnyRow) -> StoreResult<Approval> {
     let state: String = row.try_get("state")?;
     Ok(Approval {
@@ -1240,6 +1259,100 @@ impl Store for SqlStore {
         }
         tx.commit().await?;
         Ok(())
+    }
+
+    async fn create_suppression(&self, s: &Suppression, audit: AuditEvent) -> StoreResult<()> {
+        let (_w, mut tx) = self.shared.write_tx().await?;
+        sqlx::query(
+            "INSERT INTO suppressions (id, user_match, playbook, source, labels, reason, author, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(&s.id)
+        .bind(s.user.clone())
+        .bind(s.playbook.clone())
+        .bind(s.source.clone())
+        .bind(serde_json::to_string(&s.labels).expect("labels serialise"))
+        .bind(&s.reason)
+        .bind(&s.author)
+        .bind(&s.created_at)
+        .bind(&s.expires_at)
+        .execute(&mut *tx)
+        .await?;
+        append_audit_tx(&mut tx, vec![audit]).await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn list_suppressions(&self, now: &str, all: bool) -> StoreResult<Vec<Suppression>> {
+        let rows = sqlx::query(
+            "SELECT * FROM suppressions WHERE $1 = 1 OR (removed_at IS NULL AND expires_at > $2) ORDER BY created_at DESC, id DESC",
+        )
+        .bind(all as i64)
+        .bind(now)
+        .fetch_all(&self.shared.pool)
+        .await?;
+        rows.iter().map(suppression_from_row).collect()
+    }
+
+    async fn get_suppression(&self, id: &str) -> StoreResult<Option<Suppression>> {
+        let row = sqlx::query("SELECT * FROM suppressions WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&self.shared.pool)
+            .await?;
+        row.as_ref().map(suppression_from_row).transpose()
+    }
+
+    async fn remove_suppression(&self, id: &str, by: &str, now: &str) -> StoreResult<bool> {
+        let (_w, mut tx) = self.shared.write_tx().await?;
+        let Some(row) = sqlx::query(
+            "SELECT * FROM suppressions WHERE id = $1 AND removed_at IS NULL AND expires_at > $2",
+        )
+        .bind(id)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?
+        else {
+            return Ok(false);
+        };
+        let s = suppression_from_row(&row)?;
+        sqlx::query("UPDATE suppressions SET removed_at = $1, removed_by = $2 WHERE id = $3")
+            .bind(now)
+            .bind(by)
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+        append_audit_tx(&mut tx, vec![s.audit_event("suppression.removed", by)]).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn record_expired_suppressions(&self, now: &str) -> StoreResult<Vec<Suppression>> {
+        let (_w, mut tx) = self.shared.write_tx().await?;
+        let rows = sqlx::query(
+            "SELECT * FROM suppressions WHERE expiry_recorded = 0 AND removed_at IS NULL AND expires_at <= $1",
+        )
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        let expired: Vec<Suppression> = rows
+            .iter()
+            .map(suppression_from_row)
+            .collect::<StoreResult<_>>()?;
+        for s in &expired {
+            sqlx::query("UPDATE suppressions SET expiry_recorded = 1 WHERE id = $1")
+                .bind(&s.id)
+                .execute(&mut *tx)
+                .await?;
+        }
+        append_audit_tx(
+            &mut tx,
+            expired
+                .iter()
+                .map(|s| s.audit_event("suppression.expired", "system"))
+                .collect(),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(expired)
     }
 
     async fn remember_signature(

@@ -770,3 +770,5 @@ mod tests {
         );
     }
 }
+
+pub use crate::decisions::suppress::Suppression;

@@ -21,5 +21,6 @@ mod ops;
 mod playbooks;
 mod replicas;
 mod store_contract;
+mod suppressions;
 mod users_api;
 mod walking_path;

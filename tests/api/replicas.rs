@@ -432,3 +432,82 @@ async fn a_kill_9_during_a_burst_loses_nothing_on_sqlite() {
     );
     lockout::audit::verify(lockout::audit::GENESIS_HASH, &audit).unwrap();
 }
+
+/// A suppression made through one replica holds on the other (stored, not in memory), and
+/// once removed there, the next alert acts on either.
+#[tokio::test]
+async fn replicas_agree_on_suppressions() {
+    if !postgres_or_skip("the replica suppression test") {
+        return;
+    }
+    let (fake, dir, config) = setup(fresh_pg_database(), "");
+    let a = replica(&config, "replica-a").await;
+    let b = replica(&config, "replica-b").await;
+    let http = reqwest::Client::new();
+    let analyst = token("ana@example.com", &["secops"]);
+    let s: Value = http
+        .post(format!("{}/v1/suppressions", a.base))
+        .bearer_auth(&analyst)
+        .json(
+            &json!({"user": "bob@example.com", "reason": "pentest PT-12", "expires_in_secs": 600}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = s["id"].as_str().unwrap().to_owned();
+    // B reads suppressions again within a second.
+    tokio::time::sleep(lockout::context::SUPPRESSIONS_TTL + Duration::from_millis(200)).await;
+    let posted = post(&http, &b.base, "brute force", "bob@example.com", "on-b")
+        .await
+        .unwrap();
+    let alert = posted["alert_ids"][0].as_str().unwrap().to_owned();
+    let store = lockout::store::SqlStore::connect(
+        &lockout::config::Settings::load(Some(&config))
+            .unwrap()
+            .0
+            .store
+            .url,
+    )
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let suppressed = store
+            .query_audit(&lockout::store::AuditQuery {
+                kind: Some("guard.suppressed".into()),
+                alert_id: Some(alert.clone()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        if let Some(r) = suppressed.first() {
+            assert_eq!(r.event.data["suppression_id"], id.as_str());
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replica B did not apply the suppression"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(store.list_actions(Some(&alert)).await.unwrap().is_empty());
+    // Removed through B; the next alert, through A, acts.
+    let r = http
+        .delete(format!("{}/v1/suppressions/{id}", b.base))
+        .bearer_auth(&analyst)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    tokio::time::sleep(lockout::context::SUPPRESSIONS_TTL + Duration::from_millis(200)).await;
+    post(&http, &a.base, "brute force", "bob@example.com", "on-a")
+        .await
+        .unwrap();
+    let actions = wait_settled(&store, 1).await;
+    assert_eq!(actions.len(), 1, "{actions:?}");
+    assert_eq!(actions[0].state, ActionState::Succeeded);
+    drop((a, b, fake, dir));
+}
