@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::decisions::suppress::Suppression;
+
 use super::{StoreError, StoreResult};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -770,5 +772,3 @@ mod tests {
         );
     }
 }
-
-pub use crate::decisions::suppress::Suppression;
