@@ -570,6 +570,10 @@ pub async fn alert(
             }
         }
         let plan: Option<Value> = a.plan.as_deref().and_then(|p| serde_json::from_str(p).ok());
+        let verdicts = crate::http::alert_reads::report(&ctx, &id)
+            .await?
+            .map(|r| r["verdicts"].clone())
+            .unwrap_or_default();
         let actions: Vec<Value> = actions
             .iter()
             .map(|x| json!({"id": x.id, "kind": x.kind, "target": x.target, "state": x.state, "playbook": x.playbook, "mode": x.mode, "not_before": x.not_before, "result": x.result}))
@@ -579,6 +583,7 @@ pub async fn alert(
             "alert": a.alert,
             "subjects": subjects(&a.alert),
             "plan": plan,
+            "verdicts": verdicts,
             "actions": actions,
             "timeline": by_seq.into_values().collect::<Vec<_>>(),
         })))

@@ -4,6 +4,7 @@
 //! logic lives here. Every path is a resource, so an undeclared method answers 405.
 
 mod admin;
+pub(crate) mod alert_reads;
 mod alerts;
 pub(crate) mod approvals;
 pub(crate) mod audit;
@@ -52,16 +53,30 @@ pub fn routes(cfg: &mut web::ServiceConfig, sources: &[String]) {
     cfg.service(web::resource("/healthz").route(web::get().to(health::healthz)));
     for name in sources.iter().filter(|n| static_segment(n)) {
         let name: std::sync::Arc<str> = name.as_str().into();
+        let no_alert = format!("no alert {name}");
         cfg.service(
-            web::resource(format!("/v1/alerts/{name}")).route(web::post().to(
-                move |ctx, limit, req, payload| {
+            web::resource(format!("/v1/alerts/{name}"))
+                .route(web::post().to(move |ctx, limit, req, payload| {
                     let name = name.clone();
                     async move { alerts::receive_from(&name, ctx, limit, req, payload).await }
-                },
-            )),
+                }))
+                // GET takes an alert id, never a source's name: the same answer as any
+                // unknown id, after the same authentication.
+                .route(web::get().to(move |who: auth::Authenticated| {
+                    let no_alert = no_alert.clone();
+                    async move {
+                        drop(who);
+                        Err::<actix_web::HttpResponse, _>(ApiError::not_found(no_alert))
+                    }
+                })),
         );
     }
-    cfg.service(web::resource("/v1/alerts/{source}").route(web::post().to(alerts::receive)))
+    cfg.service(web::resource("/v1/alerts").route(web::get().to(alert_reads::list)))
+        .service(
+            web::resource("/v1/alerts/{source}")
+                .route(web::post().to(alerts::receive))
+                .route(web::get().to(alert_reads::get)),
+        )
         .service(web::resource("/readyz").route(web::get().to(health::readyz)))
         .service(web::resource("/metrics").route(web::get().to(health::metrics)))
         .service(web::resource("/openapi.json").route(

@@ -225,6 +225,22 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        path: "/v1/alerts",
+        summary: "Alerts, newest first: filters source, state, user (e-mail or id, by index), q (text); paging with before",
+        security: Some("approverJwt"),
+        body: None,
+        responses: &[(200, "AlertList"), (400, E), (401, E), (403, E), (500, E)],
+    },
+    Route {
+        method: "get",
+        path: "/v1/alerts/{source}",
+        summary: "One alert (the path segment is its id): every playbook's verdict and why, the plan, actions, approvals, Users API calls, audit records",
+        security: Some("approverJwt"),
+        body: None,
+        responses: &[(200, "AlertReport"), (401, E), (403, E), (404, E), (500, E)],
+    },
+    Route {
+        method: "get",
         path: "/v1/suppressions",
         summary: "The suppressions in force (all=true: every one ever made)",
         security: Some("approverJwt"),
@@ -285,6 +301,13 @@ fn schemas() -> Value {
             "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "details": {}}}}})),
         "Health": {"type": "object", "properties": {"status": {"type": "string"}}},
         "SlackReply": {"type": "object", "properties": {"text": {"type": "string"}}},
+        "AlertList": {"type": "object", "required": ["alerts"], "properties": {"alerts": {"type": "array", "items": {"type": "object"}}, "next_before": {"type": ["string", "null"]}}},
+        "AlertReport": {"type": "object", "required": ["alert", "verdicts", "actions", "approvals", "api_calls", "audit"], "properties": {
+            "alert": {"type": "object"}, "plan": {}, "actions": {"type": "array"}, "approvals": {"type": "array"}, "api_calls": {"type": "array"},
+            "audit": {"type": "array", "items": {"$ref": "#/components/schemas/AuditRecord"}},
+            "verdicts": {"type": "array", "items": {"type": "object", "required": ["playbook", "verdict", "because"], "properties": {
+                "playbook": {"type": "string"}, "verdict": {"type": "string", "enum": ["matched", "not_matched", "disabled", "error", "suppressed", "protected"]},
+                "because": {}, "failed": {"type": "string"}, "saw": {"type": "array"}, "detail": {}}}}}},
         "NewSuppression": {"type": "object", "required": ["reason"], "additionalProperties": false, "properties": {
             "user": {"type": ["string", "null"], "description": "an e-mail, an e-mail glob (*@contractor.example.com) or a 1Password id"},
             "playbook": {"type": ["string", "null"]}, "source": {"type": ["string", "null"]},

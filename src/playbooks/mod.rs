@@ -5,12 +5,14 @@
 
 mod cel;
 mod engine;
+mod explain;
 mod schema;
 pub mod template;
 pub mod testing;
 
 pub use self::cel::{ALERT_FIELDS, CelExpr, variable_context};
 pub use engine::{Plan, PlannedChain, PlannedStep, Skip, alert_value, evaluate};
+pub use explain::{Verdict, explain};
 pub use schema::{
     ApprovalSpec, Escalation, Limit, LoadContext, LoadError, Mode, OnTimeout, Playbook,
     PlaybookSet, ProtectedPattern, RequireState, Step, StepAction, load_dir, load_str,

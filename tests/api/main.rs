@@ -2,6 +2,7 @@
 //! random port against the fake Users API (also on a random port), with its own SQLite file.
 
 mod actions;
+mod alert_reads;
 mod alertmanager_real;
 mod approvals;
 mod audit_ops;
