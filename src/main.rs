@@ -492,8 +492,10 @@ fn playbooks(
             let mut out = vec![];
             for a in &alerts {
                 let (plan, verdicts) = testing::explain(&set, a, users.as_deref());
+                // Why each playbook did or did not match: the part of on.when that was false.
+                let why = lockout::playbooks::explain(&set, a);
                 if json {
-                    out.push(json!({"alert": {"title": a.title, "severity": a.severity, "status": a.status, "subjects": a.subjects}, "plan": plan, "verdicts": verdicts}));
+                    out.push(json!({"alert": {"title": a.title, "severity": a.severity, "status": a.status, "subjects": a.subjects}, "plan": plan, "verdicts": verdicts, "why": why}));
                 } else {
                     let subjects: Vec<String> = a
                         .subjects
@@ -509,6 +511,9 @@ fn playbooks(
                         subjects.join(", ")
                     );
                     out_raw!("{}", testing::table(&verdicts, &plan));
+                    for v in why.iter().filter(|v| v.verdict != "matched") {
+                        out!("why not {}: {}", v.playbook, v.because);
+                    }
                 }
             }
             if json {

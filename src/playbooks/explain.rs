@@ -152,6 +152,20 @@ fn to_json(v: &cel::Value) -> serde_json::Value {
         cel::Value::Float(f) => J::from(*f),
         cel::Value::String(s) => J::String(s.to_string()),
         cel::Value::List(items) => J::Array(items.iter().map(to_json).collect()),
+        cel::Value::Map(m) => J::Object(
+            m.map
+                .iter()
+                .map(|(k, v)| {
+                    let key = match k {
+                        cel::objects::Key::String(s) => s.to_string(),
+                        cel::objects::Key::Int(i) => i.to_string(),
+                        cel::objects::Key::Uint(u) => u.to_string(),
+                        cel::objects::Key::Bool(b) => b.to_string(),
+                    };
+                    (key, to_json(v))
+                })
+                .collect(),
+        ),
         other => J::String(format!("{other:?}")),
     }
 }
