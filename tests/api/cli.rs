@@ -363,7 +363,7 @@ async fn after_the_walkthrough_the_cli_sees_what_the_sandbox_service_did() {
     let r = http
         .post(format!("{base}/v1/alerts/generic"))
         .bearer_auth("sandbox-token")
-        .json(&serde_json::json!({"id": "siem-1", "title": "brute force against 1Password", "severity": "high", "user": {"email": "alice@example.com"}}))
+        .json(&serde_json::json!({"id": "siem-1", "title": "brute force against 1Password", "severity": "high", "user": {"email": "alice@example.com"}, "labels": {"outcome": "success_after_failures"}}))
         .send()
         .await
         .unwrap();
