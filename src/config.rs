@@ -331,6 +331,12 @@ pub struct ApprovalSettings {
     /// Expiry of approvals that their playbook does not time.
     #[serde(default = "default_approval_timeout")]
     pub default_timeout_secs: u64,
+    /// Roles whose JWTs may use the admin endpoints (reload, limit reset, audit), as a person.
+    #[serde(default = "default_admin_roles")]
+    pub admin_roles: Vec<String>,
+}
+fn default_admin_roles() -> Vec<String> {
+    vec!["lockout-admin".into()]
 }
 impl Default for ApprovalSettings {
     fn default() -> Self {
@@ -345,6 +351,7 @@ impl Default for ApprovalSettings {
             manual_approvers: default_approvers(),
             limit_approvers: default_approvers(),
             default_timeout_secs: default_approval_timeout(),
+            admin_roles: default_admin_roles(),
         }
     }
 }
@@ -440,6 +447,12 @@ pub struct ServerSettings {
     #[serde(default)]
     #[serde(serialize_with = "redact::list")]
     pub admin_tokens: Vec<SecretString>,
+    /// Admin tokens by name: the audit says which one acted (`admin:<name>`). The unnamed
+    /// ones above are named `admin-token` and `admin-tokens-<n>`. People use approver-style
+    /// JWTs with a role in `approvals.admin_roles` instead, and are named in the audit.
+    #[serde(default)]
+    #[serde(serialize_with = "redact::map")]
+    pub named_admin_tokens: BTreeMap<String, SecretString>,
     /// Identifies this replica in claims and logs (default: hostname-pid).
     #[serde(default)]
     pub instance_name: Option<String>,
@@ -447,9 +460,31 @@ pub struct ServerSettings {
 
 impl ServerSettings {
     pub fn admin_tokens(&self) -> Vec<SecretString> {
-        let mut all = self.admin_tokens.clone();
-        all.extend(self.admin_token.clone());
-        all.retain(|t| !t.expose_secret().is_empty());
+        self.named_admin_tokens()
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect()
+    }
+
+    /// Every admin token with its name, empty ones dropped.
+    pub fn named_admin_tokens(&self) -> Vec<(String, SecretString)> {
+        let mut all: Vec<(String, SecretString)> = self
+            .named_admin_tokens
+            .iter()
+            .map(|(n, t)| (n.clone(), t.clone()))
+            .collect();
+        all.extend(
+            self.admin_tokens
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (format!("admin-tokens-{}", i + 1), t.clone())),
+        );
+        all.extend(
+            self.admin_token
+                .clone()
+                .map(|t| ("admin-token".to_owned(), t)),
+        );
+        all.retain(|(_, t)| !t.expose_secret().is_empty());
         all
     }
 }
@@ -464,6 +499,7 @@ impl Default for ServerSettings {
             http_workers: 0,
             admin_token: None,
             admin_tokens: vec![],
+            named_admin_tokens: BTreeMap::new(),
             instance_name: None,
         }
     }
@@ -1000,7 +1036,8 @@ fn misspelt_variables(vars: impl Iterator<Item = String>) -> Vec<String> {
 }
 
 /// Keys whose value is a list, settable from the environment as comma-separated text.
-const LIST_KEYS: [&str; 13] = [
+const LIST_KEYS: [&str; 14] = [
+    "approvals.admin_roles",
     "notifications.protected_subject",
     "console.viewer_roles",
     "console.oidc.scopes",

@@ -34,6 +34,8 @@ pub const SUPPRESSIONS_TTL: Duration = Duration::from_secs(1);
 
 /// Everything the service holds while it runs. Built once by `startup`.
 pub struct AppContext {
+    /// `approvals.admin_roles`: people whose JWTs may use the admin endpoints.
+    pub admin_roles: Vec<String>,
     /// `guards.max_suppression_secs`.
     pub max_suppression: Duration,
     /// The suppressions in force, as last read from the store (every replica reads them

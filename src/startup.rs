@@ -259,6 +259,7 @@ pub fn build_context(
         tracing::error!(failpoint = %f, "worker.danger_failpoint is set: this process WILL ABORT on purpose (tests only)");
     }
     Ok(AppContext {
+        admin_roles: settings.approvals.admin_roles.clone(),
         max_suppression: Duration::from_secs(settings.guards.max_suppression_secs),
         suppression_cache: Default::default(),
         console_url: settings.console.public_url.clone(),
@@ -379,12 +380,9 @@ impl Application {
                 source,
             })?
             .port();
+        let named = settings.server.named_admin_tokens();
         let admin = web::Data::new(AdminTokens::new(
-            settings
-                .server
-                .admin_tokens()
-                .iter()
-                .map(|t| t.expose_secret()),
+            named.iter().map(|(n, t)| (n.as_str(), t.expose_secret())),
         ));
         let limit = web::Data::new(crate::http::IntakeLimits::new(
             settings.server.body_limit_bytes,

@@ -438,7 +438,7 @@ pub fn document() -> Value {
                 "sourceBearer": {"type": "http", "scheme": "bearer", "description": "A source's shared token"},
                 "sourceBasic": {"type": "http", "scheme": "basic"},
                 "sourceHmac": {"type": "apiKey", "in": "header", "name": "X-Signature", "description": "HMAC of the body (header name per source)"},
-                "adminToken": {"type": "http", "scheme": "bearer", "description": "server.admin_token"},
+                "adminToken": {"type": "http", "scheme": "bearer", "description": "a named admin token (server.named_admin_tokens, server.admin_token), or an approver-style JWT with a role in approvals.admin_roles"},
                 "approverJwt": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT", "description": "HS256 or RS256/ES256 via JWKS; roles from a configurable claim"},
             },
         },

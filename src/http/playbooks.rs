@@ -16,8 +16,8 @@ pub async fn list(_: Admin, ctx: web::Data<AppContext>) -> HttpResponse {
     }))
 }
 
-pub async fn reload(_: Admin, ctx: web::Data<AppContext>) -> Result<HttpResponse, ApiError> {
-    match ctx.reload_playbooks("admin").await {
+pub async fn reload(admin: Admin, ctx: web::Data<AppContext>) -> Result<HttpResponse, ApiError> {
+    match ctx.reload_playbooks(&admin.who).await {
         Ok(n) => Ok(HttpResponse::Ok().json(json!({"reloaded": true, "playbooks": n}))),
         Err(errors) => Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -28,10 +28,13 @@ pub async fn reload(_: Admin, ctx: web::Data<AppContext>) -> Result<HttpResponse
     }
 }
 
-pub async fn reset_limits(_: Admin, ctx: web::Data<AppContext>) -> Result<HttpResponse, ApiError> {
+pub async fn reset_limits(
+    admin: Admin,
+    ctx: web::Data<AppContext>,
+) -> Result<HttpResponse, ApiError> {
     let was = ctx
         .store
-        .reset_limits("admin", &crate::domain::now_rfc3339())
+        .reset_limits(&admin.who, &crate::domain::now_rfc3339())
         .await?;
     Ok(HttpResponse::Ok().json(json!({"reset": was})))
 }

@@ -467,3 +467,55 @@ fn top_level_modules_import_each_other_without_cycles() {
         }
     }
 }
+
+/// Admins are people: the admin endpoints take an approver-style JWT with an admin role, and
+/// every admin action's record names who acted — the person, or the named bootstrap token.
+#[tokio::test]
+async fn admin_actions_name_the_person_or_the_token() {
+    let app = spawn_app_with(AppOptions {
+        extra_server: "  named_admin_tokens: { ci-bootstrap: \"ci-bootstrap-token-0123456789\" }"
+            .into(),
+        ..AppOptions::default()
+    })
+    .await;
+    let reload = |bearer: String| {
+        let app = &app;
+        async move {
+            app.http
+                .post(format!("{}/v1/playbooks/reload", app.address))
+                .bearer_auth(bearer)
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        }
+    };
+    assert_eq!(
+        reload(token("ada@example.com", &["lockout-admin"])).await,
+        200
+    );
+    assert_eq!(reload("ci-bootstrap-token-0123456789".into()).await, 200);
+    assert_eq!(reload(ADMIN_TOKEN.into()).await, 200);
+    // An approver is not an admin; a forged token is nobody.
+    assert_eq!(reload(token("ana@example.com", &["secops"])).await, 403);
+    assert_eq!(reload("not-a-token".into()).await, 401);
+    let actors: Vec<String> = app
+        .audit("kind=playbooks.reloaded")
+        .await
+        .into_iter()
+        .map(|r| r.event.actor)
+        .collect();
+    assert_eq!(
+        actors,
+        ["ada@example.com", "admin:ci-bootstrap", "admin:admin-token"]
+    );
+    // A person reads the audit trail as an admin too.
+    let (status, _) = app
+        .get_json(
+            "/v1/audit?limit=1",
+            &token("ada@example.com", &["lockout-admin"]),
+        )
+        .await;
+    assert_eq!(status, 200);
+}
