@@ -274,6 +274,18 @@ pub fn decide(
         return record;
     }
     let plan = evaluate(playbooks, alert);
+    // Shadow playbooks: their would-be verdict beside the live one, recorded when either
+    // matched (the comparison `GET /v1/playbooks/{name}/shadow` reads). They never act.
+    for v in crate::playbooks::evaluate_shadows(playbooks, alert, &plan) {
+        if v.shadow_matched || v.live_matched {
+            record.audit.push(PreparedEvent::new(
+                AuditEvent::new("shadow.verdict", format!("playbook:{}", v.shadow))
+                    .alert(&alert.id)
+                    .playbook(&v.shadow)
+                    .data(serde_json::to_value(&v).expect("verdicts serialise")),
+            ));
+        }
+    }
     // Playbooks whose `on` did not match are listed by name only (their conditions are in
     // the playbook): that is most playbooks for most alerts, and this record is written for
     // every alert. Every other skip keeps its reason.

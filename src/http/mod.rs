@@ -113,6 +113,9 @@ pub fn routes(cfg: &mut web::ServiceConfig, sources: &[String]) {
                 .route(web::post().to(slack::interactions)),
         )
         .service(web::resource("/v1/playbooks").route(web::get().to(playbooks::list)))
+        .service(
+            web::resource("/v1/playbooks/{name}/shadow").route(web::get().to(playbooks::shadow)),
+        )
         .service(web::resource("/v1/playbooks/reload").route(web::post().to(playbooks::reload)))
         .service(web::resource("/v1/limits/reset").route(web::post().to(playbooks::reset_limits)));
 }

@@ -241,6 +241,20 @@ pub const ROUTES: &[Route] = &[
     },
     Route {
         method: "get",
+        path: "/v1/playbooks/{name}/shadow",
+        summary: "A shadow playbook compared with the live one it shadows: agreements, disagreements each way with example alert ids",
+        security: Some("approverJwt"),
+        body: None,
+        responses: &[
+            (200, "ShadowComparison"),
+            (401, E),
+            (403, E),
+            (404, E),
+            (500, E),
+        ],
+    },
+    Route {
+        method: "get",
         path: "/v1/suppressions",
         summary: "The suppressions in force (all=true: every one ever made)",
         security: Some("approverJwt"),
@@ -301,6 +315,9 @@ fn schemas() -> Value {
             "properties": {"code": {"type": "string"}, "message": {"type": "string"}, "details": {}}}}})),
         "Health": {"type": "object", "properties": {"status": {"type": "string"}}},
         "SlackReply": {"type": "object", "properties": {"text": {"type": "string"}}},
+        "ShadowComparison": {"type": "object", "required": ["shadow", "compared"], "properties": {
+            "shadow": {"type": "string"}, "shadows": {"type": ["string", "null"]}, "compared": {"type": "integer"},
+            "agree_both_matched": {"type": "integer"}, "shadow_only": {"type": "object"}, "live_only": {"type": "object"}, "note": {"type": "string"}}},
         "AlertList": {"type": "object", "required": ["alerts"], "properties": {"alerts": {"type": "array", "items": {"type": "object"}}, "next_before": {"type": ["string", "null"]}}},
         "AlertReport": {"type": "object", "required": ["alert", "verdicts", "actions", "approvals", "api_calls", "audit"], "properties": {
             "alert": {"type": "object"}, "plan": {}, "actions": {"type": "array"}, "approvals": {"type": "array"}, "api_calls": {"type": "array"},

@@ -90,7 +90,7 @@ pub fn evaluate(set: &PlaybookSet, alert: &Alert) -> Plan {
         built: std::cell::OnceCell::new(),
     };
     let mut plan = Plan::default();
-    for pb in &set.playbooks {
+    for pb in set.playbooks.iter().filter(|p| p.mode != Mode::Shadow) {
         evaluate_one(pb, alert, &value, &mut plan);
     }
     // Two playbooks that would act on the same user the same way become one chain.
@@ -106,6 +106,50 @@ pub fn evaluate(set: &PlaybookSet, alert: &Alert) -> Plan {
     }
     plan.chains = merged;
     plan
+}
+
+/// A shadow playbook's would-be verdict on an alert, beside the live one it shadows.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ShadowVerdict {
+    pub shadow: String,
+    pub shadows: String,
+    pub shadow_matched: bool,
+    pub live_matched: bool,
+    /// The users the shadow would have acted on, and the steps.
+    pub would: Vec<PlannedChain>,
+}
+
+/// Every shadow playbook's verdict on `alert`, given the live plan. Pure; acts on nothing.
+pub fn evaluate_shadows(set: &PlaybookSet, alert: &Alert, live: &Plan) -> Vec<ShadowVerdict> {
+    let shadows: Vec<&Playbook> = set
+        .playbooks
+        .iter()
+        .map(|p| p.as_ref())
+        .filter(|p| p.mode == Mode::Shadow)
+        .collect();
+    if shadows.is_empty() {
+        return vec![];
+    }
+    let value = AlertContext {
+        alert,
+        reads_raw: shadows.iter().any(|p| p.reads_raw),
+        built: std::cell::OnceCell::new(),
+    };
+    shadows
+        .into_iter()
+        .map(|pb| {
+            let mut plan = Plan::default();
+            evaluate_one(pb, alert, &value, &mut plan);
+            let shadows = pb.shadows.clone().unwrap_or_default();
+            ShadowVerdict {
+                shadow: pb.name.clone(),
+                live_matched: live.matched.contains(&shadows),
+                shadows,
+                shadow_matched: plan.matched.contains(&pb.name),
+                would: plan.chains,
+            }
+        })
+        .collect()
 }
 
 fn skip(

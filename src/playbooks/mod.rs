@@ -11,7 +11,9 @@ pub mod template;
 pub mod testing;
 
 pub use self::cel::{ALERT_FIELDS, CelExpr, variable_context};
-pub use engine::{Plan, PlannedChain, PlannedStep, Skip, alert_value, evaluate};
+pub use engine::{
+    Plan, PlannedChain, PlannedStep, ShadowVerdict, Skip, alert_value, evaluate, evaluate_shadows,
+};
 pub use explain::{Verdict, explain};
 pub use schema::{
     ApprovalSpec, Escalation, Limit, LoadContext, LoadError, Mode, OnTimeout, Playbook,

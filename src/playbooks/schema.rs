@@ -17,6 +17,9 @@ pub enum Mode {
     Enforce,
     /// Plan and audit; call nothing that changes state.
     DryRun,
+    /// Evaluated beside the live playbooks on every alert; its would-be verdict is recorded
+    /// and compared with the playbook it `shadows`, and it never acts.
+    Shadow,
 }
 
 impl Mode {
@@ -24,10 +27,11 @@ impl Mode {
         match self {
             Self::Enforce => "enforce",
             Self::DryRun => "dry_run",
+            Self::Shadow => "shadow",
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::Enforce, Self::DryRun]
+        [Self::Enforce, Self::DryRun, Self::Shadow]
             .into_iter()
             .find(|m| m.as_str() == s)
     }
@@ -45,6 +49,9 @@ struct PlaybookFile {
     enabled: bool,
     #[serde(default)]
     mode: Mode,
+    /// With `mode: shadow`: the live playbook this one would replace.
+    #[serde(default)]
+    shadows: Option<String>,
     on: OnFile,
     #[serde(default)]
     target: Option<Spanned<String>>,
@@ -316,6 +323,8 @@ pub struct Playbook {
     pub description: String,
     pub enabled: bool,
     pub mode: Mode,
+    /// `mode: shadow`: the live playbook it is compared with.
+    pub shadows: Option<String>,
     pub sources: Vec<String>,
     /// `None` matches both firing and resolved alerts.
     pub status: Option<AlertStatus>,
@@ -605,6 +614,15 @@ pub fn load_str(file: &str, text: &str, ctx: &LoadContext) -> Result<Playbook, V
             message: "name must not be empty".into(),
         });
     }
+    if (parsed.mode == Mode::Shadow) != parsed.shadows.is_some() {
+        errors.push(LoadError {
+            file: file.into(),
+            line: 1,
+            column: 1,
+            message: "mode: shadow and shadows: <the live playbook it would replace> go together"
+                .into(),
+        });
+    }
     if steps.is_empty() {
         errors.push(LoadError {
             file: file.into(),
@@ -629,6 +647,7 @@ pub fn load_str(file: &str, text: &str, ctx: &LoadContext) -> Result<Playbook, V
         description: parsed.description,
         enabled: parsed.enabled,
         mode: parsed.mode,
+        shadows: parsed.shadows,
         sources: parsed.on.sources,
         status: match parsed.on.status.unwrap_or(StatusFile::Firing) {
             StatusFile::Firing => Some(AlertStatus::Firing),

@@ -133,3 +133,106 @@ async fn a_suppressed_alert_names_its_suppression() {
     assert!(v["because"].as_str().unwrap().contains("pentest"), "{v}");
     assert_eq!(r["actions"], json!([]));
 }
+
+/// A shadow playbook is evaluated on every alert beside the live one it shadows, never acts
+/// (no action, no Users API call), and its comparison counts each case.
+#[tokio::test]
+async fn a_shadow_playbook_never_acts_and_its_comparison_counts_right() {
+    let shadow = r#"
+name: brute-force-v2
+mode: shadow
+shadows: suspend-on-brute-force
+on:
+  status: firing
+  when: "alert.severity == 'critical' || alert.title.contains('stuffing')"
+steps:
+  - suspend: {}
+"#;
+    let app = spawn_app_with(AppOptions {
+        playbooks: vec![
+            ("brute-force.yaml", BRUTE_FORCE_PLAYBOOK.into()),
+            ("brute-force-v2.yaml", shadow.into()),
+        ],
+        ..AppOptions::default()
+    })
+    .await;
+    let post = |title: &'static str, severity: &'static str, email: &'static str| {
+        let app = &app;
+        async move {
+            app.post_alert_id(
+                "generic",
+                &json!({"title": title, "severity": severity, "user": {"email": email}}),
+            )
+            .await
+        }
+    };
+    // Both match; only the live one matches (twice); only the shadow matches; neither.
+    let both = post(
+        "brute force against 1Password sign-in",
+        "critical",
+        "alice@example.com",
+    )
+    .await;
+    post(
+        "brute force against 1Password sign-in",
+        "high",
+        "bob@example.com",
+    )
+    .await;
+    post(
+        "brute force against 1Password sign-in",
+        "high",
+        "carol@example.com",
+    )
+    .await;
+    let shadow_only = post("credential stuffing", "low", "dave@example.com").await;
+    post("noise", "low", "dave@example.com").await;
+    app.settle().await;
+    // The shadow acted on nobody: dave has no action and the Users API never heard of him.
+    assert!(
+        app.ctx
+            .store
+            .list_actions(Some(&shadow_only))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        app.fake()
+            .requests()
+            .iter()
+            .all(|r| !r.path.contains("D6N4QST5AMUYLENZL4ZOVSX7WH")),
+        "{:?}",
+        app.fake().requests()
+    );
+    let suspended: usize = app
+        .fake()
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with(":suspend"))
+        .count();
+    assert_eq!(suspended, 3, "only the live playbook's three matches");
+    let (status, cmp) = app
+        .get_json(
+            "/v1/playbooks/brute-force-v2/shadow",
+            &token("ana@example.com", &["secops"]),
+        )
+        .await;
+    assert_eq!(status, 200, "{cmp}");
+    assert_eq!(cmp["shadows"], "suspend-on-brute-force");
+    assert_eq!(cmp["agree_both_matched"], 1);
+    assert_eq!(cmp["live_only"]["count"], 2);
+    assert_eq!(cmp["shadow_only"]["count"], 1);
+    assert_eq!(cmp["shadow_only"]["examples"], json!([shadow_only]));
+    let r = app
+        .audit(&format!("kind=shadow.verdict&alert_id={both}"))
+        .await;
+    assert_eq!(r[0].event.data["would"][0]["target"], "alice@example.com");
+    let (status, _) = app
+        .get_json(
+            "/v1/playbooks/suspend-on-brute-force/shadow",
+            &token("ana@example.com", &["secops"]),
+        )
+        .await;
+    assert_eq!(status, 404, "a live playbook has no shadow comparison");
+}

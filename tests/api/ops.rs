@@ -60,7 +60,8 @@ async fn the_served_openapi_matches_the_committed_file_and_covers_every_route() 
         let path = template
             .replace("{source}", "generic")
             .replace("{id}", "apr_x")
-            .replace("{user}", ALICE);
+            .replace("{user}", ALICE)
+            .replace("{name}", "suspend-on-brute-force");
         let r = app
             .http
             .put(format!("{}{path}", app.address))
