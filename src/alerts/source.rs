@@ -22,20 +22,12 @@ pub struct Source {
 }
 
 impl Source {
-    /// Parses `sources.<name>`: an unknown format, severity or mapping field, a mapping that
-    /// does not compile, or an authenticated source without a secret is an error naming the key.
+    /// Parses `sources.<name>` (its name checked by the settings' validation): an unknown
+    /// format, severity or mapping field, a mapping that does not compile, or an authenticated
+    /// source without a secret is an error naming the key.
     pub fn from_settings(name: &str, s: &SourceSettings) -> Result<Self, ConfigError> {
         let invalid =
             |key: &str, e: String| ConfigError::Invalid(format!("sources.{name}.{key}: {e}"));
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
-        {
-            return Err(ConfigError::Invalid(format!(
-                "source name {name:?} may only use letters, digits, '-' and '_'"
-            )));
-        }
         let format = s.format.parse().map_err(|e| invalid("format", e))?;
         let default_severity = match &s.default_severity {
             None => None,

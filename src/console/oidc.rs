@@ -117,16 +117,33 @@ impl Oidc {
         Ok(m)
     }
 
-    /// Where to send the browser, and what its session must remember until it returns.
-    pub async fn start(&self) -> Result<(String, Pending), OidcError> {
-        let client = CoreClient::from_provider_metadata(
+    /// The provider's client, from its (cached) discovery document.
+    async fn client(
+        &self,
+    ) -> Result<
+        CoreClient<
+            openidconnect::EndpointSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointNotSet,
+            openidconnect::EndpointMaybeSet,
+            openidconnect::EndpointMaybeSet,
+        >,
+        OidcError,
+    > {
+        Ok(CoreClient::from_provider_metadata(
             self.metadata().await?,
             self.client_id.clone(),
             Some(ClientSecret::new(
                 self.client_secret.expose_secret().to_owned(),
             )),
         )
-        .set_redirect_uri(self.redirect.clone());
+        .set_redirect_uri(self.redirect.clone()))
+    }
+
+    /// Where to send the browser, and what its session must remember until it returns.
+    pub async fn start(&self) -> Result<(String, Pending), OidcError> {
+        let client = self.client().await?;
         let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
         let mut request = client
             .authorize_url(
@@ -152,14 +169,7 @@ impl Oidc {
     /// The provider's answer: the code exchanged (with the PKCE verifier), the ID token
     /// verified (signature, issuer, audience, expiry, nonce), the person it names.
     pub async fn finish(&self, pending: Pending, code: &str) -> Result<Identity, OidcError> {
-        let client = CoreClient::from_provider_metadata(
-            self.metadata().await?,
-            self.client_id.clone(),
-            Some(ClientSecret::new(
-                self.client_secret.expose_secret().to_owned(),
-            )),
-        )
-        .set_redirect_uri(self.redirect.clone());
+        let client = self.client().await?;
         let http = self.http.clone();
         let token = client
             .exchange_code(AuthorizationCode::new(code.to_owned()))

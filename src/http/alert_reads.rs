@@ -5,29 +5,17 @@
 
 use std::collections::BTreeMap;
 
-use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::ApiError;
+use super::approvals::require_reader;
 use super::auth::Authenticated;
 use crate::alerts::Alert;
 use crate::context::AppContext;
 use crate::domain::UserRef;
 use crate::store::{AlertQuery, AuditQuery, StoreError};
-
-fn require_reader(ctx: &AppContext, who: &Authenticated) -> Result<(), ApiError> {
-    if who.0.roles.iter().any(|r| ctx.reads_approvals(r)) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "reading alerts needs an approver or analyst role",
-        ))
-    }
-}
 
 /// The report on one alert; none if there is no such alert.
 pub(crate) async fn report(ctx: &AppContext, id: &str) -> Result<Option<Value>, StoreError> {

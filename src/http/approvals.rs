@@ -78,7 +78,7 @@ pub(crate) fn require_reader(ctx: &AppContext, who: &Authenticated) -> Result<()
         Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "forbidden",
-            "reading approvals needs an approver or analyst role",
+            "reading approvals, alerts and shadow comparisons needs an approver or analyst role",
         ))
     }
 }

@@ -47,13 +47,7 @@ pub async fn shadow(
     ctx: web::Data<AppContext>,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    if !who.0.roles.iter().any(|r| ctx.reads_approvals(r)) {
-        return Err(ApiError::new(
-            actix_web::http::StatusCode::FORBIDDEN,
-            "forbidden",
-            "reading shadow comparisons needs an approver or analyst role",
-        ));
-    }
+    super::approvals::require_reader(&ctx, &who)?;
     let set = ctx.playbooks();
     let Some(pb) = set
         .playbooks

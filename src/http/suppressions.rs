@@ -8,24 +8,10 @@ use serde_json::json;
 
 use super::ApiError;
 use super::auth::Authenticated;
+use super::users::require_analyst;
 use crate::actions::suppressions::{self, NewSuppression, SuppressionError};
 use crate::context::AppContext;
 use crate::domain::now_rfc3339;
-
-fn require_analyst(ctx: &AppContext, who: &Authenticated) -> Result<(), ApiError> {
-    if who.0.roles.iter().any(|r| ctx.analyst_roles.contains(r)) {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!(
-                "suppressions need one of the roles: {}",
-                ctx.analyst_roles.join(", ")
-            ),
-        ))
-    }
-}
 
 pub async fn create(
     who: Authenticated,

@@ -26,7 +26,7 @@ pub struct ListQuery {
     pub state: Option<StateFilter>,
 }
 
-fn require_analyst(ctx: &AppContext, who: &Authenticated) -> Result<(), ApiError> {
+pub(crate) fn require_analyst(ctx: &AppContext, who: &Authenticated) -> Result<(), ApiError> {
     if who.0.roles.iter().any(|r| ctx.analyst_roles.contains(r)) {
         Ok(())
     } else {
