@@ -745,7 +745,6 @@ async fn suppressions(
                     source,
                     labels,
                     reason,
-                    expires_at: None,
                     expires_in_secs: Some(expires_in_secs),
                 },
                 std::time::Duration::from_secs(settings.guards.max_suppression_secs),

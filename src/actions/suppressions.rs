@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::domain::{format_time, new_id, parse_time};
+use crate::domain::{format_time, new_id};
 use crate::store::{Store, StoreError, Suppression};
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -23,11 +23,26 @@ pub struct NewSuppression {
     #[serde(default)]
     pub labels: BTreeMap<String, String>,
     pub reason: String,
-    /// When it ends (RFC 3339), or `expires_in_secs` from now: one of them is required.
-    #[serde(default)]
-    pub expires_at: Option<String>,
-    #[serde(default)]
+    /// How long it lasts from now (required). JSON's `3600.0` is read as 3600.
+    #[serde(default, deserialize_with = "whole_seconds")]
     pub expires_in_secs: Option<u64>,
+}
+
+/// A whole number of seconds, written as an integer or as a number with no fraction.
+fn whole_seconds<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    let n: Option<serde_json::Number> = Option::deserialize(d)?;
+    n.map(|n| {
+        n.as_u64()
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 1e15)
+                    .map(|f| f as u64)
+            })
+            .ok_or_else(|| {
+                serde::de::Error::custom("expires_in_secs must be a whole number of seconds")
+            })
+    })
+    .transpose()
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -64,14 +79,11 @@ pub fn validate(
     {
         return Err("a field holds a NUL character".into());
     }
-    let expires = match (&req.expires_at, req.expires_in_secs) {
-        (Some(at), None) => {
-            parse_time(at).ok_or_else(|| format!("expires_at {at:?} is not an RFC 3339 time"))?
-        }
-        (None, Some(secs)) => now + Duration::from_secs(secs),
-        (Some(_), Some(_)) => return Err("give expires_at or expires_in_secs, not both".into()),
-        (None, None) => return Err("an expiry is required (expires_at or expires_in_secs)".into()),
+    let Some(secs) = req.expires_in_secs else {
+        return Err("an expiry is required (expires_in_secs)".into());
     };
+    // Far beyond any maximum, but no overflow.
+    let expires = now + Duration::from_secs(secs.min(100 * 365 * 86400));
     if expires <= now {
         return Err("the expiry is not in the future".into());
     }
@@ -146,17 +158,7 @@ mod tests {
                 ..ok.clone()
             },
             NewSuppression {
-                expires_in_secs: None,
-                expires_at: Some("2026-12-07T11:00:00Z".into()),
-                ..ok.clone()
-            },
-            NewSuppression {
-                expires_at: Some("2026-12-07T13:00:00Z".into()),
-                ..ok.clone()
-            },
-            NewSuppression {
-                expires_in_secs: None,
-                expires_at: Some("tomorrow".into()),
+                expires_in_secs: Some(0),
                 ..ok.clone()
             },
         ];

@@ -151,7 +151,13 @@ pub async fn list(
         ),
         None => None,
     };
-    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            "limit must be between 1 and 500",
+        ));
+    }
     let alerts = ctx
         .store
         .list_alerts(&AlertQuery {

@@ -325,11 +325,19 @@ fn schemas() -> Value {
             "verdicts": {"type": "array", "items": {"type": "object", "required": ["playbook", "verdict", "because"], "properties": {
                 "playbook": {"type": "string"}, "verdict": {"type": "string", "enum": ["matched", "not_matched", "disabled", "error", "suppressed", "protected"]},
                 "because": {}, "failed": {"type": "string"}, "saw": {"type": "array"}, "detail": {}}}}}},
-        "NewSuppression": {"type": "object", "required": ["reason"], "additionalProperties": false, "properties": {
-            "user": {"type": ["string", "null"], "description": "an e-mail, an e-mail glob (*@contractor.example.com) or a 1Password id"},
-            "playbook": {"type": ["string", "null"]}, "source": {"type": ["string", "null"]},
-            "labels": {"type": "object", "additionalProperties": {"type": "string"}},
-            "reason": {"type": "string"}, "expires_at": {"type": ["string", "null"]}, "expires_in_secs": {"type": ["integer", "null"], "minimum": 0}}},
+        "NewSuppression": {"type": "object", "required": ["reason", "expires_in_secs"], "additionalProperties": false,
+            "description": "At least one of user, playbook, source, labels.",
+            "properties": {
+                "user": {"type": ["string", "null"], "pattern": "^[^\\x00]*$", "description": "an e-mail, an e-mail glob (*@contractor.example.com) or a 1Password id"},
+                "playbook": {"type": ["string", "null"], "pattern": "^[^\\x00]*$"}, "source": {"type": ["string", "null"], "pattern": "^[^\\x00]*$"},
+                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                "reason": {"type": "string", "pattern": "^[^\\x00]*\\S[^\\x00]*$"},
+                "expires_in_secs": {"type": "integer", "minimum": 1, "maximum": 604800, "description": "at most guards.max_suppression_secs (default 604800)"}},
+            "anyOf": [
+                {"required": ["user"], "properties": {"user": {"type": "string", "pattern": "^[^\\x00]*\\S[^\\x00]*$"}}},
+                {"required": ["playbook"], "properties": {"playbook": {"type": "string", "pattern": "^[^\\x00]*\\S[^\\x00]*$"}}},
+                {"required": ["source"], "properties": {"source": {"type": "string", "pattern": "^[^\\x00]*\\S[^\\x00]*$"}}},
+                {"required": ["labels"], "properties": {"labels": {"type": "object", "minProperties": 1}}}]},
         "Suppression": {"type": "object", "required": ["id", "reason", "author", "created_at", "expires_at"], "properties": {
             "id": {"type": "string"}, "user": {"type": ["string", "null"]}, "playbook": {"type": ["string", "null"]}, "source": {"type": ["string", "null"]},
             "labels": {"type": "object", "additionalProperties": {"type": "string"}}, "reason": {"type": "string"}, "author": {"type": "string"},
@@ -350,12 +358,12 @@ fn schemas() -> Value {
             "on_timeout": {"type": "string"}, "binding_hash": {"type": "string"}, "action": {}, "alert": {}}},
         "ApprovalList": {"type": "object", "required": ["approvals"], "properties": {"approvals": {"type": "array", "items": {"$ref": "#/components/schemas/Approval"}}}},
         "DecisionBody": {"type": "object", "additionalProperties": false, "properties": {"reason": {"type": ["string", "null"]}}},
-        "DenyBody": {"type": "object", "required": ["reason"], "additionalProperties": false, "properties": {"reason": {"type": "string", "pattern": "\\S"}}},
+        "DenyBody": {"type": "object", "required": ["reason"], "additionalProperties": false, "properties": {"reason": {"type": "string", "pattern": "^[^\\x00]*\\S[^\\x00]*$"}}},
         "DecisionResult": {"type": "object", "required": ["id", "state"], "properties": {"id": {"type": "string"}, "state": {"type": "string"}, "approvals": {"type": "integer"}, "quorum": {"type": "integer"}}},
         "User": {"type": "object", "required": ["id", "email", "state"], "properties": {"id": {"type": "string"}, "email": {"type": "string"}, "display_name": {"type": "string"},
             "state": {"type": "string", "enum": ["STATE_UNSPECIFIED", "ACTIVE", "SUSPENDED"]}, "create_time": {"type": "string"}, "path": {"type": "string"}}},
         "UserList": {"type": "object", "required": ["users"], "properties": {"users": {"type": "array", "items": {"$ref": "#/components/schemas/User"}}}},
-        "ManualBody": {"type": "object", "required": ["reason"], "additionalProperties": false, "properties": {"reason": {"type": "string", "pattern": "\\S"}, "approval_required": {"type": "boolean"}}},
+        "ManualBody": {"type": "object", "required": ["reason"], "additionalProperties": false, "properties": {"reason": {"type": "string", "pattern": "^[^\\x00]*\\S[^\\x00]*$"}, "approval_required": {"type": "boolean"}}},
         "ManualAccepted": {"type": "object", "properties": {"action_id": {"type": ["string", "null"]}, "state": {"type": ["string", "null"]}, "approval_id": {"type": ["string", "null"]}, "attached": {"type": "boolean"}}},
         "PlaybookList": {"type": "object", "required": ["playbooks"], "properties": {"playbooks": {"type": "array", "items": {"type": "object", "properties": {
             "name": {"type": "string"}, "description": {"type": "string"}, "enabled": {"type": "boolean"}, "mode": {"type": "string"}, "file": {"type": "string"}, "hash": {"type": "string"}, "steps": {"type": "integer"}}}}}},
@@ -364,9 +372,9 @@ fn schemas() -> Value {
     })
 }
 
-fn parameters(path: &str) -> Vec<Value> {
+fn parameters(method: &str, path: &str) -> Vec<Value> {
     let mut out = vec![];
-    for name in ["source", "id", "user"] {
+    for name in ["source", "id", "user", "name"] {
         if path.contains(&format!("{{{name}}}")) {
             let schema = match name {
                 // A 1Password user id (26 upper-case base-32 characters) or an e-mail address.
@@ -392,6 +400,14 @@ fn parameters(path: &str) -> Vec<Value> {
         }
         "/v1/approvals" => out.push(q("state", json!({"type": "string", "enum": ["pending", "approved", "denied", "expired", "cancelled"]}))),
         "/v1/users" => out.push(q("state", json!({"type": "string", "enum": ["active", "suspended"]}))),
+        "/v1/alerts" => {
+            for f in ["source", "state", "q", "before"] {
+                out.push(q(f, json!({"type": "string"})));
+            }
+            out.push(q("user", json!({"type": "string", "description": "an e-mail or a 1Password id", "pattern": "^([A-Z0-9]{26}|[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(\\.[A-Za-z0-9-]+)+)$"})));
+            out.push(q("limit", json!({"type": "integer", "minimum": 1, "maximum": 500})));
+        }
+        "/v1/suppressions" if method == "get" => out.push(q("all", json!({"type": "boolean"}))),
         _ => {}
     }
     out
@@ -420,7 +436,7 @@ pub fn document() -> Value {
         let mut op = json!({
             "summary": r.summary,
             "operationId": format!("{}{}", r.method, r.path.replace(['/', '{', '}', '.'], "_")),
-            "parameters": parameters(r.path),
+            "parameters": parameters(r.method, r.path),
             "responses": r.responses.iter().map(|(code, kind)| (code.to_string(), response(kind))).collect::<serde_json::Map<_, _>>(),
         });
         match r.security {
