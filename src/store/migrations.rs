@@ -155,7 +155,7 @@ DROP INDEX IF EXISTS alerts_by_correlation;
     (
         10,
         "who each alert is about, searchable",
-        V10_ALERT_SUBJECTS,
+        V10_ALERT_SUBJECTS_SQLITE,
     ),
     (11, "suppressions", V11_SUPPRESSIONS),
 ];
@@ -382,6 +382,16 @@ CREATE TABLE sandbox_users (
 /// the planner carries it out instead of evaluating again.
 /// Every name (e-mail, lower-cased; 1Password id) an alert gives its subjects, so the console
 /// finds a user's alerts by index among any number of alerts.
+/// On SQLite the table is its own index (WITHOUT ROWID): one b-tree insert per name on
+/// intake's path instead of two.
+const V10_ALERT_SUBJECTS_SQLITE: &str = r#"
+CREATE TABLE alert_subjects (
+    subject  TEXT NOT NULL,
+    alert_id TEXT NOT NULL,
+    PRIMARY KEY (subject, alert_id)
+) WITHOUT ROWID;
+"#;
+
 const V10_ALERT_SUBJECTS: &str = r#"
 CREATE TABLE alert_subjects (
     subject  TEXT NOT NULL,
