@@ -27,7 +27,6 @@ pub use session::SignedIn;
 
 /// The console's own state beside `AppContext`.
 pub struct Console {
-    pub public_url: Option<String>,
     pub idle: Duration,
     pub absolute: Duration,
     pub viewer_roles: Vec<String>,
@@ -76,7 +75,6 @@ impl Console {
             _ => None,
         };
         Ok(Self {
-            public_url: c.public_url.clone(),
             idle: Duration::from_secs(c.idle_timeout_secs),
             absolute: Duration::from_secs(c.absolute_timeout_secs),
             viewer_roles: c.viewer_roles.clone(),
@@ -89,14 +87,6 @@ impl Console {
                 .as_deref()
                 .is_some_and(|u| u.starts_with("https://")),
         })
-    }
-
-    /// A link to a console page, absolute when the public URL is known (for notifications).
-    pub fn link(public_url: Option<&str>, path: &str) -> String {
-        match public_url {
-            Some(base) => format!("{}{path}", base.trim_end_matches('/')),
-            None => path.to_owned(),
-        }
     }
 }
 

@@ -113,6 +113,13 @@ pub fn message(
     )
 }
 
+/// A redirect after a form or to another page (303: the browser follows with a GET).
+pub fn see_other(to: impl Into<String>) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header(("Location", to.into()))
+        .finish()
+}
+
 pub fn not_found(console: &Console, who: Option<&SignedIn>) -> HttpResponse {
     message(
         console,
@@ -145,9 +152,7 @@ macro_rules! signed_in {
 }
 
 pub async fn home() -> HttpResponse {
-    HttpResponse::SeeOther()
-        .insert_header(("Location", "/console/approvals"))
-        .finish()
+    see_other("/console/approvals")
 }
 
 pub async fn asset(file: web::Path<String>) -> HttpResponse {
@@ -550,30 +555,13 @@ pub async fn alert(
 ) -> HttpResponse {
     let who = signed_in!(console, ctx, session);
     let result = async {
-        let Some(a) = ctx.store.get_alert(&id).await? else {
+        let Some(found) = crate::http::alert_reads::alert_records(&ctx, &id).await? else {
             return Ok(None);
         };
-        let actions = ctx.store.list_actions(Some(&id)).await?;
-        let records = ctx
-            .store
-            .query_audit(&AuditQuery { alert_id: Some(id.to_string()), limit: Some(1000), ..Default::default() })
-            .await?;
-        // Records of the actions (their API calls, decisions) carry the action, not always the alert.
-        let mut by_seq: BTreeMap<i64, Value> = records.iter().map(|r| (r.seq, timeline_row(r))).collect();
-        for x in &actions {
-            for r in ctx
-                .store
-                .query_audit(&AuditQuery { action_id: Some(x.id.clone()), limit: Some(500), ..Default::default() })
-                .await?
-            {
-                by_seq.entry(r.seq).or_insert_with(|| timeline_row(&r));
-            }
-        }
+        let verdicts = crate::http::alert_reads::verdicts(&ctx, &found);
+        let (a, actions) = (&found.stored, &found.actions);
         let plan: Option<Value> = a.plan.as_deref().and_then(|p| serde_json::from_str(p).ok());
-        let verdicts = crate::http::alert_reads::report(&ctx, &id)
-            .await?
-            .map(|r| r["verdicts"].clone())
-            .unwrap_or_default();
+        let timeline: Vec<Value> = found.records.iter().map(timeline_row).collect();
         let actions: Vec<Value> = actions
             .iter()
             .map(|x| json!({"id": x.id, "kind": x.kind, "target": x.target, "state": x.state, "playbook": x.playbook, "mode": x.mode, "not_before": x.not_before, "result": x.result}))
@@ -585,7 +573,7 @@ pub async fn alert(
             "plan": plan,
             "verdicts": verdicts,
             "actions": actions,
-            "timeline": by_seq.into_values().collect::<Vec<_>>(),
+            "timeline": timeline,
         })))
     }
     .await;
@@ -612,12 +600,7 @@ pub async fn users(
     if let Some(t) = &text
         && UserRef::parse(t).is_ok()
     {
-        return HttpResponse::SeeOther()
-            .insert_header((
-                "Location",
-                format!("/console/users/{}", urlencoding::encode(t)),
-            ))
-            .finish();
+        return see_other(format!("/console/users/{}", urlencoding::encode(t)));
     }
     let found = match &text {
         None => vec![],

@@ -118,9 +118,7 @@ fn to_sign_in(why: Option<&str>) -> HttpResponse {
         Some(w) => format!("/console/sign-in?why={w}"),
         None => "/console/sign-in".into(),
     };
-    HttpResponse::SeeOther()
-        .insert_header(("Location", to))
-        .finish()
+    pages::see_other(to)
 }
 
 #[derive(Deserialize)]
@@ -165,9 +163,7 @@ pub async fn oidc_start(console: web::Data<Console>, session: Session) -> HttpRe
     match oidc.start().await {
         Ok((url, pending)) => {
             let _ = session.insert("oidc", &pending);
-            HttpResponse::SeeOther()
-                .insert_header(("Location", url))
-                .finish()
+            pages::see_other(url)
         }
         Err(e) => {
             tracing::warn!(error = %e, "OIDC sign-in could not start");
@@ -210,12 +206,10 @@ pub async fn oidc_callback(
                         .data(json!({"reason": why})),
                 ])
                 .await;
-            HttpResponse::SeeOther()
-                .insert_header((
-                    "Location",
-                    format!("/console/sign-in?error={}", urlencoding::encode(&why)),
-                ))
-                .finish()
+            pages::see_other(format!(
+                "/console/sign-in?error={}",
+                urlencoding::encode(&why)
+            ))
         }
     };
     if let Some(e) = &q.error {
@@ -288,9 +282,7 @@ async fn sign_in(ctx: &AppContext, session: &Session, who: Identity, via: &str) 
                 .data(json!({"via": via, "roles": signed.roles})),
         ])
         .await;
-    HttpResponse::SeeOther()
-        .insert_header(("Location", "/console/approvals"))
-        .finish()
+    pages::see_other("/console/approvals")
 }
 
 #[derive(Deserialize)]
@@ -307,7 +299,5 @@ pub async fn sign_out(
         return *r;
     }
     session.purge();
-    HttpResponse::SeeOther()
-        .insert_header(("Location", "/console/sign-in?why=signed-out"))
-        .finish()
+    pages::see_other("/console/sign-in?why=signed-out")
 }

@@ -17,8 +17,18 @@ use crate::context::AppContext;
 use crate::domain::UserRef;
 use crate::store::{AlertQuery, AuditQuery, StoreError};
 
-/// The report on one alert; none if there is no such alert.
-pub(crate) async fn report(ctx: &AppContext, id: &str) -> Result<Option<Value>, StoreError> {
+/// What the store holds about one alert: the alert, its actions, and its audit records with
+/// those of its actions, in order. Read once for the API's report and the console's page.
+pub(crate) struct AlertRecords {
+    pub stored: crate::store::StoredAlert,
+    pub actions: Vec<crate::store::Action>,
+    pub records: Vec<crate::audit::AuditRecord>,
+}
+
+pub(crate) async fn alert_records(
+    ctx: &AppContext,
+    id: &str,
+) -> Result<Option<AlertRecords>, StoreError> {
     let Some(stored) = ctx.store.get_alert(id).await? else {
         return Ok(None);
     };
@@ -48,14 +58,18 @@ pub(crate) async fn report(ctx: &AppContext, id: &str) -> Result<Option<Value>, 
             records.entry(r.seq).or_insert(r);
         }
     }
-    let records: Vec<crate::audit::AuditRecord> = records.into_values().collect();
-    let plan = records
-        .iter()
-        .find(|r| r.event.kind == "plan.made")
-        .map(|r| r.event.data.clone());
-    // What the planner decided beyond the playbooks' own verdicts, by playbook.
+    Ok(Some(AlertRecords {
+        stored,
+        actions,
+        records: records.into_values().collect(),
+    }))
+}
+
+/// Every playbook's verdict on the alert, with the planner's own decisions (suppressed,
+/// protected) laid over the playbooks' explanations.
+pub(crate) fn verdicts(ctx: &AppContext, r: &AlertRecords) -> Vec<Value> {
     let mut held: BTreeMap<String, (&str, Value)> = BTreeMap::new();
-    for r in &records {
+    for r in &r.records {
         let verdict = match r.event.kind.as_str() {
             "guard.suppressed" => "suppressed",
             "guard.protected" => "protected",
@@ -65,7 +79,7 @@ pub(crate) async fn report(ctx: &AppContext, id: &str) -> Result<Option<Value>, 
             held.insert(p.clone(), (verdict, json!({"target": r.event.subject, "reason": r.event.data["reason"], "suppression_id": r.event.data.get("suppression_id")})));
         }
     }
-    let verdicts: Vec<Value> = match serde_json::from_value::<Alert>(stored.alert.clone()) {
+    match serde_json::from_value::<Alert>(r.stored.alert.clone()) {
         Ok(alert) => crate::playbooks::explain(&ctx.playbooks(), &alert)
             .into_iter()
             .map(|v| {
@@ -79,15 +93,35 @@ pub(crate) async fn report(ctx: &AppContext, id: &str) -> Result<Option<Value>, 
             })
             .collect(),
         Err(_) => vec![],
-    };
-    let mut approvals = vec![];
-    for a in &actions {
-        for ap in ctx.store.list_approvals(None).await? {
-            if ap.action_id == a.id {
-                approvals.push(json!({"id": ap.id, "action_id": ap.action_id, "state": ap.state, "decisions": ap.decisions, "expires_at": ap.expires_at}));
-            }
-        }
     }
+}
+
+/// The report on one alert; none if there is no such alert.
+pub(crate) async fn report(ctx: &AppContext, id: &str) -> Result<Option<Value>, StoreError> {
+    let Some(found) = alert_records(ctx, id).await? else {
+        return Ok(None);
+    };
+    let verdicts = verdicts(ctx, &found);
+    let AlertRecords {
+        stored,
+        actions,
+        records,
+    } = found;
+    let plan = records
+        .iter()
+        .find(|r| r.event.kind == "plan.made")
+        .map(|r| r.event.data.clone());
+    let approvals: Vec<Value> = if actions.is_empty() {
+        vec![]
+    } else {
+        ctx.store
+            .list_approvals(None)
+            .await?
+            .into_iter()
+            .filter(|ap| actions.iter().any(|a| a.id == ap.action_id))
+            .map(|ap| json!({"id": ap.id, "action_id": ap.action_id, "state": ap.state, "decisions": ap.decisions, "expires_at": ap.expires_at}))
+            .collect()
+    };
     let api_calls: Vec<Value> = records
         .iter()
         .filter(|r| r.event.kind == "api.call")
