@@ -56,6 +56,89 @@ pub struct Settings {
     /// Approvals from Slack's interactive buttons.
     #[serde(default)]
     pub slack: Option<SlackSettings>,
+    /// The 1Password Events API: context for approvals, proof after actions, and a direct
+    /// source of alerts. In the sandbox, without `base_url`/`token`: the in-process fake.
+    #[serde(default)]
+    pub events_api: Option<EventsApiSettings>,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventsApiSettings {
+    /// The events host, e.g. `https://events.1password.com`; default: from `region`, else the
+    /// host named in the token's `aud` claim.
+    #[serde(default, serialize_with = "redact::option_url")]
+    pub base_url: Option<String>,
+    /// `com`, `ent`, `ca` or `eu`.
+    #[serde(default)]
+    pub region: Option<String>,
+    /// The bearer token of an Events Reporting integration (prefer `token_file`).
+    #[serde(default, serialize_with = "redact::option")]
+    pub token: Option<SecretString>,
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+    /// Feeds to poll (default: all three; each needs the token's feature).
+    #[serde(default = "default_event_feeds")]
+    pub feeds: Vec<String>,
+    /// A source of `format: 1password_events` that receives every new event as an alert (the
+    /// playbooks' direct source). None: events are kept for context and proof only.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Pause between polls once a feed is caught up.
+    #[serde(default = "default_event_poll")]
+    pub poll_interval_secs: u64,
+    /// Items per page (1–1000).
+    #[serde(default = "default_event_page_limit")]
+    pub page_limit: u32,
+    /// The first poll (no cursor kept yet) starts this far back.
+    #[serde(default = "default_event_lookback")]
+    pub start_lookback_secs: u64,
+    /// A feed that errors, or brings no event, for this long is unhealthy (`/readyz`, metric,
+    /// `notifications.feed_unhealthy`).
+    #[serde(default = "default_event_silence")]
+    pub silence_alarm_secs: u64,
+    /// The user's recent activity frozen into approvals and manual actions: how far back…
+    #[serde(default = "default_event_context_window")]
+    pub context_window_secs: u64,
+    /// …and at most how many events per feed.
+    #[serde(default = "default_event_context_max")]
+    pub context_max_events: u32,
+    /// After a suspend or reactivate, how long lockout waits for 1Password's audit event of it
+    /// before recording `action.unverified`.
+    #[serde(default = "default_event_verify_window")]
+    pub verify_window_secs: u64,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    #[serde(default)]
+    pub retry: RetrySettings,
+}
+fn default_event_feeds() -> Vec<String> {
+    vec![
+        "signinattempts".into(),
+        "itemusages".into(),
+        "auditevents".into(),
+    ]
+}
+fn default_event_poll() -> u64 {
+    10
+}
+fn default_event_page_limit() -> u32 {
+    1000
+}
+fn default_event_lookback() -> u64 {
+    3600
+}
+fn default_event_silence() -> u64 {
+    3600
+}
+fn default_event_context_window() -> u64 {
+    86400
+}
+fn default_event_context_max() -> u32 {
+    20
+}
+fn default_event_verify_window() -> u64 {
+    600
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -302,6 +385,12 @@ pub struct NotificationSettings {
     /// A protected account was the subject of an alert (nothing about it was changed).
     #[serde(default)]
     pub protected_subject: Vec<String>,
+    /// An Events API feed failed or fell silent (and, later, recovered).
+    #[serde(default)]
+    pub feed_unhealthy: Vec<String>,
+    /// 1Password's audit log never showed a suspension or reactivation lockout made.
+    #[serde(default)]
+    pub action_unverified: Vec<String>,
 }
 
 #[derive(Debug, Deserialize, Serialize)]
@@ -1036,7 +1125,8 @@ fn misspelt_variables(vars: impl Iterator<Item = String>) -> Vec<String> {
 }
 
 /// Keys whose value is a list, settable from the environment as comma-separated text.
-const LIST_KEYS: [&str; 14] = [
+const LIST_KEYS: [&str; 17] = [
+    "events_api.feeds",
     "approvals.admin_roles",
     "notifications.protected_subject",
     "console.viewer_roles",
@@ -1051,6 +1141,8 @@ const LIST_KEYS: [&str; 14] = [
     "notifications.action_failed",
     "notifications.limit_tripped",
     "notifications.alert_held",
+    "notifications.feed_unhealthy",
+    "notifications.action_unverified",
 ];
 
 /// `a.client_secret` for `a.client_secret_file` and back: the key an environment value
@@ -1403,6 +1495,16 @@ sources:
     auth:
       type: bearer
       token: "sandbox-token"
+  onepassword:
+    format: 1password_events
+    auth:
+      type: bearer
+      token: "sandbox-token"
+events_api:
+  source: onepassword
+  poll_interval_secs: 2
+guards:
+  self_actors: ["LOCKOUTSANDBOXINTEGRAT2345"]
 "#;
 
 /// A URL as it may be shown: its password (and secret-named query parameters) redacted.
@@ -1583,6 +1685,7 @@ guards: { global_limit: { max: 1, per_secs: 1 } }
 audit:
   forward: { url: "https://example.com/audit" }
   checkpoint: { key_file: /k }
+events_api: { token: t }
 "#,
                 config::FileFormat::Yaml,
             ))

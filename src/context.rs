@@ -79,6 +79,10 @@ pub struct AppContext {
     pub readiness: std::sync::Mutex<Option<(std::time::Instant, String)>>,
     /// More subjects than this in one alert: held for a human, not planned.
     pub max_subjects_per_alert: usize,
+    /// The Events API (feeds, health, history), when configured or in the sandbox.
+    pub events: Option<Arc<crate::events_api::EventsRuntime>>,
+    /// The sandbox's fake (to script its event stream); none in live mode.
+    pub sandbox_fake: Option<crate::sandbox::FakeHandle>,
 }
 
 /// The live playbook set: read as a cheap snapshot, swapped whole on reload.
@@ -283,6 +287,8 @@ impl AppContext {
             "limit_tripped" => &self.notifications.limit_tripped,
             "alert_held" => &self.notifications.alert_held,
             "protected_subject" => &self.notifications.protected_subject,
+            "feed_unhealthy" | "feed_recovered" => &self.notifications.feed_unhealthy,
+            "action_unverified" => &self.notifications.action_unverified,
             _ => return,
         };
         for t in targets {

@@ -10,6 +10,7 @@ pub mod console;
 pub mod context;
 pub mod decisions;
 pub mod domain;
+pub mod events_api;
 pub mod expr;
 pub mod forward;
 pub mod http;

@@ -684,7 +684,6 @@ async fn users(settings: &Settings, command: UsersCommand) -> anyhow::Result<Exi
                 } else {
                     lockout::playbooks::StepAction::Reactivate
                 };
-                let sandbox = fake.is_some();
                 let (prepared, playbooks) = parsed.take().expect("one change per run");
                 let ctx = lockout::startup::build_context(
                     settings,
@@ -692,7 +691,7 @@ async fn users(settings: &Settings, command: UsersCommand) -> anyhow::Result<Exi
                     playbooks,
                     store.clone(),
                     client.clone(),
-                    sandbox,
+                    fake.as_ref(),
                 )?;
                 operator_change(&ctx, &user, &reason, step, json).await?;
             }

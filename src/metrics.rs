@@ -82,6 +82,36 @@ const HELP: &[(&str, &str, &str)] = &[
         "gauge",
         "Age of the oldest pending approval",
     ),
+    (
+        "lockout_events_ingested_total",
+        "counter",
+        "New 1Password Events API events kept, by feed",
+    ),
+    (
+        "lockout_events_errors_total",
+        "counter",
+        "Failed Events API polls (after the client's retries), by feed",
+    ),
+    (
+        "lockout_events_last_event_age_seconds",
+        "gauge",
+        "Time since a feed last brought a new event",
+    ),
+    (
+        "lockout_events_lag_seconds",
+        "gauge",
+        "Age of the newest event read from a feed",
+    ),
+    (
+        "lockout_events_feed_healthy",
+        "gauge",
+        "1 when a feed is healthy, 0 when it errors or is silent past events_api.silence_alarm_secs",
+    ),
+    (
+        "lockout_actions_verified_total",
+        "counter",
+        "Suspensions and reactivations checked against 1Password's audit events, by outcome",
+    ),
 ];
 
 impl Metrics {

@@ -62,6 +62,8 @@ pub struct Prepared {
     /// The Users API client's configuration; none in sandbox mode.
     pub users_api: Option<ClientConfig>,
     pub checkpoint_key: Option<crate::audit::checkpoint::CheckpointKey>,
+    /// The Events API's client and policy; none without an `events_api` section.
+    pub events: Option<crate::events_api::EventsSetup>,
 }
 
 /// What `serve` checks before it starts, beyond the settings themselves (and what `config
@@ -104,11 +106,35 @@ pub fn prepare(settings: &Settings) -> Result<Prepared, StartupError> {
         .map(ClientConfig::from_settings)
         .transpose()?;
     let checkpoint_key = crate::audit::checkpoint::CheckpointKey::from_settings(&settings.audit)?;
+    let events = settings
+        .events_api
+        .as_ref()
+        .map(|e| crate::events_api::EventsSetup::from_settings(e, settings.is_sandbox()))
+        .transpose()?;
+    if let Some(name) = events.as_ref().and_then(|e| e.policy.source.as_ref()) {
+        match sources.get(name) {
+            Some(s) if s.format == crate::alerts::SourceFormat::OnePasswordEvents => {}
+            Some(s) => {
+                return Err(ConfigError::Invalid(format!(
+                    "events_api.source: source {name:?} has format {}, not 1password_events",
+                    s.format.as_str()
+                ))
+                .into());
+            }
+            None => {
+                return Err(ConfigError::Invalid(format!(
+                    "events_api.source: no source named {name:?} (add one with format: 1password_events)"
+                ))
+                .into());
+            }
+        }
+    }
     Ok(Prepared {
         sources,
         protected,
         users_api,
         checkpoint_key,
+        events,
     })
 }
 
@@ -239,8 +265,34 @@ pub fn build_context(
     playbooks: crate::playbooks::PlaybookSet,
     store: Arc<dyn Store>,
     users: UsersApiClient,
-    sandbox: bool,
+    fake: Option<&RunningFake>,
 ) -> Result<AppContext, StartupError> {
+    let sandbox = fake.is_some();
+    let events = match &prepared.events {
+        None => None,
+        Some(setup) => {
+            let cfg = match (&setup.client, fake) {
+                (Some(c), _) => c.clone(),
+                (None, Some(fake)) => crate::events_api::EventsConfig {
+                    base_url: fake.base_url.clone(),
+                    token: SecretString::from(FakeConfig::SANDBOX_EVENTS_TOKEN),
+                    timeout: Duration::from_secs(10),
+                    retry: RetryPolicy::default(),
+                },
+                (None, None) => {
+                    return Err(StartupError::Config(ConfigError::Invalid(
+                        "events_api: token_file is required outside the sandbox".into(),
+                    )));
+                }
+            };
+            let client = crate::events_api::EventsClient::new(cfg)
+                .map_err(|e| StartupError::Sandbox(format!("Events API client: {e}")))?;
+            Some(Arc::new(crate::events_api::EventsRuntime::new(
+                client,
+                setup.policy.clone(),
+            )))
+        }
+    };
     let load_context = LoadContext {
         notify_targets: settings.notify.keys().cloned().collect(),
     };
@@ -296,6 +348,8 @@ pub fn build_context(
             limit_tripped: settings.notifications.limit_tripped.clone(),
             alert_held: settings.notifications.alert_held.clone(),
             protected_subject: settings.notifications.protected_subject.clone(),
+            feed_unhealthy: settings.notifications.feed_unhealthy.clone(),
+            action_unverified: settings.notifications.action_unverified.clone(),
         },
         max_subjects_per_alert: settings.guards.max_subjects_per_alert.max(1),
         jwt: JwtVerifier::new(&settings.approvals)?,
@@ -309,6 +363,8 @@ pub fn build_context(
         refusals: Default::default(),
         readiness: Default::default(),
         refusal_interval: Duration::from_secs(settings.audit.refusal_interval_secs.max(1)),
+        events,
+        sandbox_fake: fake.map(|f| f.handle.clone()),
     })
 }
 
@@ -362,7 +418,7 @@ impl Application {
             playbooks,
             store.clone(),
             users,
-            fake.is_some(),
+            fake.as_ref(),
         )?);
         store
             .append_audit(vec![AuditEvent::new("service.started", "system").data(json!({
@@ -458,6 +514,10 @@ impl Application {
                 shutdown.clone(),
             )),
         ];
+        background.push(tokio::spawn(crate::actions::feeds::run_feeds(
+            ctx.clone(),
+            shutdown.clone(),
+        )));
         background.push(tokio::spawn({
             let ctx = ctx.clone();
             let shutdown = shutdown.clone();

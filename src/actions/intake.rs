@@ -38,16 +38,37 @@ pub fn accept(
         source.default_severity,
         body,
     )?;
+    Ok(accept_parsed(
+        ctx,
+        playbooks,
+        suppressions,
+        source,
+        parsed.into_iter().map(|p| (p, Default::default())),
+        now,
+    ))
+}
+
+/// The same for alerts already parsed, each with its windows (the events source computes
+/// them; other sources have none).
+pub fn accept_parsed(
+    ctx: &AppContext,
+    playbooks: &PlaybookSet,
+    suppressions: &[crate::store::Suppression],
+    source: &Source,
+    parsed: impl IntoIterator<Item = (alerts::ParsedAlert, std::collections::BTreeMap<String, i64>)>,
+    now: time::OffsetDateTime,
+) -> Vec<Accepted> {
     let received_at = format_time(now);
-    let mut accepted = Vec::with_capacity(parsed.len());
-    for p in parsed {
+    let mut accepted = vec![];
+    for (p, windows) in parsed {
         let correlation = p.correlation(&source.name);
-        let alert = p.into_alert(
+        let mut alert = p.into_alert(
             new_id("alr"),
             &source.name,
             source.format,
             received_at.clone(),
         );
+        alert.windows = windows;
         // Evaluation is pure and cheap: an alert that calls for nothing is stored already
         // evaluated, in one transaction; one that starts actions is stored with its plan,
         // which the planner carries out without evaluating again.
@@ -76,7 +97,7 @@ pub fn accept(
             audit,
         });
     }
-    Ok(accepted)
+    accepted
 }
 
 /// The names an alert gives the people it is about, for the store's search index.
@@ -119,6 +140,9 @@ fn received_record(source: &str, alert: &Alert, plan: Option<&str>) -> PreparedE
         status: AlertStatus,
         subjects: Vec<SortedSubject<'a>>,
         title: &'a str,
+        /// The events source's windows: the evidence a windowed condition read.
+        #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+        windows: &'a std::collections::BTreeMap<String, i64>,
     }
     #[derive(Serialize)]
     struct SortedSubject<'a> {
@@ -147,6 +171,7 @@ fn received_record(source: &str, alert: &Alert, plan: Option<&str>) -> PreparedE
             })
             .collect(),
         title: &alert.title,
+        windows: &alert.windows,
     };
     serde_json::to_writer(&mut data, &after).expect("alert data serialises");
     data[rest] = b','; // its opening brace: the object goes on
@@ -189,6 +214,7 @@ mod tests {
             ],
             source_ip: None,
             labels: Default::default(),
+            windows: Default::default(),
             raw: Value::Null,
         };
         let plan = json!({"matched": [], "not_matched": ["x"], "playbooks_loaded": 1});

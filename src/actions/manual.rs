@@ -147,6 +147,9 @@ pub async fn request(
         Some(id) => ctx.store.get_action(id).await?,
         None => None,
     };
+    if let Some(a) = &action {
+        super::feeds::freeze_context(ctx, a).await?;
+    }
     let approval_id = match &action {
         Some(a) if a.approval.is_some() => ctx
             .store

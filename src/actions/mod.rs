@@ -7,6 +7,7 @@
 //! committed with the action's new state.
 
 pub mod approvals;
+pub mod feeds;
 pub mod intake;
 pub mod loops;
 pub mod manual;

@@ -56,7 +56,12 @@ pub async fn tick(ctx: &AppContext, announced: &mut HashSet<String>) -> Result<u
         .await?
     {
         if announced.insert(a.id.clone()) {
-            let will = match ctx.store.get_action(&a.action_id).await? {
+            let action = ctx.store.get_action(&a.action_id).await?;
+            // The target's recent activity, frozen now: what the approver sees and the audit keeps.
+            if let Some(x) = &action {
+                super::feeds::freeze_context(ctx, x).await?;
+            }
+            let will = match &action {
                 Some(x) => format!("{} {}", x.kind.as_str(), x.target),
                 None => format!("action {}", a.action_id),
             };

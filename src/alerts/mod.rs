@@ -123,6 +123,10 @@ pub struct Alert {
     pub subjects: Vec<Subject>,
     pub source_ip: Option<String>,
     pub labels: BTreeMap<String, String>,
+    /// Facts over the user's recent 1Password events (`on.windows` of the playbooks), set by
+    /// the `1password_events` source; empty for other alerts.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub windows: BTreeMap<String, i64>,
     pub raw: serde_json::Value,
 }
 
@@ -204,6 +208,7 @@ impl ParsedAlert {
             subjects: self.subjects,
             source_ip: self.source_ip,
             labels: self.labels,
+            windows: BTreeMap::new(),
             raw: self.raw,
         }
     }
@@ -247,6 +252,7 @@ pub fn parse(
         SourceFormat::Sentinel => formats::sentinel::parse(read_json(body)?)?,
         SourceFormat::Panther => formats::panther::parse(read_json(body)?)?,
         SourceFormat::Sumologic => formats::sumologic::parse(read_json(body)?)?,
+        SourceFormat::OnePasswordEvents => formats::onepassword::parse(read_json(body)?)?,
     };
     for a in &mut alerts {
         apply_overrides(a, mappings, default_severity);

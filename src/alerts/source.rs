@@ -66,10 +66,14 @@ pub enum SourceFormat {
     Grafana,
     Panther,
     Sumologic,
+    /// Items of the 1Password Events API (sign-in attempts, item usages, audit events), as
+    /// the `events_api` poller feeds them or a SIEM forwards them.
+    #[serde(rename = "1password_events")]
+    OnePasswordEvents,
 }
 
 impl SourceFormat {
-    pub const ALL: [SourceFormat; 9] = [
+    pub const ALL: [SourceFormat; 10] = [
         Self::Generic,
         Self::Splunk,
         Self::Datadog,
@@ -79,6 +83,7 @@ impl SourceFormat {
         Self::Grafana,
         Self::Panther,
         Self::Sumologic,
+        Self::OnePasswordEvents,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -91,6 +96,7 @@ impl SourceFormat {
             Self::Grafana => "grafana",
             Self::Panther => "panther",
             Self::Sumologic => "sumologic",
+            Self::OnePasswordEvents => "1password_events",
         }
     }
 }
@@ -101,7 +107,7 @@ impl std::str::FromStr for SourceFormat {
         Self::ALL
             .into_iter()
             .find(|f| f.as_str() == s)
-            .ok_or_else(|| format!("unknown format {s:?} (one of: generic, splunk, datadog, elastic, sentinel, alertmanager, grafana, panther, sumologic)"))
+            .ok_or_else(|| format!("unknown format {s:?} (one of: generic, splunk, datadog, elastic, sentinel, alertmanager, grafana, panther, sumologic, 1password_events)"))
     }
 }
 

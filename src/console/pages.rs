@@ -262,6 +262,16 @@ async fn approval_page(
     else {
         return Ok(None);
     };
+    if let Some(x) = ctx
+        .store
+        .get_action(&a.action_id)
+        .await
+        .map_err(|e| e.to_string())?
+    {
+        crate::actions::feeds::freeze_context(ctx, &x)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
     let view = crate::http::approvals::view(ctx, &a)
         .await
         .map_err(|e| e.to_string())?;

@@ -39,10 +39,12 @@ pub(crate) async fn view(ctx: &AppContext, a: &Approval) -> Result<Value, ApiErr
             "resolved_at": r.resolved_at,
         }));
     }
+    let recent_activity = ctx.store.action_context(&a.action_id).await?;
     Ok(json!({
         "id": a.id,
         "state": a.state,
         "reason": a.request.reason,
+        "recent_activity": recent_activity,
         "approvers": a.request.approvers,
         "quorum": a.request.quorum,
         "approvals": a.decisions.iter().filter(|d| d.decision == "approve").count(),
@@ -131,6 +133,10 @@ pub async fn get(
         .get_approval(&id)
         .await?
         .ok_or_else(|| ApiError::not_found(format!("no approval {id}")))?;
+    // Frozen when the approval was announced; if this read came first, now.
+    if let Some(action) = ctx.store.get_action(&a.action_id).await? {
+        crate::actions::feeds::freeze_context(&ctx, &action).await?;
+    }
     Ok(HttpResponse::Ok().json(view(&ctx, &a).await?))
 }
 

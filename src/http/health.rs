@@ -14,6 +14,7 @@ pub async fn readyz(ctx: web::Data<AppContext>) -> Result<HttpResponse, ApiError
     let store = ctx.store.ping().await.map_err(|e| e.to_string());
     let token = users_api_ready(&ctx).await;
     let playbooks = ctx.playbooks().playbooks.len();
+    let events = events_status(&ctx);
     let body = json!({
         "status": if store.is_ok() && token.is_ok() { "ready" } else { "not_ready" },
         "sandbox": ctx.sandbox,
@@ -22,6 +23,7 @@ pub async fn readyz(ctx: web::Data<AppContext>) -> Result<HttpResponse, ApiError
             "store": store.as_ref().err().map(String::as_str).unwrap_or("ok"),
             "users_api": token.as_ref().err().map(String::as_str).unwrap_or("ok"),
             "playbooks_loaded": playbooks,
+            "events_api": events,
         }
     });
     if store.is_ok() && token.is_ok() {
@@ -29,6 +31,36 @@ pub async fn readyz(ctx: web::Data<AppContext>) -> Result<HttpResponse, ApiError
     } else {
         Err(ApiError::unavailable("not_ready", "the service is not ready").details(body))
     }
+}
+
+/// The Events API as the service last saw it: what the token may read, and each feed's
+/// health. A feed's trouble is shown (and alarmed), not a reason to take the instance out of
+/// a balancer: alerts still arrive from the SIEMs.
+fn events_status(ctx: &AppContext) -> serde_json::Value {
+    let Some(rt) = &ctx.events else {
+        return json!("not configured");
+    };
+    let now = time::OffsetDateTime::now_utc();
+    let token = match &*rt.introspection.lock().unwrap_or_else(|p| p.into_inner()) {
+        None => json!("not checked yet"),
+        Some(Ok(i)) => {
+            json!({"integration": i.uuid, "account_uuid": i.account_uuid, "features": i.features, "issued_at": i.issued_at})
+        }
+        Some(Err(e)) => json!({"error": e}),
+    };
+    let feeds: serde_json::Map<String, serde_json::Value> = rt
+        .health
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .iter()
+        .map(|(f, h)| {
+            (
+                f.as_str().to_owned(),
+                h.to_json(now, rt.policy.silence_alarm),
+            )
+        })
+        .collect();
+    json!({"base_url": rt.client.base_url(), "token": token, "feeds": feeds})
 }
 
 /// How long a failed Users API check is answered from memory: `/readyz` is unauthenticated,
@@ -110,6 +142,35 @@ pub async fn metrics(ctx: web::Data<AppContext>) -> Result<HttpResponse, ApiErro
         vec![],
         ctx.store.dedup_forgotten() as f64,
     ));
+    if let Some(rt) = &ctx.events {
+        let now = time::OffsetDateTime::now_utc();
+        for (feed, h) in rt.health.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            let label = || vec![("feed", feed.as_str().to_owned())];
+            let age = |t: Option<time::OffsetDateTime>| {
+                (now - t.unwrap_or(h.started_at)).as_seconds_f64().max(0.0)
+            };
+            gauges.push((
+                "lockout_events_last_event_age_seconds",
+                label(),
+                age(h.last_event_at),
+            ));
+            // How far behind 1Password's newest event the feed reads.
+            gauges.push((
+                "lockout_events_lag_seconds",
+                label(),
+                age(h.newest_event_time),
+            ));
+            gauges.push((
+                "lockout_events_feed_healthy",
+                label(),
+                if h.problem(now, rt.policy.silence_alarm).is_none() {
+                    1.0
+                } else {
+                    0.0
+                },
+            ));
+        }
+    }
     let text = ctx.metrics.render(&gauges);
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")

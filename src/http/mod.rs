@@ -117,7 +117,10 @@ pub fn routes(cfg: &mut web::ServiceConfig, sources: &[String]) {
             web::resource("/v1/playbooks/{name}/shadow").route(web::get().to(playbooks::shadow)),
         )
         .service(web::resource("/v1/playbooks/reload").route(web::post().to(playbooks::reload)))
-        .service(web::resource("/v1/limits/reset").route(web::post().to(playbooks::reset_limits)));
+        .service(web::resource("/v1/limits/reset").route(web::post().to(playbooks::reset_limits)))
+        .service(
+            web::resource("/v1/sandbox/events").route(web::post().to(playbooks::sandbox_events)),
+        );
 }
 
 /// A name the router matches as plain text in a path (no pattern syntax, nothing to decode).

@@ -224,6 +224,20 @@ pub const ROUTES: &[Route] = &[
         responses: &[(200, "ResetResult"), (401, E), (500, E)],
     },
     Route {
+        method: "post",
+        path: "/v1/sandbox/events",
+        summary: "Sandbox only: add events to the fake Events API's stream ({feed, items}) or play a scenario ({scenario: brute_force, email})",
+        security: Some("adminToken"),
+        body: Some("any"),
+        responses: &[
+            (200, "SandboxEvents"),
+            (400, E),
+            (401, E),
+            (404, E),
+            (500, E),
+        ],
+    },
+    Route {
         method: "get",
         path: "/v1/alerts",
         summary: "Alerts, newest first: filters source, state, user (e-mail or id, by index), q (text); paging with before",
@@ -369,6 +383,7 @@ fn schemas() -> Value {
             "name": {"type": "string"}, "description": {"type": "string"}, "enabled": {"type": "boolean"}, "mode": {"type": "string"}, "file": {"type": "string"}, "hash": {"type": "string"}, "steps": {"type": "integer"}}}}}},
         "ReloadResult": {"type": "object", "properties": {"reloaded": {"type": "boolean"}, "playbooks": {"type": "integer"}}},
         "ResetResult": {"type": "object", "properties": {"reset": {"type": "boolean"}}},
+        "SandboxEvents": {"type": "object", "required": ["added", "items"], "properties": {"added": {"type": "integer"}, "items": {"type": "array", "items": {"type": "object"}}}},
     })
 }
 

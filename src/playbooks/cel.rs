@@ -19,6 +19,7 @@ pub const ALERT_FIELDS: &[&str] = &[
     "subjects",
     "source_ip",
     "labels",
+    "windows",
     "raw",
 ];
 const SUBJECT_FIELDS: &[&str] = &["email", "user_id", "name"];

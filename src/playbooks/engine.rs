@@ -61,7 +61,7 @@ impl Serialize for AlertWithoutRaw<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let a = self.0;
-        let mut m = s.serialize_map(Some(13))?;
+        let mut m = s.serialize_map(Some(14))?;
         m.serialize_entry("id", &a.id)?;
         m.serialize_entry("source", &a.source)?;
         m.serialize_entry("format", &a.format)?;
@@ -74,6 +74,7 @@ impl Serialize for AlertWithoutRaw<'_> {
         m.serialize_entry("subjects", &a.subjects)?;
         m.serialize_entry("source_ip", &a.source_ip)?;
         m.serialize_entry("labels", &a.labels)?;
+        m.serialize_entry("windows", &a.windows)?;
         m.serialize_entry("raw", &serde_json::Value::Null)?;
         m.end()
     }

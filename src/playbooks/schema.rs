@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use super::cel::CelExpr;
 use crate::alerts::AlertStatus;
 use crate::domain::{Email, UserRef};
+use crate::events_api::{WindowKind, WindowSpec};
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -72,6 +73,31 @@ struct OnFile {
     status: Option<StatusFile>,
     #[serde(default)]
     when: Option<Spanned<String>>,
+    /// Facts over the user's recent 1Password events, read as `alert.windows.<name>` (the
+    /// `1password_events` source computes them for each event).
+    #[serde(default)]
+    windows: std::collections::BTreeMap<String, Spanned<WindowFile>>,
+}
+
+/// One window: exactly one of `count`, `distinct_countries`, `failures_before_success`
+/// (each a filter: field → value or list of values), and `within`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WindowFile {
+    #[serde(default)]
+    count: Option<std::collections::BTreeMap<String, OneOrMany>>,
+    #[serde(default)]
+    distinct_countries: Option<std::collections::BTreeMap<String, OneOrMany>>,
+    #[serde(default)]
+    failures_before_success: Option<std::collections::BTreeMap<String, OneOrMany>>,
+    within: String,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -339,6 +365,8 @@ pub struct Playbook {
     pub hash: String,
     /// Whether an expression may read `alert.raw` (if none does, evaluation leaves it out).
     pub reads_raw: bool,
+    /// `on.windows`: what the events source computes into `alert.windows`.
+    pub windows: std::collections::BTreeMap<String, WindowSpec>,
 }
 
 impl Playbook {
@@ -361,6 +389,16 @@ pub struct LoadContext {
 #[derive(Debug, Default)]
 pub struct PlaybookSet {
     pub playbooks: Vec<Arc<Playbook>>,
+}
+
+impl PlaybookSet {
+    /// Every window the playbooks declare (one meaning per name: `load_dir` checks).
+    pub fn windows(&self) -> std::collections::BTreeMap<String, WindowSpec> {
+        self.playbooks
+            .iter()
+            .flat_map(|p| p.windows.iter().map(|(k, v)| (k.clone(), v.clone())))
+            .collect()
+    }
 }
 
 /// `file:line:column: message`.
@@ -462,6 +500,7 @@ pub fn load_str(file: &str, text: &str, ctx: &LoadContext) -> Result<Playbook, V
         .target
         .as_ref()
         .and_then(|t| cel(t, "target", &mut errors));
+    let windows = load_windows(&parsed, &err_at, &mut errors);
     let mut protected = vec![];
     for p in &parsed.guards.protected {
         match ProtectedPattern::parse(&p.value) {
@@ -663,11 +702,118 @@ pub fn load_str(file: &str, text: &str, ctx: &LoadContext) -> Result<Playbook, V
         file: PathBuf::from(file),
         hash: hex::encode(Sha256::digest(text.as_bytes())),
         // Conservative: any expression text mentioning `raw` keeps the raw payload in.
+        windows,
         reads_raw: [&parsed.on.when, &parsed.target]
             .iter()
             .any(|e| e.as_ref().is_some_and(|x| x.value.contains("raw")))
             || parsed.steps.iter().any(|s| step_mentions_raw(&s.value)),
     })
+}
+
+/// `on.windows`, checked: one kind each, a valid duration and filter, and every
+/// `alert.windows.<name>` an expression reads declared here (a typo is a load error, not a
+/// condition that is never true).
+fn load_windows(
+    parsed: &PlaybookFile,
+    err_at: &dyn Fn(&serde_saphyr::Location, String) -> LoadError,
+    errors: &mut Vec<LoadError>,
+) -> std::collections::BTreeMap<String, WindowSpec> {
+    let mut out = std::collections::BTreeMap::new();
+    for (name, w) in &parsed.on.windows {
+        let at = &w.referenced;
+        let what = format!("on.windows.{name}");
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            errors.push(err_at(
+                at,
+                format!("{what}: a window's name is lower-case letters, digits and _"),
+            ));
+            continue;
+        }
+        let kinds = [
+            (WindowKind::Count, &w.value.count),
+            (WindowKind::DistinctCountries, &w.value.distinct_countries),
+            (
+                WindowKind::FailuresBeforeSuccess,
+                &w.value.failures_before_success,
+            ),
+        ];
+        let given: Vec<_> = kinds.into_iter().filter(|(_, f)| f.is_some()).collect();
+        let [(kind, Some(filter))] = given.as_slice() else {
+            errors.push(err_at(
+                at,
+                format!(
+                    "{what}: give exactly one of count, distinct_countries, failures_before_success"
+                ),
+            ));
+            continue;
+        };
+        let within = match parse_duration(&w.value.within) {
+            Ok(d) => d,
+            Err(m) => {
+                errors.push(err_at(at, format!("{what}.within: {m}")));
+                continue;
+            }
+        };
+        let filter = filter
+            .iter()
+            .map(|(k, v)| {
+                let values = match v {
+                    OneOrMany::One(s) => vec![s.clone()],
+                    OneOrMany::Many(l) => l.clone(),
+                };
+                (k.clone(), values)
+            })
+            .collect();
+        match WindowSpec::new(kind.clone(), within, filter) {
+            Ok(spec) => {
+                out.insert(name.clone(), spec);
+            }
+            Err(m) => errors.push(err_at(at, format!("{what}: {m}"))),
+        }
+    }
+    let mut exprs: Vec<&Spanned<String>> = [&parsed.on.when, &parsed.target]
+        .into_iter()
+        .flatten()
+        .collect();
+    for s in &parsed.steps {
+        let when = match &s.value {
+            StepFile::Suspend(o) | StepFile::Reactivate(o) | StepFile::GetUser(o) => &o.when,
+            StepFile::ListUsers(o) => &o.when,
+            StepFile::Notify(n) => &n.when,
+            StepFile::Approval(_) | StepFile::Wait(_) => &None,
+        };
+        exprs.extend(when.iter());
+    }
+    for e in exprs {
+        for name in window_references(&e.value) {
+            if !parsed.on.windows.contains_key(name) {
+                errors.push(err_at(
+                    &e.referenced,
+                    format!("alert.windows.{name} is not declared under on.windows"),
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// The names `alert.windows.<name>` an expression reads.
+fn window_references(expr: &str) -> Vec<&str> {
+    let mut names = vec![];
+    let mut rest = expr;
+    while let Some(i) = rest.find("alert.windows.") {
+        let tail = &rest[i + "alert.windows.".len()..];
+        let end = tail
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(tail.len());
+        names.push(&tail[..end]);
+        rest = &tail[end..];
+    }
+    names
 }
 
 fn step_mentions_raw(step: &StepFile) -> bool {
@@ -714,6 +860,22 @@ pub fn load_dir(dir: &Path, ctx: &LoadContext) -> Result<PlaybookSet, Vec<LoadEr
         };
         match load_str(&file, &text, ctx) {
             Ok(p) => {
+                let clash = playbooks.iter().find_map(|q| {
+                    p.windows.iter().find_map(|(name, spec)| {
+                        q.windows
+                            .get(name)
+                            .filter(|other| *other != spec)
+                            .map(|_| (name.clone(), q.name.clone()))
+                    })
+                });
+                if let Some((window, other)) = clash {
+                    errors.push(LoadError {
+                        file: file.clone(),
+                        line: 1,
+                        column: 1,
+                        message: format!("on.windows.{window} is declared differently by playbook {other:?}: one name, one meaning (alerts carry one value per name)"),
+                    });
+                }
                 if playbooks.iter().any(|q| q.name == p.name) {
                     errors.push(LoadError {
                         file,

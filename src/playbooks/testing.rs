@@ -23,6 +23,36 @@ pub fn read_alert(path: &Path, format: SourceFormat, source: &str) -> Result<Vec
         .collect())
 }
 
+/// A JSON list of Events API items (any feed), read as the poller reads them.
+pub fn read_history(path: &Path) -> Result<Vec<crate::events_api::EventFacts>, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let items: Vec<serde_json::Value> =
+        serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
+    items
+        .iter()
+        .map(|i| {
+            crate::events_api::Feed::of_item(i)
+                .map(|f| crate::events_api::EventFacts::read(f, i))
+                .ok_or_else(|| format!("{}: an item of no known feed", path.display()))
+        })
+        .collect()
+}
+
+/// Each event alert's windows over `history`, as the events source computes them.
+pub fn with_windows(
+    set: &PlaybookSet,
+    alerts: &mut [Alert],
+    history: &[crate::events_api::EventFacts],
+) {
+    let specs = set.windows();
+    for a in alerts {
+        if let Some(feed) = crate::events_api::Feed::of_item(&a.raw) {
+            let event = crate::events_api::EventFacts::read(feed, &a.raw);
+            a.windows = crate::events_api::windows::compute_all(&specs, history, &event);
+        }
+    }
+}
+
 pub fn read_users(path: &Path) -> Result<Vec<User>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
     serde_json::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
@@ -155,6 +185,10 @@ pub struct TestCase {
     /// JSON list of users standing in for the directory, relative to the test case file.
     #[serde(default)]
     pub users: Option<PathBuf>,
+    /// With `format: 1password_events`: a JSON list of the user's earlier Events API items,
+    /// over which the playbooks' `on.windows` are computed for the alert's event.
+    #[serde(default)]
+    pub history: Option<PathBuf>,
     pub expect: Expectation,
 }
 
@@ -226,10 +260,20 @@ fn run_case(set: &PlaybookSet, file: &Path) -> CaseResult {
         .source
         .clone()
         .unwrap_or_else(|| format.as_str().to_owned());
-    let alerts = match read_alert(&base.join(&case.alert), format, &source) {
+    let mut alerts = match read_alert(&base.join(&case.alert), format, &source) {
         Ok(a) => a,
         Err(e) => return fail(case.name, e),
     };
+    if format == SourceFormat::OnePasswordEvents {
+        let history = match &case.history {
+            Some(h) => match read_history(&base.join(h)) {
+                Ok(h) => h,
+                Err(e) => return fail(case.name, e),
+            },
+            None => vec![],
+        };
+        with_windows(set, &mut alerts, &history);
+    }
     let users = match &case.users {
         Some(u) => match read_users(&base.join(u)) {
             Ok(u) => Some(u),

@@ -6,9 +6,11 @@
 //! refusals (last owner, externally managed admin, SCIM-provisioned accounts). Errors are
 //! `google.rpc.Status` bodies. It records every request and takes fault injection.
 
+mod events;
 mod server;
 mod state;
 
+pub use events::play as play_events;
 pub use server::{RunningFake, start};
 pub use state::{
     BasicDecoding, FakeClient, FakeConfig, FakeHandle, Keeper, Permission, RecordedRequest, Role,

@@ -58,6 +58,12 @@ pub fn start(cfg: FakeConfig, listener: TcpListener) -> std::io::Result<RunningF
                 web::post().to(change_user),
             )
             .route("/_sandbox/requests", web::get().to(recorded))
+            .route("/_sandbox/events", web::post().to(super::events::script))
+            .route(
+                "/api/v2/auth/introspect",
+                web::get().to(super::events::introspect),
+            )
+            .route("/api/{version}/{feed}", web::post().to(super::events::feed))
             .default_service(web::to(not_found))
     })
     .workers(2)
@@ -470,7 +476,21 @@ fn apply_change(
             return (rpc_error(7, "no_owner_remain"), None);
         }
     }
+    let action = if to == UserState::Suspended {
+        "suspend"
+    } else {
+        "reactive"
+    };
     state.users[index].state = to;
+    if state.cfg.events_record_changes {
+        let audit = super::events::state_change_event(&state, &state.users[index], action);
+        state
+            .events
+            .feeds
+            .entry(crate::events_api::Feed::AuditEvents)
+            .or_default()
+            .push(audit);
+    }
     let response = HttpResponse::Ok().json(state.view(&state.users[index]));
     let kept = state
         .cfg

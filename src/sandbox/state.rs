@@ -204,6 +204,16 @@ pub struct FakeConfig {
     /// name (a client must keep them, not fail). Users seeded with a state the contract does
     /// not name are served with it either way.
     pub newer_schema: bool,
+    /// Events API bearer tokens and the features each may read.
+    pub events_tokens: Vec<(String, Vec<crate::events_api::Feed>)>,
+    /// Serve Events API items with fields and enum values the contract does not name.
+    pub events_newer_schema: bool,
+    /// The actor of the audit events recorded for suspensions and reactivations (lockout's
+    /// integration, as 1Password names it).
+    pub events_actor: String,
+    /// Whether suspensions and reactivations appear in the audit-event feed (off: a tenant
+    /// whose audit log lost them, for proof-after-action tests).
+    pub events_record_changes: bool,
     /// Called with the user after every state change, before the answer, so that the
     /// sandbox's users can be kept (in the store): the CLI and a restarted service then see
     /// what the service did.
@@ -217,6 +227,9 @@ impl FakeConfig {
     pub const SANDBOX_ACCOUNT: &'static str = "SANDBOXACCOUNT7ZQ2XJRVHBKWH";
     pub const SANDBOX_CLIENT_ID: &'static str = "sandbox-client";
     pub const SANDBOX_CLIENT_SECRET: &'static str = "sandbox-secret";
+    pub const SANDBOX_EVENTS_TOKEN: &'static str = "sandbox-events-token";
+    /// lockout's OAuth integration as the fake's audit events name it.
+    pub const SANDBOX_ACTOR: &'static str = "LOCKOUTSANDBOXINTEGRAT2345";
 
     pub fn sandbox(users: Vec<SeedUser>) -> Self {
         Self {
@@ -230,6 +243,13 @@ impl FakeConfig {
             basic_decoding: BasicDecoding::Either,
             allow_client_secret_post: false,
             newer_schema: false,
+            events_tokens: vec![(
+                Self::SANDBOX_EVENTS_TOKEN.into(),
+                crate::events_api::Feed::ALL.to_vec(),
+            )],
+            events_newer_schema: false,
+            events_actor: Self::SANDBOX_ACTOR.into(),
+            events_record_changes: true,
             keeper: None,
         }
     }
@@ -270,6 +290,7 @@ pub(crate) struct FakeState {
     pub requests: Vec<RecordedRequest>,
     pub faults: Faults,
     pub page_key: [u8; 32],
+    pub events: super::events::EventLog,
 }
 
 /// Control and inspection of a running fake, shared with its server.
@@ -286,6 +307,7 @@ impl FakeHandle {
             requests: Vec::new(),
             faults: Faults::default(),
             page_key: rand::random(),
+            events: Default::default(),
         })))
     }
 

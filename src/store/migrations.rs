@@ -158,6 +158,11 @@ DROP INDEX IF EXISTS alerts_by_correlation;
         V10_ALERT_SUBJECTS_SQLITE,
     ),
     (11, "suppressions", V11_SUPPRESSIONS),
+    (
+        12,
+        "1Password events, feed cursors, action context and proof",
+        V12_EVENTS,
+    ),
 ];
 
 pub const POSTGRES: &[(i64, &str, &str)] = &[
@@ -312,6 +317,11 @@ CREATE TABLE audit_anchors (
         V10_ALERT_SUBJECTS,
     ),
     (11, "suppressions", V11_SUPPRESSIONS),
+    (
+        12,
+        "1Password events, feed cursors, action context and proof",
+        V12_EVENTS,
+    ),
 ];
 
 /// Version 3 is the same SQL on both backends (partial indexes exist on both).
@@ -421,4 +431,42 @@ CREATE INDEX suppressions_by_expiry ON suppressions (expires_at);
 
 const V9_STORED_PLAN: &str = r#"
 ALTER TABLE alerts ADD COLUMN plan TEXT;
+"#;
+
+/// The Events API's events as lockout read them (de-duplicated by feed and uuid; `ts` is the
+/// event's time in lockout's fixed format, so text order is time order), each feed's cursor,
+/// the activity frozen into an action when it was requested, and each action's proof.
+const V12_EVENTS: &str = r#"
+CREATE TABLE events (
+    feed        TEXT NOT NULL,
+    uuid        TEXT NOT NULL,
+    ts          TEXT NOT NULL,
+    user_key    TEXT,
+    user_email  TEXT,
+    object_key  TEXT,
+    facts       TEXT NOT NULL,
+    item        TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    PRIMARY KEY (feed, uuid)
+);
+CREATE INDEX events_by_user ON events (user_key, ts);
+CREATE INDEX events_by_email ON events (user_email, ts);
+CREATE INDEX events_by_object ON events (object_key, ts);
+CREATE INDEX events_by_time ON events (ts);
+CREATE TABLE event_cursors (
+    feed       TEXT PRIMARY KEY,
+    cursor     TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE action_context (
+    action_id  TEXT PRIMARY KEY,
+    context    TEXT NOT NULL,
+    created_at TEXT NOT NULL
+);
+CREATE TABLE action_verifications (
+    action_id   TEXT PRIMARY KEY,
+    outcome     TEXT NOT NULL,
+    event_uuid  TEXT,
+    recorded_at TEXT NOT NULL
+);
 "#;

@@ -4,6 +4,7 @@
 //! commits together with its audit records; audit rows are only ever inserted.
 
 mod core;
+mod events;
 mod migrations;
 mod postgres_intake;
 mod recent;
@@ -265,6 +266,44 @@ pub trait Store: Send + Sync + 'static {
     async fn audit_head(&self) -> StoreResult<Option<(i64, String)>>;
     /// The hash of the record `seq`, if it exists.
     async fn audit_hash_at(&self, seq: i64) -> StoreResult<Option<String>>;
+    /// The Events API cursor kept for `feed`.
+    async fn event_cursor(&self, feed: &str) -> StoreResult<Option<String>>;
+    /// Which of these uuids of `feed` are kept already.
+    async fn known_events(&self, feed: &str, uuids: &[String]) -> StoreResult<Vec<String>>;
+    /// Keeps a page's events and moves the feed's cursor from `from` to `to`, in one
+    /// transaction; false, and nothing kept, if another replica moved the cursor first.
+    async fn commit_event_page(
+        &self,
+        feed: &str,
+        from: Option<&str>,
+        to: &str,
+        events: &[StoredEvent],
+    ) -> StoreResult<bool>;
+    /// A user's events of `feed` (matched by any of `names`) since `since`, newest first.
+    async fn user_events(
+        &self,
+        names: &[String],
+        feed: &str,
+        since: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<StoredEvent>>;
+    /// The newest `limit` events since `since`, oldest first.
+    async fn events_since(&self, since: &str, limit: i64) -> StoreResult<Vec<StoredEvent>>;
+    /// Audit events whose object is the user `object` (a 1Password id), since `since`.
+    async fn audit_events_on(&self, object: &str, since: &str) -> StoreResult<Vec<StoredEvent>>;
+    /// Freezes the activity shown with an action (and its approval), once, with its record.
+    async fn record_action_context(
+        &self,
+        action_id: &str,
+        context: &serde_json::Value,
+        audit: AuditEvent,
+    ) -> StoreResult<bool>;
+    async fn action_context(&self, action_id: &str) -> StoreResult<Option<serde_json::Value>>;
+    /// Suspensions and reactivations that succeeded since `since` and have no proof recorded.
+    async fn unverified_actions(&self, since: &str) -> StoreResult<Vec<Action>>;
+    /// Records an action's proof (or its absence), once, with its audit record.
+    async fn record_verification(&self, v: &Verification, audit: AuditEvent) -> StoreResult<bool>;
+    async fn verification(&self, action_id: &str) -> StoreResult<Option<Verification>>;
     /// Retention (an explicit admin command): removes records older than `before`, keeps the
     /// chain verifiable from an anchor, and records the pruning itself. Returns how many.
     async fn prune_audit(

@@ -141,7 +141,10 @@ fn corrupt(e: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
 
-async fn append_audit_tx(conn: &mut AnyConnection, events: Vec<AuditEvent>) -> StoreResult<()> {
+pub(super) async fn append_audit_tx(
+    conn: &mut AnyConnection,
+    events: Vec<AuditEvent>,
+) -> StoreResult<()> {
     append_prepared_tx(conn, events.into_iter().map(PreparedEvent::new).collect()).await
 }
 
@@ -606,7 +609,7 @@ fn json_col<T: serde::de::DeserializeOwned>(row: &AnyRow, col: &str) -> StoreRes
         .map_err(corrupt)
 }
 
-fn action_from_row(row: &AnyRow) -> StoreResult<Action> {
+pub(super) fn action_from_row(row: &AnyRow) -> StoreResult<Action> {
     let state: String = row.try_get("state")?;
     let id: String = row.try_get("id")?;
     let kind: String = row.try_get("kind")?;
@@ -1702,6 +1705,57 @@ impl Store for SqlStore {
     async fn ping(&self) -> StoreResult<()> {
         sqlx::query("SELECT 1").execute(&self.shared.pool).await?;
         Ok(())
+    }
+
+    async fn event_cursor(&self, feed: &str) -> StoreResult<Option<String>> {
+        super::events::event_cursor(&self.shared, feed).await
+    }
+    async fn known_events(&self, feed: &str, uuids: &[String]) -> StoreResult<Vec<String>> {
+        super::events::known_events(&self.shared, feed, uuids).await
+    }
+    async fn commit_event_page(
+        &self,
+        feed: &str,
+        from: Option<&str>,
+        to: &str,
+        events: &[StoredEvent],
+    ) -> StoreResult<bool> {
+        super::events::commit_event_page(&self.shared, feed, from, to, events).await
+    }
+    async fn user_events(
+        &self,
+        names: &[String],
+        feed: &str,
+        since: &str,
+        limit: i64,
+    ) -> StoreResult<Vec<StoredEvent>> {
+        super::events::user_events(&self.shared, names, feed, since, limit).await
+    }
+    async fn events_since(&self, since: &str, limit: i64) -> StoreResult<Vec<StoredEvent>> {
+        super::events::events_since(&self.shared, since, limit).await
+    }
+    async fn audit_events_on(&self, object: &str, since: &str) -> StoreResult<Vec<StoredEvent>> {
+        super::events::audit_events_on(&self.shared, object, since).await
+    }
+    async fn record_action_context(
+        &self,
+        action_id: &str,
+        context: &serde_json::Value,
+        audit: AuditEvent,
+    ) -> StoreResult<bool> {
+        super::events::record_action_context(&self.shared, action_id, context, audit).await
+    }
+    async fn action_context(&self, action_id: &str) -> StoreResult<Option<serde_json::Value>> {
+        super::events::action_context(&self.shared, action_id).await
+    }
+    async fn unverified_actions(&self, since: &str) -> StoreResult<Vec<Action>> {
+        super::events::unverified_actions(&self.shared, since).await
+    }
+    async fn record_verification(&self, v: &Verification, audit: AuditEvent) -> StoreResult<bool> {
+        super::events::record_verification(&self.shared, v, audit).await
+    }
+    async fn verification(&self, action_id: &str) -> StoreResult<Option<Verification>> {
+        super::events::verification(&self.shared, action_id).await
     }
 
     async fn forward_cursor(&self, name: &str) -> StoreResult<i64> {

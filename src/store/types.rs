@@ -551,7 +551,7 @@ pub struct PlanRecord {
 #[derive(Serialize, Deserialize)]
 struct StoredPlan {
     chains: Vec<NewChain>,
-    audit: Vec<StoredEvent>,
+    audit: Vec<StoredPlanEvent>,
     cancel_correlation: Option<String>,
     held: Option<String>,
     #[serde(default)]
@@ -559,7 +559,7 @@ struct StoredPlan {
 }
 
 #[derive(Serialize, Deserialize)]
-struct StoredEvent {
+struct StoredPlanEvent {
     event: crate::audit::AuditEvent,
     data: String,
 }
@@ -571,7 +571,7 @@ impl PlanRecord {
             audit: self
                 .audit
                 .iter()
-                .map(|e| StoredEvent {
+                .map(|e| StoredPlanEvent {
                     event: e.event.clone(),
                     data: e.data.clone(),
                 })
@@ -771,4 +771,41 @@ mod tests {
             Some(ApprovalState::Approved)
         );
     }
+}
+
+/// An Events API event as kept: its facts, the item as sent, and its time in lockout's fixed
+/// format (text order is time order).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredEvent {
+    pub facts: crate::events_api::EventFacts,
+    pub item: serde_json::Value,
+    pub ts: String,
+    pub received_at: String,
+}
+
+impl StoredEvent {
+    /// The user it is about: the 1Password id, else the lower-cased e-mail.
+    pub fn user_key(&self) -> Option<String> {
+        let u = self.facts.user.as_ref()?;
+        u.uuid.clone().or_else(|| self.user_email())
+    }
+
+    pub fn user_email(&self) -> Option<String> {
+        self.facts
+            .user
+            .as_ref()?
+            .email
+            .as_deref()
+            .map(crate::domain::normalise_email)
+    }
+}
+
+/// Whether 1Password's audit log showed an action lockout made.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Verification {
+    pub action_id: String,
+    /// `verified` or `unverified`.
+    pub outcome: String,
+    pub event_uuid: Option<String>,
+    pub recorded_at: String,
 }

@@ -57,7 +57,7 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
-    fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
+    pub fn delay(&self, attempt: u32, retry_after: Option<Duration>) -> Duration {
         let mut rng = rand::rng();
         if let Some(ra) = retry_after {
             // Honour the server, clamped, plus up to 10% jitter so waiting clients do not stampede.

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::helpers::*;
 
-struct Serve(Child);
+pub(crate) struct Serve(pub(crate) Child);
 impl Drop for Serve {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -18,7 +18,7 @@ impl Drop for Serve {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -26,7 +26,7 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn serve(config: &std::path::Path) -> Serve {
+pub(crate) fn serve(config: &std::path::Path) -> Serve {
     Serve(
         Command::new(env!("CARGO_BIN_EXE_lockout"))
             .arg("--config")
@@ -39,7 +39,7 @@ fn serve(config: &std::path::Path) -> Serve {
     )
 }
 
-async fn wait_ready(http: &reqwest::Client, base: &str) {
+pub(crate) async fn wait_ready(http: &reqwest::Client, base: &str) {
     let deadline = Instant::now() + Duration::from_secs(30);
     while http
         .get(format!("{base}/healthz"))
@@ -54,7 +54,7 @@ async fn wait_ready(http: &reqwest::Client, base: &str) {
 }
 
 /// Writes the config with `failpoint` (or none) on a fixed port.
-fn configure(
+pub(crate) fn configure(
     dir: &std::path::Path,
     fake: &lockout::sandbox::RunningFake,
     port: u16,

@@ -40,6 +40,7 @@ pub fn fake_config(users: Vec<SeedUser>) -> FakeConfig {
     FakeConfig {
         clients: vec![FakeClient::new(CLIENT_ID, CLIENT_SECRET)],
         newer_schema: std::env::var("LOCKOUT_TEST_FAKE_SCHEMA").as_deref() == Ok("newer"),
+        events_newer_schema: std::env::var("LOCKOUT_TEST_FAKE_SCHEMA").as_deref() == Ok("newer"),
         ..FakeConfig::sandbox(users)
     }
 }

@@ -10,6 +10,7 @@ mod browser;
 mod cli;
 mod console;
 mod crash;
+mod events;
 mod fake_contract;
 mod formats;
 mod hardening;

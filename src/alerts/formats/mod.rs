@@ -4,6 +4,7 @@ pub mod alertmanager;
 pub mod datadog;
 pub mod elastic;
 pub mod generic;
+pub mod onepassword;
 pub mod panther;
 pub mod sentinel;
 pub mod splunk;
