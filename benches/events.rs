@@ -58,7 +58,7 @@ fn main() {
             if i % 10 < 7 {
                 usages.push(json!({"timestamp": at, "used_version": 1, "vault_uuid": "v", "item_uuid": format!("item{}", i % 97), "action": "reveal", "user": who}));
             } else {
-                let failed = i % 10 == 9 && (i / users) % 3 == 0;
+                let failed = i % 10 == 9 && (i / users).is_multiple_of(3);
                 sign_ins.push(json!({"timestamp": at, "session_uuid": format!("s{i}"),
                     "category": if failed { "credentials_failed" } else { "success" },
                     "type": if failed { "password_secret_bad" } else { "credentials_ok" },
