@@ -661,6 +661,12 @@ pub struct UsersApiSettings {
     pub retry: RetrySettings,
     #[serde(default = "default_refresh_margin")]
     pub token_refresh_margin_secs: u64,
+    /// At most this many requests in flight at once; fewer while 1Password answers 429 or 5xx.
+    #[serde(default = "default_max_in_flight")]
+    pub max_in_flight: usize,
+}
+fn default_max_in_flight() -> usize {
+    32
 }
 fn default_timeout_ms() -> u64 {
     10_000
@@ -1005,7 +1011,7 @@ impl Default for WorkerSettings {
     }
 }
 fn default_workers() -> usize {
-    2
+    32
 }
 fn default_poll() -> u64 {
     250

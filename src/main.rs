@@ -284,7 +284,33 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             out!("# mode: {}", settings.mode(&origin));
             // serve's checks beyond the settings themselves: the playbooks load against
             // them, and approvals they need have an approver key.
-            lockout::startup::preflight(&settings)?;
+            let (prepared, _) = lockout::startup::preflight(&settings)?;
+            // The Events API token: what it may read and for which account (a token without a
+            // feed's feature is refused by that feed until it is replaced).
+            match prepared.events.as_ref().map(|e| (&e.client, &e.policy)) {
+                None => {}
+                Some((None, _)) => out!("# events_api: the sandbox's fake"),
+                Some((Some(cfg), policy)) => {
+                    let client = lockout::events_api::EventsClient::new(cfg.clone())?;
+                    match client.introspect().await {
+                        Ok(i) => {
+                            out!(
+                                "# events_api: token of integration {} for account {}, features [{}]",
+                                i.uuid.as_deref().unwrap_or("?"),
+                                i.account_uuid.as_deref().unwrap_or("?"),
+                                i.features.join(", ")
+                            );
+                            for f in policy.feeds.iter().filter(|f| !i.allows(**f)) {
+                                out!(
+                                    "# events_api: WARNING the token lacks {}: that feed will be refused",
+                                    f.as_str()
+                                );
+                            }
+                        }
+                        Err(e) => out!("# events_api: introspection failed: {e}"),
+                    }
+                }
+            }
             out!("# configuration from {origin}; valid (secrets redacted)");
             out!("{}", serde_saphyr::to_string(&settings)?);
             Ok(ExitCode::SUCCESS)

@@ -108,6 +108,26 @@ const HELP: &[(&str, &str, &str)] = &[
         "1 when a feed is healthy, 0 when it errors or is silent past events_api.silence_alarm_secs",
     ),
     (
+        "lockout_users_api_in_flight_limit",
+        "gauge",
+        "How many Users API requests may be in flight now (users_api.max_in_flight, less after 429s and 5xxs)",
+    ),
+    (
+        "lockout_users_api_in_flight",
+        "gauge",
+        "Users API requests in flight now",
+    ),
+    (
+        "lockout_users_api_in_flight_peak",
+        "gauge",
+        "The most Users API requests in flight at once since start",
+    ),
+    (
+        "lockout_users_api_backoffs_total",
+        "counter",
+        "Times the in-flight limit was halved (429, 5xx, no answer)",
+    ),
+    (
         "lockout_actions_verified_total",
         "counter",
         "Suspensions and reactivations checked against 1Password's audit events, by outcome",

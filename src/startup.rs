@@ -246,6 +246,7 @@ pub async fn users_api_client(
         timeout: Duration::from_secs(10),
         retry: RetryPolicy::default(),
         token_refresh_margin: Duration::from_secs(60),
+        max_in_flight: 32,
     };
     let client = UsersApiClient::new(cfg).map_err(StartupError::Client)?;
     Ok((client, Some(fake)))
@@ -514,6 +515,19 @@ impl Application {
                 shutdown.clone(),
             )),
         ];
+        background.push(tokio::spawn({
+            let ctx = ctx.clone();
+            let url = settings.store.url.clone();
+            let shutdown = shutdown.clone();
+            async move {
+                crate::store::listen_for_due_actions(
+                    &url,
+                    || ctx.actions_waiting.notify_waiters(),
+                    shutdown,
+                )
+                .await
+            }
+        }));
         background.push(tokio::spawn(crate::actions::feeds::run_feeds(
             ctx.clone(),
             shutdown.clone(),

@@ -6,7 +6,9 @@ use tracing::Instrument;
 
 use crate::audit::AuditEvent;
 use crate::context::AppContext;
-use crate::decisions::step::{Change, ResolvedUser, SkipKind, StepDecision, decide as decide_step};
+use crate::decisions::step::{
+    Change, ReadPlan, ResolvedUser, SkipKind, StepDecision, decide as decide_step, read_first,
+};
 use crate::domain::{Email, UserRef, format_time};
 use crate::playbooks::{RequireState, StepAction};
 use crate::store::{Action, ActionOutcome, ActionState, Claim, StoreError};
@@ -207,6 +209,37 @@ async fn execute(
         Ok(t) => t,
         Err(e) => return fail(action, None, e.to_string()),
     };
+    let guards = guards_for(ctx, action);
+    let guards: Vec<&crate::playbooks::ProtectedPattern> = guards.iter().collect();
+    let required: Option<RequireState> = params.require_state;
+    let dry_run = action.mode == crate::playbooks::Mode::DryRun;
+    // One round trip where one is enough: the directory's view of the user decides whether
+    // the change needs a read first.
+    if let Some(change) = change_of(&step) {
+        let cached = match &target {
+            UserRef::Id(id) => ctx.directory.cached_by_id(id).await,
+            UserRef::Email(e) => ctx.directory.find_by_email(e, log).await.ok().flatten(),
+        };
+        let email = cached.as_ref().and_then(|u| Email::parse(&u.email).ok());
+        let known = cached.as_ref().map(|u| ResolvedUser {
+            id: u.id.as_str(),
+            email: email.as_ref(),
+            state: &u.state,
+        });
+        if let (ReadPlan::Skip { why }, Some(u)) = (
+            read_first(
+                change,
+                known.as_ref(),
+                &guards,
+                required,
+                dry_run,
+                action.attempts > 1,
+            ),
+            &cached,
+        ) {
+            return act(ctx, action, change, u, None, Some(why), log).await;
+        }
+    }
     let user = match resolve(ctx, &target, log).await {
         Ok(u) => u,
         Err(e) => return failure(ctx, action, None, e),
@@ -237,32 +270,13 @@ async fn execute(
     // Guards are checked again here, on the resolved user: an e-mail in an alert may turn
     // out to belong to a protected id.
     let email = Email::parse(&user.email).ok();
-    let playbook = action.playbook.as_ref().and_then(|name| {
-        ctx.playbooks()
-            .playbooks
-            .iter()
-            .find(|p| &p.name == name)
-            .cloned()
-    });
-    let guards: Vec<&crate::playbooks::ProtectedPattern> = playbook
-        .iter()
-        .flat_map(|pb| pb.protected.iter())
-        .chain(ctx.protected.iter())
-        .collect();
-    let required: Option<RequireState> = params.require_state;
     let resolved = ResolvedUser {
         id: user.id.as_str(),
         email: email.as_ref(),
         state: &user.state,
     };
     let verb = change.verb();
-    let reason = match decide_step(
-        change,
-        &resolved,
-        &guards,
-        required,
-        action.mode == crate::playbooks::Mode::DryRun,
-    ) {
+    let reason = match decide_step(change, &resolved, &guards, required, dry_run) {
         StepDecision::Act { reason } => reason,
         StepDecision::Skip { kind, reason } => {
             let (record, continue_chain, data) = match kind {
@@ -312,7 +326,46 @@ async fn execute(
             );
         }
     };
-    tracing::debug!(%reason, "acting");
+    act(ctx, action, change, &user, Some(reason), None, log).await
+}
+
+/// The playbook's protected list and the service's.
+fn guards_for(ctx: &AppContext, action: &Action) -> Vec<crate::playbooks::ProtectedPattern> {
+    let playbook = action.playbook.as_ref().and_then(|name| {
+        ctx.playbooks()
+            .playbooks
+            .iter()
+            .find(|p| &p.name == name)
+            .cloned()
+    });
+    playbook
+        .iter()
+        .flat_map(|pb| pb.protected.iter())
+        .chain(ctx.protected.iter())
+        .cloned()
+        .collect()
+}
+
+fn change_of(step: &StepAction) -> Option<Change> {
+    match step {
+        StepAction::Suspend => Some(Change::Suspend),
+        StepAction::Reactivate => Some(Change::Reactivate),
+        _ => None,
+    }
+}
+
+/// Calls `:suspend` or `:reactivate`. `reason` is the step decision's, on a fresh read;
+/// `read_skipped` says why no read was made (the state is then the answer's).
+async fn act(
+    ctx: &AppContext,
+    action: &Action,
+    change: Change,
+    user: &User,
+    reason: Option<String>,
+    read_skipped: Option<String>,
+    log: &CallLog,
+) -> (ActionOutcome, Vec<AuditEvent>) {
+    tracing::debug!(?reason, ?read_skipped, "acting");
     let result = match change {
         Change::Suspend => ctx.users.suspend_user(&user.id, log).await,
         Change::Reactivate => ctx.users.reactivate_user(&user.id, log).await,
@@ -322,6 +375,10 @@ async fn execute(
         Ok(after) => {
             ctx.directory.note(&after).await;
             tracing::info!(user_id = %after.id, state = after.state.as_str(), "action succeeded");
+            let mut data = json!({"kind": action.kind, "user_id": after.id, "state": after.state});
+            if let Some(why) = read_skipped {
+                data["read_skipped"] = json!(why);
+            }
             (
                 done(
                     ActionState::Succeeded,
@@ -330,14 +387,10 @@ async fn execute(
                     None,
                     true,
                 ),
-                vec![
-                    event(action, "action.succeeded").data(
-                        json!({"kind": action.kind, "user_id": after.id, "state": after.state}),
-                    ),
-                ],
+                vec![event(action, "action.succeeded").data(data)],
             )
         }
-        Err(e) => failure(ctx, action, Some(&user), e),
+        Err(e) => failure(ctx, action, Some(user), e),
     }
 }
 

@@ -115,9 +115,161 @@ pub fn decide(
     }
 }
 
+/// Whether a suspend or reactivate must read the user before it acts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadPlan {
+    /// Read first: the answer decides something.
+    Read { why: String },
+    /// Act at once and take the state from the answer (`:suspend` and `:reactivate` are
+    /// idempotent and answer with the user).
+    Skip { why: String },
+}
+
+/// One round trip where one is enough: read first only where the answer decides something.
+/// `known` is the user as the directory last saw them (none: lockout does not know who the
+/// target is).
+pub fn read_first(
+    change: Change,
+    known: Option<&ResolvedUser<'_>>,
+    guards: &[&ProtectedPattern],
+    require_state: Option<RequireState>,
+    dry_run: bool,
+    rerun: bool,
+) -> ReadPlan {
+    let read = |why: &str| ReadPlan::Read { why: why.into() };
+    if rerun {
+        return read("a re-run: the attempt before may have changed the user already");
+    }
+    if require_state.is_some() {
+        return read("require_state is decided on the user's state now");
+    }
+    if dry_run {
+        return read("a dry run reports the state it would change");
+    }
+    let Some(u) = known else {
+        return read("the directory does not know this user: the id is resolved by a read");
+    };
+    if u.email.is_none() {
+        return read("the user's e-mail is unknown: protected lists name e-mails too");
+    }
+    if !u.state.is_known() {
+        return read("the directory saw a state this version does not know");
+    }
+    if *u.state == change.target_state() {
+        // Never skip on a view that may be stale: a read says whether it still holds.
+        return read("the directory says the change is made already");
+    }
+    if guards.iter().any(|p| p.covers(Some(u.id), u.email)) {
+        return read("a protected user: the guard is applied on a fresh read");
+    }
+    ReadPlan::Skip {
+        why: "no require_state; id and e-mail known from the directory, not protected, state known: the change is idempotent and answers with the user".into(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_read_is_made_only_where_it_decides_something() {
+        let email = Email::parse("a@example.com").unwrap();
+        let active = UserState::Active;
+        let other = UserState::Other("LOCKED".into());
+        let known = ResolvedUser {
+            id: "A3K7MZQ2XJRVHBKWH7WLSPU4TE",
+            email: Some(&email),
+            state: &active,
+        };
+        let no_email = ResolvedUser {
+            email: None,
+            ..ResolvedUser { ..known }
+        };
+        let strange = ResolvedUser {
+            state: &other,
+            ..ResolvedUser { ..known }
+        };
+        let guard = ProtectedPattern::parse("a@example.com").unwrap();
+        let skip = |p: ReadPlan| matches!(p, ReadPlan::Skip { .. });
+        assert!(skip(read_first(
+            Change::Suspend,
+            Some(&known),
+            &[],
+            None,
+            false,
+            false
+        )));
+        assert!(!skip(read_first(
+            Change::Suspend,
+            Some(&known),
+            &[],
+            Some(RequireState::Active),
+            false,
+            false
+        )));
+        assert!(!skip(read_first(
+            Change::Suspend,
+            Some(&known),
+            &[],
+            None,
+            true,
+            false
+        )));
+        assert!(!skip(read_first(
+            Change::Suspend,
+            None,
+            &[],
+            None,
+            false,
+            false
+        )));
+        assert!(!skip(read_first(
+            Change::Suspend,
+            Some(&no_email),
+            &[],
+            None,
+            false,
+            false
+        )));
+        assert!(!skip(read_first(
+            Change::Suspend,
+            Some(&strange),
+            &[],
+            None,
+            false,
+            false
+        )));
+        assert!(!skip(read_first(
+            Change::Suspend,
+            Some(&known),
+            &[&guard],
+            None,
+            false,
+            false
+        )));
+        assert!(
+            !skip(read_first(
+                Change::Suspend,
+                Some(&known),
+                &[],
+                None,
+                false,
+                true
+            )),
+            "a re-run reads"
+        );
+        assert!(
+            !skip(read_first(
+                Change::Reactivate,
+                Some(&known),
+                &[],
+                None,
+                false,
+                false
+            )),
+            "the directory says already active: a read confirms it"
+        );
+    }
 
     const ID: &str = "A3K7MZQ2XJRVHBKWH7WLSPU4TE";
 

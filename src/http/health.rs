@@ -142,6 +142,27 @@ pub async fn metrics(ctx: web::Data<AppContext>) -> Result<HttpResponse, ApiErro
         vec![],
         ctx.store.dedup_forgotten() as f64,
     ));
+    let limit = ctx.users.in_flight();
+    gauges.push((
+        "lockout_users_api_in_flight_limit",
+        vec![],
+        limit.limit as f64,
+    ));
+    gauges.push((
+        "lockout_users_api_in_flight",
+        vec![],
+        limit.in_flight as f64,
+    ));
+    gauges.push((
+        "lockout_users_api_in_flight_peak",
+        vec![],
+        limit.peak as f64,
+    ));
+    gauges.push((
+        "lockout_users_api_backoffs_total",
+        vec![],
+        limit.backoffs as f64,
+    ));
     if let Some(rt) = &ctx.events {
         let now = time::OffsetDateTime::now_utc();
         for (feed, h) in rt.health.lock().unwrap_or_else(|p| p.into_inner()).iter() {

@@ -173,12 +173,13 @@ pub(crate) async fn feed(
             "give a cursor or a reset cursor, not both",
         );
     }
-    let items = state.events.feeds.entry(feed).or_default().clone();
+    let page_key = state.page_key;
+    let items: &Vec<Value> = state.events.feeds.entry(feed).or_default();
     let cursor = if has_cursor {
         let Some(c) = b
             .get("cursor")
             .and_then(Value::as_str)
-            .and_then(|t| Cursor::decode(&state.page_key, t))
+            .and_then(|t| Cursor::decode(&page_key, t))
             .filter(|c| c.feed == feed)
         else {
             return error(StatusCode::BAD_REQUEST, "invalid cursor");
@@ -238,7 +239,7 @@ pub(crate) async fn feed(
         pos: next,
         ..cursor
     }
-    .encode(&state.page_key);
+    .encode(&page_key);
     HttpResponse::Ok().json(json!({"cursor": next_cursor, "has_more": has_more, "items": page}))
 }
 

@@ -38,7 +38,34 @@ pub fn start(cfg: FakeConfig, listener: TcpListener) -> std::io::Result<RunningF
     let port = listener.local_addr()?.port();
     let data = web::Data::new(handle.clone());
     let server = HttpServer::new(move || {
+        let counted = data.clone();
         App::new()
+            .wrap_fn(move |req, srv| {
+                use actix_web::dev::Service;
+                // Requests to the Users API routes in flight now, and the most at once.
+                let path = req.path().to_owned();
+                let users_api = path.contains("/accounts/");
+                let h = counted.clone();
+                if users_api {
+                    let mut s = h.lock();
+                    s.in_flight += 1;
+                    s.peak_in_flight = s.peak_in_flight.max(s.in_flight);
+                }
+                let fut = srv.call(req);
+                async move {
+                    let res = fut.await;
+                    if users_api {
+                        let mut s = h.lock();
+                        s.in_flight -= 1;
+                        if path.contains(':') && res.as_ref().is_ok_and(|r| r.status().is_success())
+                        {
+                            *s.changes_ok.entry(path.clone()).or_default() += 1;
+                            s.first_ok_at.entry(path).or_insert_with(Instant::now);
+                        }
+                    }
+                    res
+                }
+            })
             .app_data(data.clone())
             .app_data(web::PayloadConfig::new(64 * 1024))
             .route("/v1/oauth/token", web::post().to(token))
@@ -269,7 +296,15 @@ async fn guard<'a>(
     req: &HttpRequest,
     permission: Permission,
 ) -> Result<std::sync::MutexGuard<'a, FakeState>, HttpResponse> {
-    let latency = h.lock().faults.latency;
+    let (latency, jitter) = {
+        let s = h.lock();
+        (s.faults.latency, s.faults.jitter)
+    };
+    let latency = if jitter.is_zero() {
+        latency
+    } else {
+        latency + jitter.mul_f64(rand::random::<f64>())
+    };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
@@ -307,6 +342,20 @@ async fn guard<'a>(
         ));
     }
     let faults = &mut state.faults;
+    if let Some(per_sec) = faults.rate_per_sec {
+        let now = Instant::now();
+        let (start, count) = match faults.rate_window {
+            Some((start, count)) if now.duration_since(start).as_secs_f64() < 1.0 => (start, count),
+            _ => (now, 0),
+        };
+        if count >= per_sec {
+            faults.rate_window = Some((start, count));
+            return Err(HttpResponse::TooManyRequests()
+                .insert_header((header::RETRY_AFTER, "1"))
+                .json(json!({"code": 8, "message": "rate_limited", "details": []})));
+        }
+        faults.rate_window = Some((start, count + 1));
+    }
     if faults.rate_limit_remaining > 0 {
         faults.rate_limit_remaining -= 1;
         let mut r = HttpResponse::TooManyRequests();

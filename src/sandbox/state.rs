@@ -274,6 +274,12 @@ pub(crate) struct IssuedToken {
 #[derive(Default)]
 pub(crate) struct Faults {
     pub latency: Duration,
+    /// Up to this much more, at random, per request.
+    pub jitter: Duration,
+    /// A tenant's rate limit: at most this many Users API requests per second, then 429 with
+    /// `Retry-After` (the window's count and start beside it).
+    pub rate_per_sec: Option<u32>,
+    pub rate_window: Option<(Instant, u32)>,
     pub rate_limit_remaining: u32,
     pub rate_limit_retry_after: Option<u64>,
     pub fail_remaining: u32,
@@ -291,6 +297,13 @@ pub(crate) struct FakeState {
     pub faults: Faults,
     pub page_key: [u8; 32],
     pub events: super::events::EventLog,
+    /// Users API requests being answered now, and the most at once.
+    pub in_flight: usize,
+    pub peak_in_flight: usize,
+    /// Successful `:suspend`/`:reactivate` answers per path (a change made twice shows).
+    pub changes_ok: HashMap<String, u32>,
+    /// When each path first had a successful answer (for latency benchmarks).
+    pub first_ok_at: HashMap<String, Instant>,
 }
 
 /// Control and inspection of a running fake, shared with its server.
@@ -308,6 +321,10 @@ impl FakeHandle {
             faults: Faults::default(),
             page_key: rand::random(),
             events: Default::default(),
+            in_flight: 0,
+            peak_in_flight: 0,
+            changes_ok: HashMap::new(),
+            first_ok_at: HashMap::new(),
         })))
     }
 
@@ -366,6 +383,39 @@ impl FakeHandle {
     }
     pub fn set_latency(&self, latency: Duration) {
         self.lock().faults.latency = latency;
+    }
+    /// Each Users API request takes `latency` plus up to `jitter` more, at random.
+    pub fn set_latency_jitter(&self, latency: Duration, jitter: Duration) {
+        let mut s = self.lock();
+        s.faults.latency = latency;
+        s.faults.jitter = jitter;
+    }
+    /// At most `per_sec` Users API requests per second; past it, 429 with `Retry-After: 1`.
+    pub fn set_rate_limit(&self, per_sec: Option<u32>) {
+        let mut s = self.lock();
+        s.faults.rate_per_sec = per_sec;
+        s.faults.rate_window = None;
+    }
+    /// The most Users API requests answered at once so far; and now.
+    pub fn peak_in_flight(&self) -> usize {
+        self.lock().peak_in_flight
+    }
+    pub fn reset_peak_in_flight(&self) {
+        let mut s = self.lock();
+        s.peak_in_flight = s.in_flight;
+    }
+    /// How many times a change (`…/users/{id}:suspend`) was answered 200.
+    pub fn changes_ok(&self, path_suffix: &str) -> u32 {
+        self.lock()
+            .changes_ok
+            .iter()
+            .filter(|(p, _)| p.ends_with(path_suffix))
+            .map(|(_, n)| n)
+            .sum()
+    }
+    /// When each changed path was first answered 200.
+    pub fn first_ok_at(&self) -> HashMap<String, Instant> {
+        self.lock().first_ok_at.clone()
     }
     /// The next `n` Users API requests answer 429, with `Retry-After` when given.
     pub fn rate_limit_next(&self, n: u32, retry_after_secs: Option<u64>) {

@@ -33,6 +33,14 @@ impl Shared {
     /// A write transaction: the in-process writer lock, and on PostgreSQL the cluster-wide one.
     pub(super) async fn write_tx(&self) -> StoreResult<WriteGuard<'_>> {
         let guard = self.writer.lock().await;
+        self.write_tx_under(guard).await
+    }
+
+    /// The same, for a caller that already holds the in-process writer lock.
+    pub(super) async fn write_tx_under<'a>(
+        &'a self,
+        guard: tokio::sync::MutexGuard<'a, ()>,
+    ) -> StoreResult<WriteGuard<'a>> {
         let mut tx = self.pool.begin().await?;
         if self.postgres {
             sqlx::query("SELECT pg_advisory_xact_lock($1)")

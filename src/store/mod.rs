@@ -365,3 +365,43 @@ pub async fn verify_chain(
         anchor_unverified,
     })
 }
+
+/// PostgreSQL: calls `on_due` whenever any replica makes an action due (`LISTEN` on the
+/// channel the store notifies on commit), reconnecting after a lost connection, until
+/// `shutdown`. The workers' poll stays as the fallback. SQLite: returns at once (one process;
+/// it wakes its workers directly).
+pub async fn listen_for_due_actions(
+    url: &str,
+    on_due: impl Fn() + Send,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    if !(url.starts_with("postgres:") || url.starts_with("postgresql:")) {
+        return;
+    }
+    loop {
+        match sqlx::postgres::PgListener::connect(url).await {
+            Ok(mut listener) => match listener.listen(sql::ACTIONS_DUE_CHANNEL).await {
+                Ok(()) => loop {
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        n = listener.recv() => match n {
+                            Ok(_) => on_due(),
+                            Err(e) => {
+                                tracing::warn!(error = %e, "lost the LISTEN connection; reconnecting (the poll covers the gap)");
+                                break;
+                            }
+                        }
+                    }
+                },
+                Err(e) => tracing::warn!(error = %e, "LISTEN failed; workers fall back to polling"),
+            },
+            Err(e) => {
+                tracing::warn!(error = %e, "no LISTEN connection; workers fall back to polling")
+            }
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+        }
+    }
+}

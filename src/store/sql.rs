@@ -23,9 +23,30 @@ use crate::domain::{new_id, now_rfc3339, shift_time};
 /// transaction across replicas.
 pub struct SqlStore {
     shared: Arc<Shared>,
+    /// Finishes waiting for the writer, committed together by whoever takes it first.
+    finishes: Arc<std::sync::Mutex<Vec<FinishRequest>>>,
+    /// Claims waiting for the writer, likewise.
+    claims: Arc<std::sync::Mutex<Vec<ClaimRequest>>>,
     /// Intake inserts go through one task that commits them in batches: one fsync for many
     /// alerts (group commit), each caller answered only after its batch is on disk.
     intake: mpsc::Sender<IntakeRequest>,
+}
+
+struct ClaimRequest {
+    worker: String,
+    now: String,
+    claim_until: String,
+    policy: LimitPolicy,
+    only: Option<String>,
+    done: tokio::sync::oneshot::Sender<StoreResult<Claim>>,
+}
+
+struct FinishRequest {
+    id: String,
+    worker: String,
+    outcome: ActionOutcome,
+    audit: Vec<AuditEvent>,
+    done: tokio::sync::oneshot::Sender<StoreResult<bool>>,
 }
 
 /// The embedded default.
@@ -87,7 +108,12 @@ impl SqlStore {
             Some(path) => super::sqlite_intake::spawn(path, shared.clone())?,
             None => super::postgres_intake::spawn(shared.clone()),
         };
-        Ok(Self { shared, intake })
+        Ok(Self {
+            shared,
+            intake,
+            finishes: Default::default(),
+            claims: Default::default(),
+        })
     }
 
     pub fn is_postgres(&self) -> bool {
@@ -226,6 +252,21 @@ async fn activate(
     Ok(())
 }
 
+/// The channel on which PostgreSQL tells every replica that an action became due: workers
+/// wake at once instead of at their next poll. Sent inside the transaction, so delivered on
+/// its commit (and never for one rolled back).
+pub const ACTIONS_DUE_CHANNEL: &str = "lockout_actions_due";
+
+async fn notify_due(conn: &mut AnyConnection) -> StoreResult<()> {
+    if conn.backend_name() == "PostgreSQL" {
+        sqlx::query("SELECT pg_notify($1, '')")
+            .bind(ACTIONS_DUE_CHANNEL)
+            .execute(&mut *conn)
+            .await?;
+    }
+    Ok(())
+}
+
 async fn schedule(
     conn: &mut AnyConnection,
     a: &Action,
@@ -233,6 +274,7 @@ async fn schedule(
     delay_secs: i64,
     audit: &mut Vec<AuditEvent>,
 ) -> StoreResult<()> {
+    notify_due(conn).await?;
     let not_before = shift_time(now, delay_secs);
     let state = if delay_secs > 0 { "scheduled" } else { "ready" };
     sqlx::query("UPDATE actions SET state = $1, not_before = $2, deadline_at = $3, updated_at = $4 WHERE id = $5")
@@ -948,182 +990,61 @@ impl Store for SqlStore {
         if due.is_none() {
             return Ok(Claim::Empty);
         }
-        let (_w, mut tx) = self.shared.write_tx().await?;
-        let row = sqlx::query(concat!(
-            "SELECT * FROM actions WHERE (",
-            claimable!(),
-            ") AND ($2 IS NULL OR id = $2) ORDER BY not_before, id LIMIT 1"
-        ))
-        .bind(now)
-        .bind(only)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
-            return Ok(Claim::Empty);
-        };
-        let mut action = match action_from_row(&row) {
-            Ok(a) => a,
-            Err(e) => {
-                let id: String = row.try_get("id")?;
-                let error = e.to_string();
-                sqlx::query("UPDATE actions SET state = 'failed', last_error = $1, claimed_by = NULL, claim_expires_at = NULL, updated_at = $2, finished_at = $3 WHERE id = $4")
-                    .bind(&error)
-                    .bind(now)
-                    .bind(now)
-                    .bind(&id)
-                    .execute(&mut *tx)
-                    .await?;
-                let event = AuditEvent::new("action.failed", "system")
-                    .action(&id)
-                    .data(json!({"error": error, "why": "the stored action does not decode"}));
-                append_audit_tx(&mut tx, vec![event]).await?;
-                tx.commit().await?;
-                return Ok(Claim::Unreadable { id, error });
-            }
-        };
-        let reclaimed = action.state == ActionState::Running;
-        let mut audit = vec![];
-        // Blast-radius limits, in the claim's transaction so two workers cannot both take
-        // the last slot: the store counts, `decisions::limits` decides.
-        if limits::applies(
-            action.kind == ActionKind::Suspend,
-            action.mode == Mode::Enforce,
-            action.limit_override,
-            reclaimed,
-        ) {
-            let global = match policy.global {
-                None => None,
-                Some((max, per)) => {
-                    // The window starts at the last admin reset if that is more recent.
-                    let last_reset: Option<String> = sqlx::query_scalar(
-                        "SELECT MAX(reset_at) FROM limit_trips WHERE scope = 'global'",
+        // Group commit, as for finishes: the claims waiting when one caller takes the writer
+        // are made in its transaction, one commit for many.
+        let (done, mut answer) = tokio::sync::oneshot::channel();
+        self.claims
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(ClaimRequest {
+                worker: worker.to_owned(),
+                now: now.to_owned(),
+                claim_until: claim_until.to_owned(),
+                policy: policy.clone(),
+                only: only.map(str::to_owned),
+                done,
+            });
+        let guard = self.shared.writer.lock().await;
+        if let Ok(r) = answer.try_recv() {
+            return r;
+        }
+        let batch = std::mem::take(&mut *self.claims.lock().unwrap_or_else(|p| p.into_inner()));
+        let result: StoreResult<Vec<Claim>> = async {
+            let (_w, mut tx) = self.shared.write_tx_under(guard).await?;
+            let mut claims = Vec::with_capacity(batch.len());
+            for r in &batch {
+                claims.push(
+                    claim_in_tx(
+                        &mut tx,
+                        &r.worker,
+                        &r.now,
+                        &r.claim_until,
+                        &r.policy,
+                        r.only.as_deref(),
                     )
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    let since = shift_time(now, -(per.as_secs() as i64))
-                        .max(last_reset.unwrap_or_default());
-                    let tripped: Option<i64> = sqlx::query_scalar("SELECT id FROM limit_trips WHERE scope = 'global' AND reset_at IS NULL AND tripped_at >= $1 LIMIT 1")
-                        .bind(&since)
-                        .fetch_optional(&mut *tx)
-                        .await?;
-                    let count = suspensions_since(&mut tx, &since, None).await?;
-                    Some(limits::GlobalWindow {
-                        max,
-                        per,
-                        count,
-                        tripped: tripped.is_some(),
-                    })
+                    .await?,
+                );
+            }
+            tx.commit().await?;
+            Ok(claims)
+        }
+        .await;
+        match result {
+            Ok(claims) => {
+                for (r, c) in batch.into_iter().zip(claims) {
+                    let _ = r.done.send(Ok(c));
                 }
-            };
-            let playbook_limit = action.step.as_ref().and_then(|s| s.limit);
-            let playbook = match playbook_limit {
-                None => None,
-                Some(l) => {
-                    let since = shift_time(now, -(l.per.as_secs() as i64));
-                    let count =
-                        suspensions_since(&mut tx, &since, action.playbook.as_deref()).await?;
-                    Some(limits::PlaybookWindow {
-                        max: l.max as i64,
-                        per: l.per,
-                        count,
-                    })
+            }
+            Err(e) => {
+                let message = e.to_string();
+                for r in batch {
+                    let _ = r.done.send(Err(StoreError::Database(message.clone())));
                 }
-            };
-            let held = match limits::decide(global, playbook) {
-                limits::LimitDecision::Allow { .. } => None,
-                limits::LimitDecision::Hold {
-                    scope,
-                    trip,
-                    reason,
-                } => {
-                    match scope {
-                        limits::LimitScope::Global if trip => {
-                            sqlx::query(
-                                "INSERT INTO limit_trips (scope, tripped_at) VALUES ('global', $1)",
-                            )
-                            .bind(now)
-                            .execute(&mut *tx)
-                            .await?;
-                            let g = global.expect("a global hold has a global window");
-                            audit.push(AuditEvent::new("limit.tripped", "system").data(json!({"scope": "global", "max": g.max, "per_secs": g.per.as_secs(), "count": g.count, "reason": reason})));
-                        }
-                        limits::LimitScope::Playbook => {
-                            let p = playbook.expect("a playbook hold has a playbook window");
-                            audit.push(action_event(
-                                &action,
-                                "limit.hit",
-                                json!({"scope": "playbook", "max": p.max, "per_secs": p.per.as_secs(), "count": p.count, "reason": reason}),
-                            ));
-                        }
-                        limits::LimitScope::Global => {}
-                    }
-                    // A playbook's limit notifies each time; the global one when it trips.
-                    let notify = trip || scope == limits::LimitScope::Playbook;
-                    Some((scope.as_str().to_owned(), notify))
-                }
-            };
-            if let Some((scope, tripped_now)) = held {
-                let req = ApprovalRequest {
-                    approvers: policy.approvers.clone(),
-                    quorum: 1,
-                    timeout_secs: policy.approval_timeout_secs,
-                    on_timeout: OnTimeout::Deny,
-                    escalate_after_secs: None,
-                    escalate_to: None,
-                    cancel_on_resolve: true,
-                    reason: scope.clone(),
-                };
-                sqlx::query(
-                    "UPDATE actions SET state = 'pending_approval', updated_at = $1 WHERE id = $2",
-                )
-                .bind(now)
-                .bind(&action.id)
-                .execute(&mut *tx)
-                .await?;
-                let approval_id = insert_approval(&mut tx, &action, &req, now).await?;
-                audit.push(action_event(
-                    &action,
-                    "limit.held",
-                    json!({"scope": scope, "approval_id": approval_id}),
-                ));
-                audit.push(action_event(
-                    &action,
-                    "approval.requested",
-                    json!({"approval_id": approval_id, "approvers": req.approvers, "quorum": 1, "reason": scope, "expires_in_secs": req.timeout_secs}),
-                ));
-                append_audit_tx(&mut tx, audit).await?;
-                tx.commit().await?;
-                action.state = ActionState::PendingApproval;
-                return Ok(Claim::Limited {
-                    action,
-                    approval_id,
-                    scope,
-                    tripped_now,
-                });
             }
         }
-        sqlx::query(
-            "UPDATE actions SET state = 'running', claimed_by = $1, claim_expires_at = $2, attempts = attempts + 1, updated_at = $3, started_at = COALESCE(started_at, $4) WHERE id = $5",
-        )
-        .bind(worker)
-        .bind(claim_until)
-        .bind(now)
-        .bind(now)
-        .bind(&action.id)
-        .execute(&mut *tx)
-        .await?;
-        audit.push(action_event(
-            &action,
-            if reclaimed { "action.reclaimed" } else { "action.claimed" },
-            json!({"worker": worker, "attempt": action.attempts + 1, "previous_worker": action.claimed_by}),
-        ));
-        append_audit_tx(&mut tx, audit).await?;
-        tx.commit().await?;
-        action.state = ActionState::Running;
-        action.attempts += 1;
-        action.claimed_by = Some(worker.into());
-        action.claim_expires_at = Some(claim_until.into());
-        Ok(Claim::Claimed(action))
+        answer
+            .try_recv()
+            .unwrap_or_else(|_| Err(StoreError::Database("a claim was not answered".into())))
     }
 
     async fn finish_action(
@@ -1131,66 +1052,55 @@ impl Store for SqlStore {
         id: &str,
         worker: &str,
         outcome: ActionOutcome,
-        mut audit: Vec<AuditEvent>,
+        audit: Vec<AuditEvent>,
     ) -> StoreResult<bool> {
-        let (_w, mut tx) = self.shared.write_tx().await?;
-        let now = now_rfc3339();
-        let updated = match &outcome {
-            ActionOutcome::Done { state, user_id, result, error, .. } => sqlx::query(
-                "UPDATE actions SET state = $1, user_id = COALESCE($2, user_id), result = $3, last_error = $4, claimed_by = NULL, claim_expires_at = NULL, updated_at = $5, finished_at = $6
-                 WHERE id = $7 AND state = 'running' AND claimed_by = $8",
-            )
-            .bind(state.as_str())
-            .bind(user_id)
-            .bind(result.to_string())
-            .bind(error)
-            .bind(&now)
-            .bind(&now)
-            .bind(id)
-            .bind(worker)
-            .execute(&mut *tx)
-            .await?,
-            ActionOutcome::Retry { not_before, user_id, error } => sqlx::query(
-                "UPDATE actions SET state = 'ready', not_before = $1, user_id = COALESCE($2, user_id), last_error = $3, claimed_by = NULL, claim_expires_at = NULL, updated_at = $4
-                 WHERE id = $5 AND state = 'running' AND claimed_by = $6",
-            )
-            .bind(not_before)
-            .bind(user_id)
-            .bind(error)
-            .bind(&now)
-            .bind(id)
-            .bind(worker)
-            .execute(&mut *tx)
-            .await?,
-        };
-        let ours = updated.rows_affected() == 1;
-        if ours
-            && let ActionOutcome::Done {
-                continue_chain,
-                state,
-                ..
-            } = &outcome
-        {
-            let action = load_action(&mut tx, id)
-                .await?
-                .ok_or_else(|| corrupt("finished action vanished"))?;
-            if *continue_chain {
-                advance(&mut tx, &action, &now, &mut audit).await?;
-            } else {
-                cancel_successors(
-                    &mut tx,
-                    &action,
-                    &format!("previous step {}", state.as_str()),
-                    &now,
-                    &mut audit,
-                )
-                .await?;
+        // Group commit: every finish waiting when one caller takes the writer goes into its
+        // transaction (one commit, one fsync for many actions); the others find their answer
+        // when their turn comes.
+        let (done, mut answer) = tokio::sync::oneshot::channel();
+        self.finishes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(FinishRequest {
+                id: id.to_owned(),
+                worker: worker.to_owned(),
+                outcome,
+                audit,
+                done,
+            });
+        let guard = self.shared.writer.lock().await;
+        if let Ok(r) = answer.try_recv() {
+            return r;
+        }
+        let batch = std::mem::take(&mut *self.finishes.lock().unwrap_or_else(|p| p.into_inner()));
+        let result: StoreResult<Vec<bool>> = async {
+            let (_w, mut tx) = self.shared.write_tx_under(guard).await?;
+            let mut ours = Vec::with_capacity(batch.len());
+            for r in &batch {
+                ours.push(
+                    finish_in_tx(&mut tx, &r.id, &r.worker, &r.outcome, r.audit.clone()).await?,
+                );
+            }
+            tx.commit().await?;
+            Ok(ours)
+        }
+        .await;
+        match result {
+            Ok(ours) => {
+                for (r, ok) in batch.into_iter().zip(ours) {
+                    let _ = r.done.send(Ok(ok));
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                for r in batch {
+                    let _ = r.done.send(Err(StoreError::Database(message.clone())));
+                }
             }
         }
-        // Audit what happened even when the claim was lost: the API calls were still made.
-        append_audit_tx(&mut tx, audit).await?;
-        tx.commit().await?;
-        Ok(ours)
+        answer
+            .try_recv()
+            .unwrap_or_else(|_| Err(StoreError::Database("a finish was not answered".into())))
     }
 
     async fn get_action(&self, id: &str) -> StoreResult<Option<Action>> {
@@ -1260,6 +1170,7 @@ impl Store for SqlStore {
             .execute(&mut *tx)
             .await?;
         }
+        notify_due(&mut tx).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -1891,6 +1802,256 @@ impl Store for SqlStore {
         tx.commit().await?;
         Ok(deleted)
     }
+}
+
+/// One action's end, inside a write transaction: its state, the chain's next step (or its
+/// successors cancelled), and its audit records. Whether the claim was still this worker's.
+async fn finish_in_tx(
+    tx: &mut AnyConnection,
+    id: &str,
+    worker: &str,
+    outcome: &ActionOutcome,
+    mut audit: Vec<AuditEvent>,
+) -> StoreResult<bool> {
+    let now = now_rfc3339();
+    let updated = match outcome {
+            ActionOutcome::Done { state, user_id, result, error, .. } => sqlx::query(
+                "UPDATE actions SET state = $1, user_id = COALESCE($2, user_id), result = $3, last_error = $4, claimed_by = NULL, claim_expires_at = NULL, updated_at = $5, finished_at = $6
+                 WHERE id = $7 AND state = 'running' AND claimed_by = $8",
+            )
+            .bind(state.as_str())
+            .bind(user_id)
+            .bind(result.to_string())
+            .bind(error)
+            .bind(&now)
+            .bind(&now)
+            .bind(id)
+            .bind(worker)
+            .execute(&mut *tx)
+            .await?,
+            ActionOutcome::Retry { not_before, user_id, error } => sqlx::query(
+                "UPDATE actions SET state = 'ready', not_before = $1, user_id = COALESCE($2, user_id), last_error = $3, claimed_by = NULL, claim_expires_at = NULL, updated_at = $4
+                 WHERE id = $5 AND state = 'running' AND claimed_by = $6",
+            )
+            .bind(not_before)
+            .bind(user_id)
+            .bind(error)
+            .bind(&now)
+            .bind(id)
+            .bind(worker)
+            .execute(&mut *tx)
+            .await?,
+        };
+    let ours = updated.rows_affected() == 1;
+    if ours
+        && let ActionOutcome::Done {
+            continue_chain,
+            state,
+            ..
+        } = outcome
+    {
+        let action = load_action(tx, id)
+            .await?
+            .ok_or_else(|| corrupt("finished action vanished"))?;
+        if *continue_chain {
+            advance(tx, &action, &now, &mut audit).await?;
+        } else {
+            cancel_successors(
+                tx,
+                &action,
+                &format!("previous step {}", state.as_str()),
+                &now,
+                &mut audit,
+            )
+            .await?;
+        }
+    }
+    // Audit what happened even when the claim was lost: the API calls were still made.
+    append_audit_tx(tx, audit).await?;
+    Ok(ours)
+}
+
+/// One claim inside a write transaction: the next due action (or `only`), with the
+/// blast-radius limits checked in the same transaction.
+async fn claim_in_tx(
+    tx: &mut AnyConnection,
+    worker: &str,
+    now: &str,
+    claim_until: &str,
+    policy: &LimitPolicy,
+    only: Option<&str>,
+) -> StoreResult<Claim> {
+    let row = sqlx::query(concat!(
+        "SELECT * FROM actions WHERE (",
+        claimable!(),
+        ") AND ($2 IS NULL OR id = $2) ORDER BY not_before, id LIMIT 1"
+    ))
+    .bind(now)
+    .bind(only)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(row) = row else {
+        return Ok(Claim::Empty);
+    };
+    let mut action = match action_from_row(&row) {
+        Ok(a) => a,
+        Err(e) => {
+            let id: String = row.try_get("id")?;
+            let error = e.to_string();
+            sqlx::query("UPDATE actions SET state = 'failed', last_error = $1, claimed_by = NULL, claim_expires_at = NULL, updated_at = $2, finished_at = $3 WHERE id = $4")
+                .bind(&error)
+                .bind(now)
+                .bind(now)
+                .bind(&id)
+                .execute(&mut *tx)
+                .await?;
+            let event = AuditEvent::new("action.failed", "system")
+                .action(&id)
+                .data(json!({"error": error, "why": "the stored action does not decode"}));
+            append_audit_tx(tx, vec![event]).await?;
+            return Ok(Claim::Unreadable { id, error });
+        }
+    };
+    let reclaimed = action.state == ActionState::Running;
+    let mut audit = vec![];
+    // Blast-radius limits, in the claim's transaction so two workers cannot both take
+    // the last slot: the store counts, `decisions::limits` decides.
+    if limits::applies(
+        action.kind == ActionKind::Suspend,
+        action.mode == Mode::Enforce,
+        action.limit_override,
+        reclaimed,
+    ) {
+        let global = match policy.global {
+            None => None,
+            Some((max, per)) => {
+                // The window starts at the last admin reset if that is more recent.
+                let last_reset: Option<String> = sqlx::query_scalar(
+                    "SELECT MAX(reset_at) FROM limit_trips WHERE scope = 'global'",
+                )
+                .fetch_one(&mut *tx)
+                .await?;
+                let since =
+                    shift_time(now, -(per.as_secs() as i64)).max(last_reset.unwrap_or_default());
+                let tripped: Option<i64> = sqlx::query_scalar("SELECT id FROM limit_trips WHERE scope = 'global' AND reset_at IS NULL AND tripped_at >= $1 LIMIT 1")
+                    .bind(&since)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let count = suspensions_since(tx, &since, None).await?;
+                Some(limits::GlobalWindow {
+                    max,
+                    per,
+                    count,
+                    tripped: tripped.is_some(),
+                })
+            }
+        };
+        let playbook_limit = action.step.as_ref().and_then(|s| s.limit);
+        let playbook = match playbook_limit {
+            None => None,
+            Some(l) => {
+                let since = shift_time(now, -(l.per.as_secs() as i64));
+                let count = suspensions_since(tx, &since, action.playbook.as_deref()).await?;
+                Some(limits::PlaybookWindow {
+                    max: l.max as i64,
+                    per: l.per,
+                    count,
+                })
+            }
+        };
+        let held = match limits::decide(global, playbook) {
+            limits::LimitDecision::Allow { .. } => None,
+            limits::LimitDecision::Hold {
+                scope,
+                trip,
+                reason,
+            } => {
+                match scope {
+                    limits::LimitScope::Global if trip => {
+                        sqlx::query(
+                            "INSERT INTO limit_trips (scope, tripped_at) VALUES ('global', $1)",
+                        )
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                        let g = global.expect("a global hold has a global window");
+                        audit.push(AuditEvent::new("limit.tripped", "system").data(json!({"scope": "global", "max": g.max, "per_secs": g.per.as_secs(), "count": g.count, "reason": reason})));
+                    }
+                    limits::LimitScope::Playbook => {
+                        let p = playbook.expect("a playbook hold has a playbook window");
+                        audit.push(action_event(
+                            &action,
+                            "limit.hit",
+                            json!({"scope": "playbook", "max": p.max, "per_secs": p.per.as_secs(), "count": p.count, "reason": reason}),
+                        ));
+                    }
+                    limits::LimitScope::Global => {}
+                }
+                // A playbook's limit notifies each time; the global one when it trips.
+                let notify = trip || scope == limits::LimitScope::Playbook;
+                Some((scope.as_str().to_owned(), notify))
+            }
+        };
+        if let Some((scope, tripped_now)) = held {
+            let req = ApprovalRequest {
+                approvers: policy.approvers.clone(),
+                quorum: 1,
+                timeout_secs: policy.approval_timeout_secs,
+                on_timeout: OnTimeout::Deny,
+                escalate_after_secs: None,
+                escalate_to: None,
+                cancel_on_resolve: true,
+                reason: scope.clone(),
+            };
+            sqlx::query(
+                "UPDATE actions SET state = 'pending_approval', updated_at = $1 WHERE id = $2",
+            )
+            .bind(now)
+            .bind(&action.id)
+            .execute(&mut *tx)
+            .await?;
+            let approval_id = insert_approval(tx, &action, &req, now).await?;
+            audit.push(action_event(
+                &action,
+                "limit.held",
+                json!({"scope": scope, "approval_id": approval_id}),
+            ));
+            audit.push(action_event(
+                &action,
+                "approval.requested",
+                json!({"approval_id": approval_id, "approvers": req.approvers, "quorum": 1, "reason": scope, "expires_in_secs": req.timeout_secs}),
+            ));
+            append_audit_tx(tx, audit).await?;
+            action.state = ActionState::PendingApproval;
+            return Ok(Claim::Limited {
+                action,
+                approval_id,
+                scope,
+                tripped_now,
+            });
+        }
+    }
+    sqlx::query(
+        "UPDATE actions SET state = 'running', claimed_by = $1, claim_expires_at = $2, attempts = attempts + 1, updated_at = $3, started_at = COALESCE(started_at, $4) WHERE id = $5",
+    )
+    .bind(worker)
+    .bind(claim_until)
+    .bind(now)
+    .bind(now)
+    .bind(&action.id)
+    .execute(&mut *tx)
+    .await?;
+    audit.push(action_event(
+        &action,
+        if reclaimed { "action.reclaimed" } else { "action.claimed" },
+        json!({"worker": worker, "attempt": action.attempts + 1, "previous_worker": action.claimed_by}),
+    ));
+    append_audit_tx(tx, audit).await?;
+    action.state = ActionState::Running;
+    action.attempts += 1;
+    action.claimed_by = Some(worker.into());
+    action.claim_expires_at = Some(claim_until.into());
+    Ok(Claim::Claimed(action))
 }
 
 #[cfg(test)]

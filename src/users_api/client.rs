@@ -125,6 +125,7 @@ impl ClientConfig {
             timeout: Duration::from_millis(s.timeout_ms),
             retry: RetryPolicy::from_settings(&s.retry),
             token_refresh_margin: Duration::from_secs(s.token_refresh_margin_secs),
+            max_in_flight: s.max_in_flight.max(1),
         })
     }
 }
@@ -144,6 +145,9 @@ pub struct ClientConfig {
     pub retry: RetryPolicy,
     /// Refresh the token this long before it expires.
     pub token_refresh_margin: Duration,
+    /// At most this many Users API requests in flight at once (fewer while the API says to
+    /// slow down: `limit`).
+    pub max_in_flight: usize,
 }
 
 impl std::fmt::Debug for ClientConfig {
@@ -196,6 +200,7 @@ pub struct UsersApiClient {
 
 struct Inner {
     http: reqwest::Client,
+    limit: super::AdaptiveLimit,
     cfg: ClientConfig,
     token: TokenCache,
     token_requests: std::sync::atomic::AtomicU64,
@@ -215,6 +220,7 @@ impl UsersApiClient {
         Ok(Self {
             inner: Arc::new(Inner {
                 http,
+                limit: super::AdaptiveLimit::new(cfg.max_in_flight),
                 cfg,
                 token: TokenCache::default(),
                 token_requests: 0.into(),
@@ -224,6 +230,11 @@ impl UsersApiClient {
 
     pub fn config(&self) -> &ClientConfig {
         &self.inner.cfg
+    }
+
+    /// The in-flight limit as it stands: current, bound, in flight, peak, back-offs.
+    pub fn in_flight(&self) -> super::LimitSnapshot {
+        self.inner.limit.snapshot()
     }
 
     /// How many token requests this client has sent (for metrics and tests).
@@ -530,6 +541,8 @@ impl UsersApiClient {
         attempt: u32,
         log: &CallLog,
     ) -> Result<T, UsersApiError> {
+        // A place among the requests in flight, held until the answer is read.
+        let _permit = self.inner.limit.acquire().await;
         let started = Instant::now();
         let resp = self
             .inner
@@ -573,6 +586,17 @@ impl UsersApiClient {
         call.latency_ms = started.elapsed().as_millis() as u64;
         call.error = result.as_ref().err().map(|e| e.to_string());
         log.push(call);
+        let signal = match &result {
+            Err(UsersApiError::RateLimited { .. })
+            | Err(UsersApiError::Server { .. })
+            | Err(UsersApiError::Timeout)
+            | Err(UsersApiError::Transport(_)) => super::limit::Signal::Overloaded,
+            _ => super::limit::Signal::Fine,
+        };
+        self.inner.limit.record(
+            signal,
+            result.as_ref().err().and_then(UsersApiError::retry_after),
+        );
         result
     }
 }
@@ -701,6 +725,7 @@ mod tests {
             timeout_ms: 1,
             retry: RetrySettings::default(),
             token_refresh_margin_secs: 60,
+            max_in_flight: 8,
         };
         let c = ClientConfig::from_settings(&s).unwrap();
         assert_eq!(
@@ -785,6 +810,7 @@ mod tests {
             timeout: Duration::from_secs(1),
             retry: RetryPolicy::default(),
             token_refresh_margin: Duration::from_secs(60),
+            max_in_flight: 32,
         };
         assert!(!format!("{cfg:?}").contains("hunter2"));
     }

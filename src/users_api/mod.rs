@@ -6,6 +6,7 @@
 mod client;
 mod directory;
 mod error;
+pub mod limit;
 mod token;
 mod types;
 
@@ -14,4 +15,5 @@ pub use client::{
 };
 pub use directory::Directory;
 pub use error::UsersApiError;
+pub use limit::{AdaptiveLimit, LimitSnapshot};
 pub use types::{ListUsersResponse, RpcStatus, StateFilter, TokenResponse, User, UserState};

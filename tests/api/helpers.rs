@@ -73,6 +73,7 @@ pub fn client_for(fake: &RunningFake, secret: &str, auth: ClientAuth) -> UsersAp
         timeout: Duration::from_secs(5),
         retry: fast_retry(),
         token_refresh_margin: Duration::from_secs(0),
+        max_in_flight: 32,
     })
     .unwrap()
 }

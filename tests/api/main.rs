@@ -24,5 +24,6 @@ mod playbooks;
 mod replicas;
 mod store_contract;
 mod suppressions;
+mod throughput;
 mod users_api;
 mod walking_path;

@@ -79,6 +79,7 @@ fn client(port: u16, client_id: &str, auth: ClientAuth) -> UsersApiClient {
         timeout: Duration::from_secs(5),
         retry: crate::helpers::fast_retry(),
         token_refresh_margin: Duration::from_secs(60),
+        max_in_flight: 32,
     })
     .unwrap()
 }

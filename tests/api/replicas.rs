@@ -360,10 +360,14 @@ async fn two_replicas_on_one_postgres_behave_as_one_service() {
         per_user.values().all(|n| *n == 1),
         "no action doubled: {per_user:?}"
     );
+    // Executed: succeeded, or (a killed replica's call reached 1Password before it died) re-run
+    // by the other, which read the user first and found the suspension made.
     let done_kill = actions
         .iter()
         .filter(|x| x.target.starts_with("user006") || x.target.starts_with("user007"))
-        .filter(|x| x.state == ActionState::Succeeded)
+        .filter(|x| {
+            x.state == ActionState::Succeeded || (x.state == ActionState::Skipped && x.attempts > 1)
+        })
         .count();
     assert_eq!(
         done_kill, 16,
