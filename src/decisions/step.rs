@@ -174,10 +174,9 @@ mod tests {
     #[test]
     fn a_read_is_made_only_where_it_decides_something() {
         let email = Email::parse("a@example.com").unwrap();
-        let active = UserState::Active;
-        let other = UserState::Other("LOCKED".into());
+        let (active, other) = (UserState::Active, UserState::Other("LOCKED".into()));
         let known = ResolvedUser {
-            id: "A3K7MZQ2XJRVHBKWH7WLSPU4TE",
+            id: ID,
             email: Some(&email),
             state: &active,
         };
@@ -190,85 +189,47 @@ mod tests {
             ..ResolvedUser { ..known }
         };
         let guard = ProtectedPattern::parse("a@example.com").unwrap();
-        let skip = |p: ReadPlan| matches!(p, ReadPlan::Skip { .. });
-        assert!(skip(read_first(
-            Change::Suspend,
-            Some(&known),
-            &[],
-            None,
-            false,
-            false
-        )));
-        assert!(!skip(read_first(
-            Change::Suspend,
-            Some(&known),
-            &[],
-            Some(RequireState::Active),
-            false,
-            false
-        )));
-        assert!(!skip(read_first(
-            Change::Suspend,
-            Some(&known),
-            &[],
-            None,
-            true,
-            false
-        )));
-        assert!(!skip(read_first(
-            Change::Suspend,
-            None,
-            &[],
-            None,
-            false,
-            false
-        )));
-        assert!(!skip(read_first(
-            Change::Suspend,
-            Some(&no_email),
-            &[],
-            None,
-            false,
-            false
-        )));
-        assert!(!skip(read_first(
-            Change::Suspend,
-            Some(&strange),
-            &[],
-            None,
-            false,
-            false
-        )));
-        assert!(!skip(read_first(
-            Change::Suspend,
-            Some(&known),
-            &[&guard],
-            None,
-            false,
-            false
-        )));
-        assert!(
-            !skip(read_first(
-                Change::Suspend,
-                Some(&known),
-                &[],
-                None,
-                false,
-                true
-            )),
-            "a re-run reads"
+        let (s, r) = (Change::Suspend, Change::Reactivate);
+        let active_required = Some(RequireState::Active);
+        // change, what the directory knows, guards, require_state, dry run, re-run → skip?
+        type ReadCase<'a> = (
+            Change,
+            Option<&'a ResolvedUser<'a>>,
+            Vec<&'a ProtectedPattern>,
+            Option<RequireState>,
+            bool,
+            bool,
+            bool,
         );
-        assert!(
-            !skip(read_first(
-                Change::Reactivate,
+        let table: [ReadCase; 9] = [
+            (s, Some(&known), vec![], None, false, false, true),
+            (
+                s,
                 Some(&known),
-                &[],
-                None,
+                vec![],
+                active_required,
                 false,
-                false
-            )),
-            "the directory says already active: a read confirms it"
-        );
+                false,
+                false,
+            ),
+            (s, Some(&known), vec![], None, true, false, false),
+            (s, None, vec![], None, false, false, false),
+            (s, Some(&no_email), vec![], None, false, false, false),
+            (s, Some(&strange), vec![], None, false, false, false),
+            (s, Some(&known), vec![&guard], None, false, false, false),
+            (s, Some(&known), vec![], None, false, true, false),
+            // The directory says already active: a read confirms it.
+            (r, Some(&known), vec![], None, false, false, false),
+        ];
+        for (i, (change, user, guards, required, dry, rerun, skip)) in table.into_iter().enumerate()
+        {
+            let plan = read_first(change, user, &guards, required, dry, rerun);
+            assert_eq!(
+                matches!(plan, ReadPlan::Skip { .. }),
+                skip,
+                "case {i}: {plan:?}"
+            );
+        }
     }
 
     const ID: &str = "A3K7MZQ2XJRVHBKWH7WLSPU4TE";

@@ -29,6 +29,78 @@ pub(super) type WriteGuard<'a> = (
     sqlx::Transaction<'static, sqlx::Any>,
 );
 
+/// Group commit for writes that callers make one at a time but that can share a transaction
+/// (claims, finishes): each caller queues its request and takes the writer; the first to get
+/// it runs every request queued by then in one transaction (one commit, one fsync) and
+/// answers each; the others find their answer when their turn comes and leave at once.
+pub(super) struct GroupCommit<R, T> {
+    queue: std::sync::Mutex<Vec<(R, tokio::sync::oneshot::Sender<StoreResult<T>>)>>,
+}
+
+impl<R, T> Default for GroupCommit<R, T> {
+    fn default() -> Self {
+        Self {
+            queue: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+}
+
+impl<R, T> GroupCommit<R, T> {
+    /// `each` does one request's work inside the shared transaction; an error fails the
+    /// whole batch (every caller gets it; nothing of the batch is committed).
+    pub(super) async fn run(
+        &self,
+        shared: &Shared,
+        request: R,
+        each: impl for<'c> Fn(
+            &'c mut sqlx::AnyConnection,
+            &'c R,
+        ) -> futures::future::BoxFuture<'c, StoreResult<T>>,
+    ) -> StoreResult<T> {
+        let (done, mut answer) = tokio::sync::oneshot::channel();
+        self.lock().push((request, done));
+        let guard = shared.writer.lock().await;
+        if let Ok(r) = answer.try_recv() {
+            return r;
+        }
+        let batch = std::mem::take(&mut *self.lock());
+        let result: StoreResult<Vec<T>> = async {
+            let (_w, mut tx) = shared.write_tx_under(guard).await?;
+            let mut out = Vec::with_capacity(batch.len());
+            for (r, _) in &batch {
+                out.push(each(&mut tx, r).await?);
+            }
+            tx.commit().await?;
+            Ok(out)
+        }
+        .await;
+        match result {
+            Ok(out) => {
+                for ((_, done), t) in batch.into_iter().zip(out) {
+                    let _ = done.send(Ok(t));
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                for (_, done) in batch {
+                    let _ = done.send(Err(StoreError::Database(message.clone())));
+                }
+            }
+        }
+        answer.try_recv().unwrap_or_else(|_| {
+            Err(StoreError::Database(
+                "a queued write was not answered".into(),
+            ))
+        })
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, Vec<(R, tokio::sync::oneshot::Sender<StoreResult<T>>)>> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 impl Shared {
     /// A write transaction: the in-process writer lock, and on PostgreSQL the cluster-wide one.
     pub(super) async fn write_tx(&self) -> StoreResult<WriteGuard<'_>> {

@@ -24,9 +24,9 @@ use crate::domain::{new_id, now_rfc3339, shift_time};
 pub struct SqlStore {
     shared: Arc<Shared>,
     /// Finishes waiting for the writer, committed together by whoever takes it first.
-    finishes: Arc<std::sync::Mutex<Vec<FinishRequest>>>,
+    finishes: GroupCommit<FinishRequest, bool>,
     /// Claims waiting for the writer, likewise.
-    claims: Arc<std::sync::Mutex<Vec<ClaimRequest>>>,
+    claims: GroupCommit<ClaimRequest, Claim>,
     /// Intake inserts go through one task that commits them in batches: one fsync for many
     /// alerts (group commit), each caller answered only after its batch is on disk.
     intake: mpsc::Sender<IntakeRequest>,
@@ -38,7 +38,6 @@ struct ClaimRequest {
     claim_until: String,
     policy: LimitPolicy,
     only: Option<String>,
-    done: tokio::sync::oneshot::Sender<StoreResult<Claim>>,
 }
 
 struct FinishRequest {
@@ -46,7 +45,6 @@ struct FinishRequest {
     worker: String,
     outcome: ActionOutcome,
     audit: Vec<AuditEvent>,
-    done: tokio::sync::oneshot::Sender<StoreResult<bool>>,
 }
 
 /// The embedded default.
@@ -990,61 +988,27 @@ impl Store for SqlStore {
         if due.is_none() {
             return Ok(Claim::Empty);
         }
-        // Group commit, as for finishes: the claims waiting when one caller takes the writer
-        // are made in its transaction, one commit for many.
-        let (done, mut answer) = tokio::sync::oneshot::channel();
+        // Group commit: the claims waiting when one caller takes the writer are made in its
+        // transaction, one commit for many.
+        let request = ClaimRequest {
+            worker: worker.to_owned(),
+            now: now.to_owned(),
+            claim_until: claim_until.to_owned(),
+            policy: policy.clone(),
+            only: only.map(str::to_owned),
+        };
         self.claims
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(ClaimRequest {
-                worker: worker.to_owned(),
-                now: now.to_owned(),
-                claim_until: claim_until.to_owned(),
-                policy: policy.clone(),
-                only: only.map(str::to_owned),
-                done,
-            });
-        let guard = self.shared.writer.lock().await;
-        if let Ok(r) = answer.try_recv() {
-            return r;
-        }
-        let batch = std::mem::take(&mut *self.claims.lock().unwrap_or_else(|p| p.into_inner()));
-        let result: StoreResult<Vec<Claim>> = async {
-            let (_w, mut tx) = self.shared.write_tx_under(guard).await?;
-            let mut claims = Vec::with_capacity(batch.len());
-            for r in &batch {
-                claims.push(
-                    claim_in_tx(
-                        &mut tx,
-                        &r.worker,
-                        &r.now,
-                        &r.claim_until,
-                        &r.policy,
-                        r.only.as_deref(),
-                    )
-                    .await?,
-                );
-            }
-            tx.commit().await?;
-            Ok(claims)
-        }
-        .await;
-        match result {
-            Ok(claims) => {
-                for (r, c) in batch.into_iter().zip(claims) {
-                    let _ = r.done.send(Ok(c));
-                }
-            }
-            Err(e) => {
-                let message = e.to_string();
-                for r in batch {
-                    let _ = r.done.send(Err(StoreError::Database(message.clone())));
-                }
-            }
-        }
-        answer
-            .try_recv()
-            .unwrap_or_else(|_| Err(StoreError::Database("a claim was not answered".into())))
+            .run(&self.shared, request, |tx, r| {
+                Box::pin(claim_in_tx(
+                    tx,
+                    &r.worker,
+                    &r.now,
+                    &r.claim_until,
+                    &r.policy,
+                    r.only.as_deref(),
+                ))
+            })
+            .await
     }
 
     async fn finish_action(
@@ -1055,52 +1019,24 @@ impl Store for SqlStore {
         audit: Vec<AuditEvent>,
     ) -> StoreResult<bool> {
         // Group commit: every finish waiting when one caller takes the writer goes into its
-        // transaction (one commit, one fsync for many actions); the others find their answer
-        // when their turn comes.
-        let (done, mut answer) = tokio::sync::oneshot::channel();
+        // transaction (one commit, one fsync for many actions).
+        let request = FinishRequest {
+            id: id.to_owned(),
+            worker: worker.to_owned(),
+            outcome,
+            audit,
+        };
         self.finishes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(FinishRequest {
-                id: id.to_owned(),
-                worker: worker.to_owned(),
-                outcome,
-                audit,
-                done,
-            });
-        let guard = self.shared.writer.lock().await;
-        if let Ok(r) = answer.try_recv() {
-            return r;
-        }
-        let batch = std::mem::take(&mut *self.finishes.lock().unwrap_or_else(|p| p.into_inner()));
-        let result: StoreResult<Vec<bool>> = async {
-            let (_w, mut tx) = self.shared.write_tx_under(guard).await?;
-            let mut ours = Vec::with_capacity(batch.len());
-            for r in &batch {
-                ours.push(
-                    finish_in_tx(&mut tx, &r.id, &r.worker, &r.outcome, r.audit.clone()).await?,
-                );
-            }
-            tx.commit().await?;
-            Ok(ours)
-        }
-        .await;
-        match result {
-            Ok(ours) => {
-                for (r, ok) in batch.into_iter().zip(ours) {
-                    let _ = r.done.send(Ok(ok));
-                }
-            }
-            Err(e) => {
-                let message = e.to_string();
-                for r in batch {
-                    let _ = r.done.send(Err(StoreError::Database(message.clone())));
-                }
-            }
-        }
-        answer
-            .try_recv()
-            .unwrap_or_else(|_| Err(StoreError::Database("a finish was not answered".into())))
+            .run(&self.shared, request, |tx, r| {
+                Box::pin(finish_in_tx(
+                    tx,
+                    &r.id,
+                    &r.worker,
+                    &r.outcome,
+                    r.audit.clone(),
+                ))
+            })
+            .await
     }
 
     async fn get_action(&self, id: &str) -> StoreResult<Option<Action>> {

@@ -104,12 +104,53 @@ console:
     issuer: "http://127.0.0.1:{idp}"
     client_id: lockout-console
     client_secret: "{CLIENT_SECRET}"
+events_api:
+  base_url: FAKE_BASE_URL
+  token: "{events_token}"
+  poll_interval_secs: 1
 "#,
-            idp = idp.port
+            idp = idp.port,
+            events_token = lockout::sandbox::FakeConfig::SANDBOX_EVENTS_TOKEN,
         ),
         ..AppOptions::default()
     })
     .await;
+    // Alice's recent activity in 1Password, read before the alert: the approval shows it.
+    let alice =
+        serde_json::json!({"uuid": ALICE, "email": "alice@example.com", "name": "Alice Appleseed"});
+    let sign_in = |category: &str, kind: &str, country: &str| {
+        serde_json::json!({"category": category, "type": kind, "country": country, "target_user": alice,
+                           "client": {"ip_address": "203.0.113.66"}})
+    };
+    app.fake().push_events(
+        lockout::events_api::Feed::SignInAttempts,
+        vec![
+            sign_in("success", "credentials_ok", "CA"),
+            sign_in("credentials_failed", "password_secret_bad", "BR"),
+            sign_in("credentials_failed", "password_secret_bad", "BR"),
+            sign_in("success", "credentials_ok", "BR"),
+        ],
+    );
+    app.fake().push_events(
+        lockout::events_api::Feed::ItemUsages,
+        vec![serde_json::json!({"used_version": 3, "vault_uuid": "v", "item_uuid": "i", "action": "reveal", "user": alice, "location": {"country": "BR"}})],
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while app
+        .ctx
+        .store
+        .events_since("2000-01-01T00:00:00Z", 10)
+        .await
+        .unwrap()
+        .len()
+        < 5
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the events were not read"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
     let body: Value = app
         .post_alert("generic", &brute_force_alert("alice@example.com"))
         .await

@@ -276,7 +276,8 @@ approvals:
         base = fake.base_url,
         account = fake.handle.account_id(),
         secret = opts.client_secret,
-        extra = opts.extra_yaml,
+        // `FAKE_BASE_URL` in the extra settings is the fake's address (e.g. for `events_api`).
+        extra = opts.extra_yaml.replace("FAKE_BASE_URL", &fake.base_url),
         extra_sources = opts.extra_sources,
         extra_approvals = opts.extra_approvals,
         extra_server = opts.extra_server,
