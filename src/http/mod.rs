@@ -13,6 +13,7 @@ pub mod error;
 mod health;
 pub mod openapi;
 mod playbooks;
+mod sandbox;
 mod slack;
 mod suppressions;
 mod users;
@@ -119,7 +120,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, sources: &[String]) {
         .service(web::resource("/v1/playbooks/reload").route(web::post().to(playbooks::reload)))
         .service(web::resource("/v1/limits/reset").route(web::post().to(playbooks::reset_limits)))
         .service(
-            web::resource("/v1/sandbox/events").route(web::post().to(playbooks::sandbox_events)),
+            web::resource("/v1/sandbox/events").route(web::post().to(sandbox::sandbox_events)),
         );
 }
 

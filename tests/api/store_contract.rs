@@ -681,3 +681,44 @@ async fn an_unknown_kind_mode_or_origin_in_a_row_is_an_error_naming_the_row() {
         assert_eq!(state, "failed");
     }
 }
+
+/// PostgreSQL: an action made due by one store (a replica) wakes the workers listening on
+/// another at its commit, not at their next poll.
+#[tokio::test]
+async fn an_action_made_due_on_one_replica_wakes_the_others_listeners() {
+    if !postgres_or_skip("this PostgreSQL test") {
+        return;
+    }
+    let url = fresh_pg_database();
+    let store = SqlStore::connect(&url).await.unwrap();
+    let woken = Arc::new(tokio::sync::Notify::new());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let listening = tokio::spawn({
+        let (url, woken, shutdown) = (url.clone(), woken.clone(), shutdown.clone());
+        async move {
+            lockout::store::listen_for_due_actions(&url, || woken.notify_one(), shutdown).await
+        }
+    });
+    // The listener connects in the background; until it does, a notification is not heard.
+    let mut heard = false;
+    for _ in 0..50 {
+        store
+            .enqueue(
+                vec![chain("bob@example.com", &["suspend"], None)],
+                false,
+                vec![],
+            )
+            .await
+            .unwrap();
+        if tokio::time::timeout(std::time::Duration::from_millis(200), woken.notified())
+            .await
+            .is_ok()
+        {
+            heard = true;
+            break;
+        }
+    }
+    assert!(heard, "no NOTIFY reached the listener");
+    shutdown.cancel();
+    listening.await.unwrap();
+}

@@ -53,6 +53,13 @@ async fn under_a_429_storm_the_limit_backs_off_then_recovers_and_nothing_is_lost
         assert_eq!(r.status(), 202);
     }
     wait_all_suspended(&app, &seeds).await;
+    // The fake counts an answer after its handler changed the user, on its own thread: wait
+    // for lockout to have recorded every answer, which it can only do once it was sent.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while app.audit("kind=action.succeeded").await.len() < seeds.len() {
+        assert!(Instant::now() < deadline, "not every action finished");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let during = app.ctx.users.in_flight();
     assert!(during.backoffs > 0, "the limit backed off: {during:?}");
     for u in &seeds {
