@@ -43,7 +43,6 @@ pub async fn list(
 pub struct ExportQuery {
     pub format: String,
     pub after_seq: Option<i64>,
-    pub limit: Option<i64>,
     pub kind: Option<String>,
     pub alert_id: Option<String>,
     pub action_id: Option<String>,
@@ -58,7 +57,7 @@ impl ExportQuery {
     fn filter(&self) -> AuditQuery {
         AuditQuery {
             after_seq: self.after_seq,
-            limit: self.limit,
+            limit: None,
             kind: self.kind.clone(),
             alert_id: self.alert_id.clone(),
             action_id: self.action_id.clone(),

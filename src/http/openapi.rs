@@ -228,7 +228,7 @@ pub const ROUTES: &[Route] = &[
         path: "/v1/sandbox/events",
         summary: "Sandbox only: add events to the fake Events API's stream ({feed, items}) or play a scenario ({scenario: brute_force, email})",
         security: Some("adminToken"),
-        body: Some("any"),
+        body: Some("SandboxScript"),
         responses: &[
             (200, "SandboxEvents"),
             (400, E),
@@ -383,6 +383,17 @@ fn schemas() -> Value {
             "name": {"type": "string"}, "description": {"type": "string"}, "enabled": {"type": "boolean"}, "mode": {"type": "string"}, "file": {"type": "string"}, "hash": {"type": "string"}, "steps": {"type": "integer"}}}}}},
         "ReloadResult": {"type": "object", "properties": {"reloaded": {"type": "boolean"}, "playbooks": {"type": "integer"}}},
         "ResetResult": {"type": "object", "properties": {"reset": {"type": "boolean"}}},
+        "SandboxScript": {"oneOf": [
+            {"type": "object", "additionalProperties": false, "required": ["scenario", "email"], "properties": {
+                "scenario": {"type": "string", "enum": ["brute_force"]},
+                "email": {"type": "string"},
+                "failures": {"type": "integer", "minimum": 0, "maximum": 1000},
+                "home": {"type": "string"},
+                "away": {"type": "string"}}},
+            {"type": "object", "additionalProperties": false, "required": ["feed", "items"], "properties": {
+                "feed": {"type": "string", "enum": ["signinattempts", "itemusages", "auditevents"]},
+                "items": {"type": "array", "maxItems": 1000, "items": {"type": "object"}}}}
+        ]},
         "SandboxEvents": {"type": "object", "required": ["added", "items"], "properties": {"added": {"type": "integer"}, "items": {"type": "array", "items": {"type": "object"}}}},
     })
 }
@@ -405,7 +416,10 @@ fn parameters(method: &str, path: &str) -> Vec<Value> {
     match path {
         "/v1/audit" | "/v1/audit/export" => {
             out.push(q("after_seq", json!({"type": "integer"})));
-            out.push(q("limit", json!({"type": "integer", "minimum": 1, "maximum": 1000})));
+            // The export streams every matching record: no page size.
+            if path == "/v1/audit" {
+                out.push(q("limit", json!({"type": "integer", "minimum": 1, "maximum": 1000})));
+            }
             for f in ["kind", "alert_id", "action_id", "subject", "playbook", "actor", "since", "until"] {
                 out.push(q(f, json!({"type": "string"})));
             }

@@ -397,28 +397,63 @@ pub(crate) async fn script(h: web::Data<FakeHandle>, body: web::Json<Value>) -> 
 
 /// Plays a script body (the fake's own route and the service's sandbox route share it).
 pub fn play(h: &FakeHandle, body: &Value) -> Result<Vec<Value>, String> {
-    if body.get("scenario").and_then(Value::as_str) == Some("brute_force") {
-        let email = body
-            .get("email")
-            .and_then(Value::as_str)
-            .ok_or("brute_force needs an email")?;
-        let failures = body.get("failures").and_then(Value::as_u64).unwrap_or(6) as usize;
-        let home = body.get("home").and_then(Value::as_str).unwrap_or("CA");
-        let away = body.get("away").and_then(Value::as_str).unwrap_or("BR");
-        return Ok(h.play_brute_force(email, failures.min(1000), home, away));
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Scenario {
+        scenario: ScenarioName,
+        email: String,
+        #[serde(default = "six")]
+        failures: u16,
+        #[serde(default = "canada")]
+        home: String,
+        #[serde(default = "brazil")]
+        away: String,
     }
-    let feed = body
-        .get("feed")
-        .and_then(Value::as_str)
-        .ok_or("give a scenario (brute_force) or a feed and items")
-        .and_then(|f| Feed::parse(f).map_err(|_| "unknown feed"))?;
-    let items = body
-        .get("items")
-        .and_then(Value::as_array)
-        .ok_or("items must be a list")?
-        .clone();
-    let n = items.len();
-    h.push_events(feed, items);
-    let all = h.events_of(feed);
-    Ok(all[all.len() - n..].to_vec())
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "snake_case")]
+    enum ScenarioName {
+        BruteForce,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Items {
+        feed: Feed,
+        items: Vec<serde_json::Map<String, Value>>,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(untagged)]
+    enum Script {
+        Scenario(Scenario),
+        Items(Items),
+    }
+    fn six() -> u16 {
+        6
+    }
+    fn canada() -> String {
+        "CA".into()
+    }
+    fn brazil() -> String {
+        "BR".into()
+    }
+    let script: Script = serde_json::from_value(body.clone()).map_err(|_| {
+        "give {\"scenario\": \"brute_force\", \"email\": …} (failures ≤ 1000, home, away) or {\"feed\": …, \"items\": [objects]}".to_owned()
+    })?;
+    match script {
+        Script::Scenario(s) => {
+            let ScenarioName::BruteForce = s.scenario;
+            if s.failures > 1000 {
+                return Err("failures is at most 1000".into());
+            }
+            Ok(h.play_brute_force(&s.email, s.failures.into(), &s.home, &s.away))
+        }
+        Script::Items(i) => {
+            if i.items.len() > 1000 {
+                return Err("at most 1000 items at a time".into());
+            }
+            let n = i.items.len();
+            h.push_events(i.feed, i.items.into_iter().map(Value::Object).collect());
+            let all = h.events_of(i.feed);
+            Ok(all[all.len() - n..].to_vec())
+        }
+    }
 }

@@ -539,3 +539,40 @@ async fn a_crash_mid_page_loses_no_event_and_plans_none_twice() {
         1
     );
 }
+
+#[tokio::test]
+async fn the_stream_is_scripted_in_the_sandbox_only_and_scripts_are_checked() {
+    let app = spawn_app().await;
+    let (status, _) = app
+        .post_json(
+            "/v1/sandbox/events",
+            ADMIN_TOKEN,
+            &json!({"scenario": "brute_force", "email": "alice@example.com"}),
+        )
+        .await;
+    assert_eq!(status, 404, "live mode has no fake to script");
+    let play = |body: Value| lockout::sandbox::play_events(app.fake(), &body);
+    assert_eq!(
+        play(json!({"scenario": "brute_force", "email": "a@example.com", "failures": 2}))
+            .unwrap()
+            .len(),
+        3
+    );
+    assert_eq!(
+        play(json!({"feed": "itemusages", "items": [{"action": "reveal"}]}))
+            .unwrap()
+            .len(),
+        1
+    );
+    for bad in [
+        json!({}),
+        json!({"scenario": "brute_force"}),
+        json!({"scenario": "phishing", "email": "a@example.com"}),
+        json!({"feed": "signins", "items": []}),
+        json!({"feed": "itemusages", "items": [1]}),
+        json!({"feed": "itemusages", "items": [], "extra": true}),
+        json!({"scenario": "brute_force", "email": "a@example.com", "failures": 5000}),
+    ] {
+        assert!(play(bad.clone()).is_err(), "{bad}");
+    }
+}
