@@ -18,7 +18,7 @@ use crate::audit::AuditEvent;
 use crate::context::AppContext;
 use crate::domain::{format_time, now_rfc3339};
 use crate::events_api::{EventFacts, EventsError, EventsRuntime, Feed, PageRequest};
-use crate::store::{Action, InsertOutcome, StoreError, StoredEvent, Verification};
+use crate::store::{Action, StoreError, StoredEvent, Verification};
 
 #[derive(Debug, thiserror::Error)]
 pub enum FeedError {
@@ -238,29 +238,7 @@ async fn alert_on(
     let now = OffsetDateTime::now_utc();
     let accepted =
         super::intake::accept_parsed(ctx, &playbooks, &suppressions, source, with_windows, now);
-    let dedup_since = format_time(now - source.dedup_window);
-    let inserts = accepted.into_iter().map(|a| {
-        let settled = a.settled;
-        let insert = ctx.store.insert_alert(a.alert, &dedup_since, a.audit);
-        async move { (settled, insert.await) }
-    });
-    let mut planner = false;
-    for (settled, outcome) in futures::future::join_all(inserts).await {
-        match outcome? {
-            InsertOutcome::Inserted => {
-                ctx.metrics
-                    .inc("lockout_alerts_received_total", &[("source", &source.name)]);
-                planner |= !settled;
-            }
-            InsertOutcome::Duplicate { .. } => ctx.metrics.inc(
-                "lockout_alerts_duplicate_total",
-                &[("source", &source.name)],
-            ),
-        }
-    }
-    if planner {
-        ctx.alerts_waiting.notify_one();
-    }
+    super::intake::store_accepted(ctx, source, accepted, now).await?;
     Ok(())
 }
 

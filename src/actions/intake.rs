@@ -1,8 +1,9 @@
 //! Intake's decision for one request, once its source is authenticated and its body read:
 //! the body parsed in the source's format, each alert identified and evaluated against the
 //! playbooks, and what to store (the alert, its `alert.received` record, and either its
-//! settled plan's records or the plan the planner will carry out). No I/O: the caller stores
-//! it.
+//! settled plan's records or the plan the planner will carry out). The decision does no I/O;
+//! [`store_accepted`] is the one step that stores it, shared by the HTTP receiver and the
+//! Events API source.
 
 use serde::Serialize;
 
@@ -98,6 +99,58 @@ pub fn accept_parsed(
         });
     }
     accepted
+}
+
+/// What storing a request's alerts came to.
+#[derive(Debug, Default)]
+pub struct StoredAlerts {
+    pub alert_ids: Vec<String>,
+    /// (the new alert's id, the id of the alert it repeats)
+    pub duplicates: Vec<(String, String)>,
+}
+
+/// Stores accepted alerts (all of a request at once, so they share a commit; a repeat inside
+/// the request is a duplicate of its first copy), counts them, and wakes the planner if any
+/// starts actions.
+pub async fn store_accepted(
+    ctx: &AppContext,
+    source: &Source,
+    accepted: Vec<Accepted>,
+    now: time::OffsetDateTime,
+) -> Result<StoredAlerts, crate::store::StoreError> {
+    let dedup_since = format_time(now - source.dedup_window);
+    let inserts = accepted.into_iter().map(|a| {
+        let (id, settled) = (a.alert.id.clone(), a.settled);
+        let insert = ctx.store.insert_alert(a.alert, &dedup_since, a.audit);
+        async move { (id, settled, insert.await) }
+    });
+    let mut stored = StoredAlerts::default();
+    let mut planner_needed = false;
+    for (id, settled, outcome) in futures::future::join_all(inserts).await {
+        match outcome? {
+            crate::store::InsertOutcome::Inserted => {
+                ctx.metrics
+                    .inc("lockout_alerts_received_total", &[("source", &source.name)]);
+                if settled {
+                    ctx.metrics.inc("lockout_plans_total", &[]);
+                } else {
+                    planner_needed = true;
+                }
+                stored.alert_ids.push(id)
+            }
+            crate::store::InsertOutcome::Duplicate { original } => {
+                ctx.metrics.inc(
+                    "lockout_alerts_duplicate_total",
+                    &[("source", &source.name)],
+                );
+                stored.duplicates.push((id, original))
+            }
+        }
+    }
+    if planner_needed {
+        ctx.alerts_waiting.notify_one();
+    }
+    Ok(stored)
 }
 
 /// The names an alert gives the people it is about, for the store's search index.

@@ -258,11 +258,12 @@ impl EventFacts {
             h.update(item.to_string().as_bytes());
             format!("sha256:{}", crate::domain::to_hex(&h.finalize()[..16]))
         });
-        let location_country = item
-            .get("location")
-            .and_then(|l| l.get("country"))
-            .and_then(Value::as_str)
-            .map(str::to_owned);
+        let at = |pointer: &str| {
+            item.pointer(pointer)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+        };
+        let location_country = at("/location/country");
         let mut unknown = vec![];
         if let Some(obj) = item.as_object() {
             for k in obj.keys() {
@@ -298,11 +299,7 @@ impl EventFacts {
                 facts.category = s("category");
                 facts.r#type = s("type");
                 facts.country = s("country").or(location_country);
-                facts.ip = item
-                    .get("client")
-                    .and_then(|c| c.get("ip_address"))
-                    .and_then(Value::as_str)
-                    .map(str::to_owned);
+                facts.ip = at("/client/ip_address");
                 known("category", &facts.category, SIGNIN_CATEGORIES);
                 known("type", &facts.r#type, SIGNIN_TYPES);
             }
@@ -310,11 +307,7 @@ impl EventFacts {
                 facts.user = EventUser::read(item.get("user"), None);
                 facts.action = s("action");
                 facts.country = location_country;
-                facts.ip = item
-                    .get("client")
-                    .and_then(|c| c.get("ip_address"))
-                    .and_then(Value::as_str)
-                    .map(str::to_owned);
+                facts.ip = at("/client/ip_address");
                 known("action", &facts.action, ITEM_ACTIONS);
             }
             Feed::AuditEvents => {
@@ -326,11 +319,7 @@ impl EventFacts {
                         EventUser::read(item.get("object_details"), item.get("object_uuid"));
                 }
                 facts.country = location_country;
-                facts.ip = item
-                    .get("session")
-                    .and_then(|c| c.get("ip"))
-                    .and_then(Value::as_str)
-                    .map(str::to_owned);
+                facts.ip = at("/session/ip");
                 known("action", &facts.action, AUDIT_ACTIONS);
                 known("object_type", &facts.object_type, OBJECT_TYPES);
             }

@@ -9,7 +9,6 @@ use crate::actions;
 use crate::alerts::{self, ParseError};
 use crate::context::AppContext;
 use crate::domain::format_time;
-use crate::store::InsertOutcome;
 
 /// What intake allows a request before and while its body is read.
 pub struct IntakeLimits {
@@ -193,48 +192,19 @@ pub async fn receive_from(
                 return Err(err);
             }
         };
-    let dedup_since = format_time(now - source.dedup_window);
-    // All of a request's alerts go to the store at once, so they share a commit (in order: a
-    // repeat inside the request is a duplicate of its first copy).
-    let inserts = accepted.into_iter().map(|a| {
-        let (id, settled) = (a.alert.id.clone(), a.settled);
-        let insert = ctx.store.insert_alert(a.alert, &dedup_since, a.audit);
-        async move { (id, settled, insert.await) }
-    });
-    let mut alert_ids = vec![];
-    let mut duplicates = vec![];
-    let mut planner_needed = false;
-    for (id, settled, outcome) in futures::future::join_all(inserts).await {
-        match outcome? {
-            InsertOutcome::Inserted => {
-                ctx.metrics
-                    .inc("lockout_alerts_received_total", &[("source", &source.name)]);
-                if settled {
-                    ctx.metrics.inc("lockout_plans_total", &[]);
-                } else {
-                    planner_needed = true;
-                }
-                alert_ids.push(id)
-            }
-            InsertOutcome::Duplicate { original } => {
-                ctx.metrics.inc(
-                    "lockout_alerts_duplicate_total",
-                    &[("source", &source.name)],
-                );
-                duplicates.push(json!({"alert_id": id, "duplicate_of": original}))
-            }
-        }
-    }
-    if planner_needed {
-        ctx.alerts_waiting.notify_one();
-    }
+    let stored = actions::intake::store_accepted(&ctx, source, accepted, now).await?;
+    let duplicates = stored
+        .duplicates
+        .into_iter()
+        .map(|(id, original)| json!({"alert_id": id, "duplicate_of": original}))
+        .collect();
     #[derive(Serialize)]
     struct Accepted {
         alert_ids: Vec<String>,
         duplicates: Vec<Value>,
     }
     Ok(HttpResponse::Accepted().json(Accepted {
-        alert_ids,
+        alert_ids: stored.alert_ids,
         duplicates,
     }))
 }

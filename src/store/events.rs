@@ -165,29 +165,36 @@ pub(super) async fn audit_events_on(
     rows.iter().map(event_from_row).collect()
 }
 
+/// Inserts a row that is written once (`ON CONFLICT DO NOTHING`) and, only if this call wrote
+/// it, its audit record, in one transaction. Whether it was written.
+async fn insert_once(
+    shared: &Shared,
+    insert: sqlx::query::Query<'_, sqlx::Any, sqlx::any::AnyArguments>,
+    audit: AuditEvent,
+) -> StoreResult<bool> {
+    let (_w, mut tx) = shared.write_tx().await?;
+    let done = insert.execute(&mut *tx).await?.rows_affected() > 0;
+    if done {
+        append_audit_tx(&mut tx, vec![audit]).await?;
+    }
+    tx.commit().await?;
+    Ok(done)
+}
+
 pub(super) async fn record_action_context(
     shared: &Shared,
     action_id: &str,
     context: &serde_json::Value,
     audit: AuditEvent,
 ) -> StoreResult<bool> {
-    let (_w, mut tx) = shared.write_tx().await?;
-    let done = sqlx::query(
+    let insert = sqlx::query(
         "INSERT INTO action_context (action_id, context, created_at) VALUES ($1, $2, $3)
          ON CONFLICT (action_id) DO NOTHING",
     )
     .bind(action_id)
     .bind(serde_json::to_string(context).expect("JSON serialises"))
-    .bind(now_rfc3339())
-    .execute(&mut *tx)
-    .await?
-    .rows_affected()
-        > 0;
-    if done {
-        append_audit_tx(&mut tx, vec![audit]).await?;
-    }
-    tx.commit().await?;
-    Ok(done)
+    .bind(now_rfc3339());
+    insert_once(shared, insert, audit).await
 }
 
 pub(super) async fn action_context(
@@ -224,24 +231,15 @@ pub(super) async fn record_verification(
     v: &Verification,
     audit: AuditEvent,
 ) -> StoreResult<bool> {
-    let (_w, mut tx) = shared.write_tx().await?;
-    let done = sqlx::query(
+    let insert = sqlx::query(
         "INSERT INTO action_verifications (action_id, outcome, event_uuid, recorded_at) VALUES ($1, $2, $3, $4)
          ON CONFLICT (action_id) DO NOTHING",
     )
     .bind(&v.action_id)
     .bind(&v.outcome)
     .bind(v.event_uuid.clone())
-    .bind(&v.recorded_at)
-    .execute(&mut *tx)
-    .await?
-    .rows_affected()
-        > 0;
-    if done {
-        append_audit_tx(&mut tx, vec![audit]).await?;
-    }
-    tx.commit().await?;
-    Ok(done)
+    .bind(&v.recorded_at);
+    insert_once(shared, insert, audit).await
 }
 
 pub(super) async fn verification(
